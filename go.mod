@@ -1,0 +1,3 @@
+module github.com/dynamo-kv/dynamo
+
+go 1.26

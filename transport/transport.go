@@ -1,0 +1,67 @@
+// Package transport defines how dynamo nodes exchange opaque request and reply
+// payloads (DESIGN §1, §8). It knows nothing of keys, clocks or siblings: the
+// root package owns the msgpack wire format, and a Transport only moves bytes.
+//
+// Implementations live in sub-packages: memnet (an in-memory network with seeded
+// fault injection) and tcp (length-prefixed frames over TCP). The conformance
+// suite in transporttest tells whether a custom implementation is right.
+package transport
+
+import (
+	"context"
+	"errors"
+)
+
+// DefaultMaxFrameSize is the largest payload a Transport accepts when its
+// options leave the limit at zero: 16 MiB.
+const DefaultMaxFrameSize = 16 << 20
+
+var (
+	// ErrClosed is returned by Call and Serve once the Transport is closed.
+	ErrClosed = errors.New("transport: closed")
+	// ErrFrameTooLarge is returned when a request or reply exceeds the
+	// transport's maximum frame size. Nothing is sent.
+	ErrFrameTooLarge = errors.New("transport: frame too large")
+	// ErrUnreachable is returned when the peer cannot be reached: no such
+	// address, connection refused, or the network dropped the call.
+	ErrUnreachable = errors.New("transport: peer unreachable")
+	// ErrRemote is matched (through errors.Is) by a *RemoteError.
+	ErrRemote = errors.New("transport: remote handler failed")
+)
+
+// Handler serves one inbound request. It may be called concurrently from many
+// goroutines. req is owned by the handler and may be retained. The returned
+// reply is owned by the transport once the handler returns. A non-nil error is
+// sent to the caller, whose Call returns a *RemoteError carrying its text.
+// ctx ends when the transport closes or the caller's deadline (where the
+// transport carries it) passes.
+type Handler func(ctx context.Context, req []byte) ([]byte, error)
+
+// Transport carries opaque request and reply payloads between nodes.
+// All methods are safe for concurrent use.
+type Transport interface {
+	// Call sends req to the node listening at addr and waits for its reply, or
+	// until ctx ends. req is only read during the call; the caller may reuse it
+	// afterwards. The reply is owned by the caller. Errors match ErrUnreachable,
+	// ErrFrameTooLarge, ErrClosed, ErrRemote or the ctx error through errors.Is.
+	Call(ctx context.Context, addr string, req []byte) ([]byte, error)
+	// Serve starts delivering inbound requests to h and returns without
+	// blocking. It may be called once.
+	Serve(h Handler) error
+	// Addr is the address other nodes use to reach this one.
+	Addr() string
+	// Close stops serving and makes calls in flight return ErrClosed promptly.
+	// It is idempotent.
+	Close() error
+}
+
+// RemoteError is the error a Handler returned on the remote node.
+type RemoteError struct {
+	Addr string // the remote node
+	Msg  string // the handler's error text
+}
+
+func (e *RemoteError) Error() string { return "transport: remote " + e.Addr + ": " + e.Msg }
+
+// Is makes errors.Is(err, ErrRemote) true.
+func (e *RemoteError) Is(target error) bool { return target == ErrRemote }
