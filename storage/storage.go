@@ -22,24 +22,35 @@ var (
 // Storage is one node's durable key/value space.
 // All methods are safe for concurrent use.
 type Storage interface {
-	// Get returns key's value, owned by the caller, or nil and no error when the
-	// key is absent.
+	// Get returns key's value, or nil and no error when the key is absent. A
+	// stored empty value comes back as a non-nil empty slice. key is only read
+	// during the call; the returned slice is owned by the caller, who may keep
+	// and modify it. Errors: ErrEmptyKey, ErrClosed, ErrCorrupt, or I/O errors.
 	Get(key []byte) ([]byte, error)
 	// Update atomically replaces key's value with fn(current). current is nil
-	// when the key is absent and is valid only while fn runs; fn must not
-	// retain it. A nil result with a nil error deletes the key; a non-nil error
-	// leaves the key unchanged and is returned by Update. The result is owned
-	// by the Storage once fn returns. fn may be called more than once and must
-	// be free of side effects beyond its result.
+	// when the key is absent and is valid only while fn runs; fn must neither
+	// retain nor modify it. A nil result with a nil error deletes the key (a
+	// non-nil empty result stores an empty value); a non-nil error leaves the
+	// key unchanged and is returned by Update. The result is owned by the
+	// Storage once fn returns. fn may be called more than once and must be
+	// free of side effects beyond its result; it must not call the Storage.
+	// key is only read during the call and stays owned by the caller.
 	//
-	// Update returns only once the change is durable (for a disk-backed
+	// Update returns nil only once the change is durable (for a disk-backed
 	// Storage: committed and fsynced). Concurrent calls may share one commit.
+	// Any error (fn's, ErrEmptyKey, ErrClosed, ErrCorrupt, I/O) means the
+	// change is not acknowledged and must not be reported as stored; after an
+	// I/O error it may or may not have reached the disk.
 	Update(key []byte, fn func(current []byte) ([]byte, error)) error
 	// ForEach visits, in byte order, every key that starts with prefix (all keys
 	// for an empty prefix) until fn returns an error, which ForEach returns.
-	// key and value are valid only while fn runs. fn must not call Update.
+	// key and value are valid only while fn runs; fn must neither retain nor
+	// modify them (copy what it keeps) and must not call Update. prefix is only
+	// read during the call.
 	ForEach(prefix []byte, fn func(key, value []byte) error) error
-	// Close releases the storage. Calls after Close return ErrClosed.
-	// It is idempotent.
+	// Close releases the storage. Get, Update and ForEach called after Close
+	// return ErrClosed; Updates still queued when Close is called fail with
+	// ErrClosed and are not applied. Close is idempotent: later calls return
+	// nil.
 	Close() error
 }

@@ -33,8 +33,10 @@ var (
 // goroutines. req is owned by the handler and may be retained. The returned
 // reply is owned by the transport once the handler returns. A non-nil error is
 // sent to the caller, whose Call returns a *RemoteError carrying its text.
-// ctx ends when the transport closes or the caller's deadline (where the
-// transport carries it) passes.
+// ctx ends when the transport closes or the caller's deadline passes: a
+// transport carries the caller's deadline to the handler, not its
+// cancellation. A Transport's Close may wait for running handlers, so a
+// handler must return once its ctx ends.
 type Handler func(ctx context.Context, req []byte) ([]byte, error)
 
 // Transport carries opaque request and reply payloads between nodes.
@@ -46,12 +48,14 @@ type Transport interface {
 	// ErrFrameTooLarge, ErrClosed, ErrRemote or the ctx error through errors.Is.
 	Call(ctx context.Context, addr string, req []byte) ([]byte, error)
 	// Serve starts delivering inbound requests to h and returns without
-	// blocking. It may be called once.
+	// blocking. It may be called once; a second call returns an error.
+	// Until Serve is called, calls to this transport fail with ErrUnreachable.
 	Serve(h Handler) error
 	// Addr is the address other nodes use to reach this one.
 	Addr() string
 	// Close stops serving and makes calls in flight return ErrClosed promptly.
-	// It is idempotent.
+	// Calls from other nodes to this one then fail with ErrUnreachable,
+	// including those in flight. It is idempotent.
 	Close() error
 }
 

@@ -1,0 +1,581 @@
+// Package dynamo is an embeddable implementation of Amazon's Dynamo
+// (DeCandia et al., SOSP 2007): a leaderless, replicated key/value store that a
+// Go service imports as a library. Every Store is a node of the ring and runs
+// the coordinator logic in-process.
+//
+// A key lives on the first N distinct nodes of its preference list. Get asks N
+// replicas and returns once R have answered; Put returns once W have durably
+// stored the write. Writes never block on each other: concurrent writes become
+// siblings, and Get returns them all with an opaque Context. The application
+// merges them (or sets a Resolver) and writes back with the Context, so a
+// resolved conflict stays resolved.
+//
+//	st, err := dynamo.New(cfg) // cfg: NodeID, Transport, Storage, Members
+//	if err != nil { ... }
+//	defer st.Close()
+//	if err := st.Put(ctx, []byte("cart:alice"), []byte("book"), dynamo.Context{}); err != nil { ... }
+//	sibs, c, err := st.Get(ctx, []byte("cart:alice"))
+//	merged := mergeCarts(sibs)                        // siblings are concurrent versions
+//	err = st.Put(ctx, []byte("cart:alice"), merged, c) // c supersedes what was read
+//
+// # Consistency
+//
+// Versions are dotted version vectors (DESIGN §2): a write supersedes exactly
+// the siblings its Context covers, so no acknowledged write is lost to a
+// concurrent one, even two written through the same coordinator, and siblings
+// never outnumber truly concurrent writers.
+//
+// With R+W > N and no failures, a Get overlaps the replicas of every
+// acknowledged Put and sees it (possibly beside siblings). That is all R+W > N
+// promises: it is not linearizability. A Get that runs concurrently with a
+// Put may or may not see it; a Put that failed its quorum may still have been
+// stored on some replicas and may surface later; and when nodes fail, writes
+// may land on fallback nodes (sloppy quorum), where a read of the primaries
+// does not find them until hinted handoff brings them home.
+//
+// # Caveats
+//
+//   - Deletes write tombstones; a tombstone supersedes only what the Delete's
+//     Context covered, so an item removed from one sibling can resurface when
+//     it is present in a concurrent one (the paper's shopping cart behaviour).
+//   - The node's actor identity is its NodeID plus an incarnation kept in its
+//     Storage. A node restarted on empty Storage takes a new incarnation;
+//     NodeID must never be shared by two live nodes.
+//   - Partitions can never change for a data directory.
+package dynamo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dynamo-kv/dynamo/membership"
+)
+
+// Storage key spaces. Data keys are prefixed by their partition so a
+// partition is one contiguous range.
+const (
+	spaceData = 'd'
+	spaceMeta = 'm'
+)
+
+var (
+	metaIncarnation = []byte("mincarnation")
+	metaPartitions  = []byte("mpartitions")
+)
+
+// Sibling is one concurrent version of a key's value.
+type Sibling struct {
+	// Value is owned by the caller.
+	Value []byte
+	// Timestamp is the coordinator's clock when the version was written.
+	// Clocks of different nodes may be skewed; it orders nothing causally.
+	Timestamp time.Time
+}
+
+// Store is one node of a dynamo cluster. It serves its replicas to peers and
+// coordinates the requests of the service that embeds it. All methods are
+// safe for concurrent use.
+type Store struct {
+	cfg         Config
+	log         *slog.Logger
+	actor       string
+	cluster     uint32 // stamped on contexts
+	wireCluster uint32 // stamped on messages: cluster name and partitions
+	members     Membership
+	ring        atomic.Pointer[ring]
+
+	bg       context.Context
+	stop     context.CancelFunc
+	bgMu     sync.RWMutex
+	closing  bool
+	wg       sync.WaitGroup
+	closeErr error
+	once     sync.Once
+
+	stats storeStats
+}
+
+type storeStats struct {
+	readRepairs atomic.Int64
+}
+
+// Stats are counters of a Store's background work since it started.
+type Stats struct {
+	ReadRepairs int64 // replicas sent a merged state after a Get
+}
+
+// Stats returns the Store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{ReadRepairs: s.stats.readRepairs.Load()}
+}
+
+// New starts a Store: it validates cfg, loads or creates the node's
+// incarnation in cfg.Storage, builds the ring and starts serving cfg.Transport.
+// The Store does not own the Transport, Storage or Membership: Close stops
+// using them, and the caller closes them afterwards.
+func New(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	s := &Store{
+		cfg:         cfg,
+		log:         cfg.Logger.With("node", cfg.NodeID),
+		cluster:     clusterHash(cfg.Cluster),
+		wireCluster: clusterHash(cfg.Cluster + "/" + strconv.Itoa(cfg.Partitions)),
+		members:     cfg.Membership,
+	}
+	if s.members == nil {
+		s.members = membership.NewStatic(cfg.Members...)
+	}
+	inc, err := s.loadIncarnation()
+	if err != nil {
+		return nil, err
+	}
+	s.actor = cfg.NodeID + "/" + inc
+	s.bg, s.stop = context.WithCancel(context.Background())
+	s.rebuildRing()
+	changes, cancel := s.members.Subscribe()
+	s.wg.Add(1)
+	go s.watchMembers(changes, cancel)
+	if err := cfg.Transport.Serve(s.handle); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("dynamo: serve: %w", err)
+	}
+	s.log.Info("store started", "actor", s.actor, "members", len(s.ring.Load().members))
+	return s, nil
+}
+
+// loadIncarnation returns the node's incarnation, creating a random one on
+// empty storage (DESIGN §2, Riak kv679): a node that lost its data never
+// reissues the dots of its earlier life. It also pins Partitions.
+func (s *Store) loadIncarnation() (string, error) {
+	st := s.cfg.Storage
+	var want [4]byte
+	binary.BigEndian.PutUint32(want[:], uint32(s.cfg.Partitions))
+	err := st.Update(metaPartitions, func(cur []byte) ([]byte, error) {
+		if cur == nil {
+			return want[:], nil
+		}
+		if len(cur) != 4 {
+			return nil, fmt.Errorf("%w: partitions record of %d bytes", ErrCorrupt, len(cur))
+		}
+		if got := binary.BigEndian.Uint32(cur); got != uint32(s.cfg.Partitions) {
+			return nil, fmt.Errorf("%w: storage was created with Partitions %d, Config.Partitions is %d", ErrInvalidConfig, got, s.cfg.Partitions)
+		}
+		return cur, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("dynamo: open storage: %w", err)
+	}
+	fresh := make([]byte, 6)
+	src := s.cfg.Rand
+	if src == nil {
+		src = rand.Reader
+	}
+	if _, err := io.ReadFull(src, fresh); err != nil {
+		return "", fmt.Errorf("dynamo: incarnation entropy: %w", err)
+	}
+	var inc []byte
+	err = st.Update(metaIncarnation, func(cur []byte) ([]byte, error) {
+		if cur != nil {
+			if len(cur) != 6 {
+				return nil, fmt.Errorf("%w: incarnation record of %d bytes", ErrCorrupt, len(cur))
+			}
+			inc = slices.Clone(cur)
+			return cur, nil
+		}
+		inc = fresh
+		return fresh, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("dynamo: open storage: %w", err)
+	}
+	return hex.EncodeToString(inc), nil
+}
+
+// Actor returns the identity this node stamps on the versions it coordinates:
+// its NodeID and incarnation.
+func (s *Store) Actor() string { return s.actor }
+
+func (s *Store) rebuildRing() {
+	ms := s.members.Members()
+	if old := s.ring.Load(); old != nil && slices.Equal(old.members, ms) {
+		return
+	}
+	s.ring.Store(newRing(ms, s.cfg.Partitions, 2*s.cfg.N+2))
+}
+
+func (s *Store) watchMembers(changes <-chan struct{}, cancel func()) {
+	defer s.wg.Done()
+	defer cancel()
+	for {
+		select {
+		case <-changes:
+			s.rebuildRing()
+		case <-s.bg.Done():
+			return
+		}
+	}
+}
+
+// goBackground runs fn in a goroutine that Close waits for. fn's context ends
+// when the Store closes. After Close has begun, fn runs inline with that
+// context already ended.
+func (s *Store) goBackground(fn func(ctx context.Context)) {
+	s.bgMu.RLock()
+	if s.closing {
+		s.bgMu.RUnlock()
+		fn(s.bg)
+		return
+	}
+	s.wg.Add(1)
+	s.bgMu.RUnlock()
+	go func() {
+		defer s.wg.Done()
+		fn(s.bg)
+	}()
+}
+
+// Close stops serving peers, ends background work and waits for it. It does
+// not close the Transport, Storage or Membership. It is idempotent.
+func (s *Store) Close() error {
+	s.once.Do(func() {
+		s.bgMu.Lock()
+		s.closing = true
+		s.bgMu.Unlock()
+		s.stop()
+		s.wg.Wait()
+	})
+	return s.closeErr
+}
+
+func (s *Store) isClosed() bool {
+	s.bgMu.RLock()
+	defer s.bgMu.RUnlock()
+	return s.closing
+}
+
+// PreferenceList returns the first n nodes of key's preference list, best
+// first: the first N are its replicas, the rest its fallbacks. The caller owns
+// the slice.
+func (s *Store) PreferenceList(key []byte, n int) []Member {
+	r := s.ring.Load()
+	return r.preference(r.partition(key), n)
+}
+
+func (s *Store) checkKey(key []byte) error {
+	switch {
+	case len(key) == 0:
+		return ErrEmptyKey
+	case len(key) > s.cfg.Limits.MaxKeySize:
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrKeyTooLarge, len(key), s.cfg.Limits.MaxKeySize)
+	}
+	return nil
+}
+
+func (s *Store) dataKey(r *ring, key []byte) []byte {
+	k := make([]byte, 5+len(key))
+	k[0] = spaceData
+	binary.BigEndian.PutUint32(k[1:5], uint32(r.partition(key)))
+	copy(k[5:], key)
+	return k
+}
+
+// Get reads key from R of its N replicas (WithR overrides R) and returns its
+// live siblings and the context that covers them. A missing or deleted key
+// returns no siblings, no error, and a context (which, after a delete, covers
+// the tombstone). With a Resolver configured, at most one sibling is returned.
+// The returned values are owned by the caller. Failing to reach R replicas
+// returns a *QuorumError matching ErrReadQuorum.
+func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling, Context, error) {
+	if s.isClosed() {
+		return nil, Context{}, ErrClosed
+	}
+	if err := s.checkKey(key); err != nil {
+		return nil, Context{}, err
+	}
+	o, err := s.options(opts)
+	if err != nil {
+		return nil, Context{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	r := s.ring.Load()
+	replicas := r.preference(r.partition(key), s.cfg.N)
+	if len(replicas) == 0 {
+		return nil, Context{}, ErrNoReplica
+	}
+	need := min(o.r, len(replicas))
+	st, err := s.readAll(ctx, key, replicas, need)
+	if err != nil {
+		return nil, Context{}, err
+	}
+	c := Context{vv: st.VV}
+	if len(st.VV) > 0 {
+		c.cluster = s.cluster
+	}
+	live := st.live()
+	sibs := make([]Sibling, len(live))
+	var newest int64
+	for i, sb := range live {
+		sibs[i] = Sibling{Value: sb.Value, Timestamp: time.Unix(0, sb.Time)}
+		newest = max(newest, sb.Time)
+	}
+	if s.cfg.Resolver != nil && len(sibs) > 1 {
+		v, err := s.cfg.Resolver(key, sibs)
+		if err != nil {
+			return nil, Context{}, fmt.Errorf("%w: key %q: %w", ErrResolve, key, err)
+		}
+		sibs = []Sibling{{Value: v, Timestamp: time.Unix(0, newest)}}
+	}
+	return sibs, c, nil
+}
+
+// Put writes value under key, superseding the siblings that c covers (pass
+// the Context from Get; the zero Context supersedes nothing). It returns once
+// W replicas (WithW overrides W) hold the write durably, or a *QuorumError
+// matching ErrWriteQuorum. A failed Put may still have been stored by some
+// replicas. Put only reads value; the caller may reuse it afterwards.
+func (s *Store) Put(ctx context.Context, key, value []byte, c Context, opts ...Option) error {
+	if len(value) > s.cfg.Limits.MaxValueSize {
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrValueTooLarge, len(value), s.cfg.Limits.MaxValueSize)
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	return s.write(ctx, "put", key, value, false, c, opts)
+}
+
+// Delete removes key by writing a tombstone that supersedes the siblings c
+// covers. Siblings c does not cover survive (they were written concurrently).
+// It returns like Put.
+func (s *Store) Delete(ctx context.Context, key []byte, c Context, opts ...Option) error {
+	return s.write(ctx, "delete", key, nil, true, c, opts)
+}
+
+func (s *Store) write(ctx context.Context, op string, key, value []byte, tombstone bool, c Context, opts []Option) error {
+	if s.isClosed() {
+		return ErrClosed
+	}
+	if err := s.checkKey(key); err != nil {
+		return err
+	}
+	if err := s.checkContext(c); err != nil {
+		return err
+	}
+	o, err := s.options(opts)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	r := s.ring.Load()
+	replicas := r.preference(r.partition(key), s.cfg.N)
+	if len(replicas) == 0 {
+		return ErrNoReplica
+	}
+	value = slices.Clone(value)
+	if slices.ContainsFunc(replicas, func(m Member) bool { return m.ID == s.cfg.NodeID }) {
+		return s.coordinate(ctx, op, key, value, tombstone, c.vv, min(o.w, len(replicas)), replicas)
+	}
+	return s.forward(ctx, op, key, value, tombstone, c.vv, o, replicas)
+}
+
+func (s *Store) checkContext(c Context) error {
+	if c.IsZero() {
+		return nil
+	}
+	if c.cluster != s.cluster {
+		return fmt.Errorf("%w: issued by another cluster than %q", ErrBadContext, s.cfg.Cluster)
+	}
+	if n := c.encodedSize(); n > s.cfg.Limits.MaxContextSize {
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadContext, n, s.cfg.Limits.MaxContextSize)
+	}
+	return nil
+}
+
+// coordinate runs a write on this node, a replica of key: it mints the new
+// version in local storage, then replicates the key's new state to the other
+// replicas and waits for w durable acknowledgements, its own included.
+func (s *Store) coordinate(ctx context.Context, op string, key, value []byte, tombstone bool, cvv versionVector, w int, replicas []Member) error {
+	now := s.cfg.Clock().UnixNano()
+	var next state
+	err := s.cfg.Storage.Update(s.dataKey(s.ring.Load(), key), func(cur []byte) ([]byte, error) {
+		st, err := decodeState(cur)
+		if err != nil {
+			return nil, err
+		}
+		if n := concurrentCount(st, cvv) + 1; n > s.cfg.Limits.MaxSiblings {
+			return nil, fmt.Errorf("%w: key %q would hold %d siblings, the limit is %d", ErrTooManySiblings, key, n, s.cfg.Limits.MaxSiblings)
+		}
+		next, _ = mint(st, cvv, s.actor, value, tombstone, now)
+		enc := encodeState(next)
+		if len(enc) > s.cfg.Limits.MaxStateSize {
+			return nil, fmt.Errorf("%w: key %q would hold %d bytes of siblings, the limit is %d", ErrValueTooLarge, key, len(enc), s.cfg.Limits.MaxStateSize)
+		}
+		return enc, nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrCorrupt) {
+			return err
+		}
+		return &QuorumError{Op: op, Need: w, PerReplica: map[string]error{s.cfg.NodeID: err}}
+	}
+	others := slices.DeleteFunc(slices.Clone(replicas), func(m Member) bool { return m.ID == s.cfg.NodeID })
+	return s.writeAll(ctx, op, key, next, others, w, 1)
+}
+
+// forward hands a write to the first reachable replica of key, which
+// coordinates it (only a replica may mint the write's dot).
+func (s *Store) forward(ctx context.Context, op string, key, value []byte, tombstone bool, cvv versionVector, o options, replicas []Member) error {
+	budget := o.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		budget = time.Until(dl)
+	}
+	req := encodeMessage(&message{
+		Version: protocolVersion, Kind: kindPut, Cluster: s.wireCluster, Key: key,
+		Value: value, Tombstone: tombstone, Context: cvv, W: o.w, TimeoutMS: max(1, budget.Milliseconds()),
+	})
+	errs := map[string]error{}
+	for _, m := range replicas {
+		if !s.members.Reachable(m.ID) {
+			errs[m.ID] = errors.New("unreachable")
+			continue
+		}
+		resp, err := s.callNoTimeout(ctx, m, req)
+		if err == nil {
+			if resp.Kind != kindAck {
+				return fmt.Errorf("%w: %s answered a put with %v", ErrProtocol, m.ID, resp.Kind)
+			}
+			return nil
+		}
+		var qe *QuorumError
+		if errors.As(err, &qe) {
+			qe.Op = op
+			return qe
+		}
+		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrBadContext) || ctx.Err() != nil {
+			return err
+		}
+		errs[m.ID] = err // unreachable, closed, or a failed local write there: try the next
+	}
+	return &QuorumError{Op: op, Need: o.w, PerReplica: errs}
+}
+
+// localRead returns this node's state of key.
+func (s *Store) localRead(key []byte) (state, error) {
+	raw, err := s.cfg.Storage.Get(s.dataKey(s.ring.Load(), key))
+	if err != nil {
+		return state{}, err
+	}
+	return decodeState(raw)
+}
+
+// localMerge merges st into this node's state of key, durably.
+func (s *Store) localMerge(key []byte, st state) error {
+	return s.cfg.Storage.Update(s.dataKey(s.ring.Load(), key), func(cur []byte) ([]byte, error) {
+		old, err := decodeState(cur)
+		if err != nil {
+			return nil, err
+		}
+		merged := syncStates(old, st)
+		if sameVersion(merged, old) && cur != nil {
+			return slices.Clone(cur), nil
+		}
+		return encodeState(merged), nil
+	})
+}
+
+// handle serves one request from a peer. It never panics on bad input: a
+// malformed request gets an error reply.
+func (s *Store) handle(ctx context.Context, raw []byte) ([]byte, error) {
+	m, err := decodeMessage(raw)
+	if err != nil {
+		return s.errorMessage(err), nil
+	}
+	if m.Cluster != s.wireCluster {
+		return s.errorMessage(fmt.Errorf("%w: message from another cluster or partition count", ErrProtocol)), nil
+	}
+	if s.isClosed() {
+		return s.errorMessage(ErrClosed), nil
+	}
+	if err := s.checkKey(m.Key); err != nil {
+		return s.errorMessage(err), nil
+	}
+	switch m.Kind {
+	case kindGet:
+		raw, err := s.cfg.Storage.Get(s.dataKey(s.ring.Load(), m.Key))
+		if err != nil {
+			return s.errorMessage(err), nil
+		}
+		return encodeMessage(&message{Version: protocolVersion, Kind: kindGetReply, Cluster: s.wireCluster, State: raw}), nil
+	case kindReplicate:
+		st, err := decodeState(m.State)
+		if err != nil {
+			return s.errorMessage(err), nil
+		}
+		if err := s.localMerge(m.Key, st); err != nil {
+			return s.errorMessage(err), nil
+		}
+		return s.ackMessage(), nil
+	case kindPut:
+		return s.handlePut(ctx, m), nil
+	}
+	return s.errorMessage(fmt.Errorf("%w: unknown message kind %v", ErrProtocol, m.Kind)), nil
+}
+
+func (s *Store) ackMessage() []byte {
+	return encodeMessage(&message{Version: protocolVersion, Kind: kindAck, Cluster: s.wireCluster})
+}
+
+// handlePut coordinates a write forwarded by a node that is not a replica.
+func (s *Store) handlePut(ctx context.Context, m *message) []byte {
+	if !m.Tombstone && len(m.Value) > s.cfg.Limits.MaxValueSize {
+		return s.errorMessage(fmt.Errorf("%w: %d bytes, the limit is %d", ErrValueTooLarge, len(m.Value), s.cfg.Limits.MaxValueSize))
+	}
+	c := Context{cluster: s.cluster, vv: m.Context}
+	if err := s.checkContext(c); err != nil {
+		return s.errorMessage(err)
+	}
+	r := s.ring.Load()
+	replicas := r.preference(r.partition(m.Key), s.cfg.N)
+	if !slices.ContainsFunc(replicas, func(mb Member) bool { return mb.ID == s.cfg.NodeID }) {
+		return s.errorMessage(fmt.Errorf("%w: %s is not a replica of the key", ErrNoReplica, s.cfg.NodeID))
+	}
+	w := m.W
+	if w < 1 || w > s.cfg.N {
+		return s.errorMessage(fmt.Errorf("%w: W (%d) must be between 1 and N (%d)", ErrBadOption, w, s.cfg.N))
+	}
+	timeout := time.Duration(m.TimeoutMS) * time.Millisecond
+	if timeout <= 0 || timeout > s.cfg.RequestTimeout {
+		timeout = s.cfg.RequestTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	op := "put"
+	if m.Tombstone {
+		op = "delete"
+	}
+	value := m.Value
+	if m.Tombstone {
+		value = nil
+	} else if value == nil {
+		value = []byte{}
+	}
+	if err := s.coordinate(ctx, op, m.Key, value, m.Tombstone, m.Context, min(w, len(replicas)), replicas); err != nil {
+		return s.errorMessage(err)
+	}
+	return s.ackMessage()
+}

@@ -1,0 +1,497 @@
+// Gossip: ring membership and failure detection over hashicorp/memberlist (§4.8).
+
+package membership
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Gossip is a Membership kept by hashicorp/memberlist's SWIM gossip, with the
+// ring (who joined and has not left) kept apart from reachability (whom the
+// failure detector holds alive).
+//
+// Each node publishes a ring record (ID, data address, incarnation, left
+// flag) in its memberlist metadata. Records also spread in broadcasts and in
+// memberlist's periodic push/pull state exchange, and every node merges them
+// by one rule: a later incarnation wins, and a leave is final for its
+// incarnation. So:
+//
+//   - A node that joins is a member everywhere, and reachable while
+//     memberlist holds it alive.
+//   - A node that fails (memberlist declares it dead) stays a member but is
+//     unreachable, also after memberlist forgets it, and on nodes that join
+//     later. When a process with the same ID joins again, it is reachable
+//     again.
+//   - A node that calls Leave, or that an operator removes with Remove, is
+//     no longer a member anywhere.
+//
+// All methods are safe for concurrent use.
+type Gossip struct {
+	id     string
+	logger *slog.Logger
+	ml     *memberlist.Memberlist
+	queue  *memberlist.TransmitLimitedQueue
+	size   atomic.Int64 // ring size, for the queue's retransmit limit
+	closed atomic.Bool  // set before memberlist shuts down; news is ignored from then on
+	subs   notifier
+
+	mu   sync.Mutex
+	view view
+	self entry  // the record this node publishes about itself
+	meta []byte // self encoded as memberlist metadata
+
+	life     sync.Mutex
+	stopping bool
+	done     chan struct{} // closed when Close or Leave has finished
+	joins    sync.WaitGroup
+}
+
+var _ Membership = (*Gossip)(nil)
+
+// NewGossip validates cfg and starts memberlist listening as a cluster of
+// one; Join adds it to an existing cluster. cfg.Seeds is not used here.
+func NewGossip(cfg GossipConfig) (*Gossip, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	inc := cfg.Incarnation
+	if inc == 0 {
+		inc = uint64(time.Now().UnixNano())
+	}
+	g := &Gossip{
+		id:     cfg.NodeID,
+		logger: logger.With("node", cfg.NodeID),
+		self:   entry{ID: cfg.NodeID, Addr: cfg.DataAddr, Incarnation: inc},
+		done:   make(chan struct{}),
+	}
+	meta, err := encode(metaV1, g.self)
+	if err != nil {
+		return nil, fmt.Errorf("membership: %w", err)
+	}
+	g.meta = meta
+	g.view.merge(g.self)
+	g.size.Store(1)
+
+	mc := cfg.memberlistConfig(newLogLogger(cfg.Logger))
+	g.queue = &memberlist.TransmitLimitedQueue{
+		NumNodes:       func() int { return int(g.size.Load()) },
+		RetransmitMult: mc.RetransmitMult,
+	}
+	d := &gossipDelegate{g: g}
+	mc.Delegate = d
+	mc.Events = d
+	ml, err := memberlist.Create(mc)
+	if err != nil {
+		return nil, fmt.Errorf("membership: start gossip for %q: %w", cfg.NodeID, err)
+	}
+	g.ml = ml
+	return g, nil
+}
+
+// JoinGossip starts a Gossip with NewGossip and joins it to the cluster
+// through cfg.Seeds; with no seeds it starts a new cluster. If no seed
+// answers, or ctx ends first, it closes the Gossip and returns the error.
+func JoinGossip(ctx context.Context, cfg GossipConfig) (*Gossip, error) {
+	g, err := NewGossip(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Seeds) > 0 {
+		if _, err := g.Join(ctx, cfg.Seeds...); err != nil {
+			_ = g.Close()
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// Join contacts each seed ("host:port" gossip address) and exchanges full
+// state with those that answer, which makes this node known to the cluster.
+// It returns how many seeds answered, and an error wrapping ErrJoin when
+// none did. If ctx ends first, Join returns ctx's error at once; the attempt
+// goes on in the background (memberlist's joins cannot be cancelled), bounded
+// by memberlist's TCP timeout, and Close waits for it.
+func (g *Gossip) Join(ctx context.Context, seeds ...string) (int, error) {
+	if len(seeds) == 0 {
+		return 0, nil
+	}
+	seeds = slices.Clone(seeds)
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("membership: join %v: %w", seeds, err)
+	}
+	g.life.Lock()
+	if g.stopping {
+		g.life.Unlock()
+		return 0, fmt.Errorf("membership: join %v: %w", seeds, ErrClosed)
+	}
+	g.joins.Add(1)
+	g.life.Unlock()
+
+	type result struct {
+		n   int
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		defer g.joins.Done()
+		n, err := g.ml.Join(seeds)
+		res <- result{n, err}
+	}()
+	select {
+	case r := <-res:
+		if r.err != nil {
+			return r.n, fmt.Errorf("membership: join %v: %w: %w", seeds, ErrJoin, r.err)
+		}
+		return r.n, nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("membership: join %v: %w", seeds, ctx.Err())
+	}
+}
+
+// ID returns this node's ID.
+func (g *Gossip) ID() string { return g.id }
+
+// GossipAddr returns the "ip:port" other nodes use as a seed to reach this
+// one, with the port chosen when BindAddr's port was 0.
+func (g *Gossip) GossipAddr() string { return g.ml.LocalNode().Address() }
+
+// Members returns the nodes that joined and have not left or been removed,
+// reachable or not, sorted by ID. The caller owns the slice. After Close or
+// Leave it reports the last view.
+func (g *Gossip) Members() []Member {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.view.members()
+}
+
+// Reachable reports whether id is a member and memberlist holds the current
+// incarnation of it alive. A suspect node counts as reachable until
+// memberlist declares it dead. It is false for IDs that are not members.
+func (g *Gossip) Reachable(id string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.view.visible(id).reachable
+}
+
+// Subscribe returns a channel that receives a value after Members or
+// Reachable changes; see Membership.Subscribe. cancel is idempotent and
+// does not close the channel.
+func (g *Gossip) Subscribe() (changes <-chan struct{}, cancel func()) {
+	return g.subs.subscribe()
+}
+
+// Remove takes a member out of the ring on an operator's word, typically a
+// node that failed and will not come back. The removal spreads to every node
+// by gossip. A process that still runs under that ID stays out of the ring
+// (though Reachable is false for it, it keeps gossiping) until it restarts
+// with a larger incarnation. Remove returns an error wrapping
+// ErrUnknownMember if id is not a member, ErrRemoveSelf for this node's own ID
+// and ErrClosed after Close or Leave.
+func (g *Gossip) Remove(id string) error {
+	if id == g.id {
+		return fmt.Errorf("membership: remove %q: %w", id, ErrRemoveSelf)
+	}
+	if g.closed.Load() {
+		return fmt.Errorf("membership: remove %q: %w", id, ErrClosed)
+	}
+	g.mu.Lock()
+	e, ok := g.view.records[id]
+	if !ok || e.Left {
+		g.mu.Unlock()
+		return fmt.Errorf("membership: remove %q: %w", id, ErrUnknownMember)
+	}
+	e.Left = true
+	g.view.merge(e)
+	g.broadcast(e, nil)
+	g.size.Store(int64(g.view.numMembers()))
+	g.mu.Unlock()
+	g.logger.Info("membership: removed member from the ring", "member", id)
+	g.subs.notify()
+	return nil
+}
+
+// Leave takes this node out of the ring and shuts it down. It marks its
+// record left and spreads that in a broadcast and in its metadata, then makes
+// memberlist announce its departure, then shuts down as Close does. Leave
+// waits at most timeout, in total, for these messages to go out; with
+// timeout <= 0 it does not wait, and other nodes may see a failure instead.
+// An error means the leave may not have reached every node; the node is shut
+// down all the same. Calls after the first return nil.
+func (g *Gossip) Leave(timeout time.Duration) error { return g.stop(true, timeout) }
+
+// Close shuts the node down without leaving, as a crash would: other nodes
+// keep it in the ring and report it unreachable. Calls after the first, and
+// after Leave, return nil.
+func (g *Gossip) Close() error { return g.stop(false, 0) }
+
+// stop runs Leave or Close once; later callers wait for it and return nil.
+func (g *Gossip) stop(leave bool, timeout time.Duration) error {
+	g.life.Lock()
+	if g.stopping {
+		g.life.Unlock()
+		<-g.done
+		return nil
+	}
+	g.stopping = true
+	g.life.Unlock()
+	defer close(g.done)
+
+	var err error
+	if leave {
+		err = g.leave(timeout)
+	}
+	g.closed.Store(true)
+	if serr := g.ml.Shutdown(); serr != nil {
+		err = errors.Join(err, fmt.Errorf("membership: shut down gossip: %w", serr))
+	}
+	g.joins.Wait()
+	return err
+}
+
+// errLeaveTimeout is wrapped by Leave's error when time ran out.
+var errLeaveTimeout = errors.New("timed out")
+
+// leave announces this node's departure, waiting until deadline at most.
+func (g *Gossip) leave(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	finished := make(chan struct{})
+	g.mu.Lock()
+	g.self.Left = true
+	g.view.merge(g.self)
+	if meta, err := encode(metaV1, g.self); err == nil {
+		g.meta = meta
+	}
+	g.broadcast(g.self, finished)
+	g.size.Store(int64(g.view.numMembers()))
+	g.mu.Unlock()
+	g.subs.notify()
+	if timeout <= 0 {
+		return nil
+	}
+
+	var errs []error
+	// The left flag in metadata reaches nodes through memberlist's own alive
+	// messages and state exchanges.
+	if rem := time.Until(deadline); rem <= 0 {
+		errs = append(errs, fmt.Errorf("publish left flag in metadata: %w", errLeaveTimeout))
+	} else if err := g.ml.UpdateNode(rem); err != nil {
+		errs = append(errs, fmt.Errorf("publish left flag in metadata: %w", err))
+	}
+	// The broadcast ring record, which every receiver spreads further.
+	if g.ml.NumMembers() > 1 {
+		timer := time.NewTimer(max(time.Until(deadline), 0))
+		select {
+		case <-finished:
+		case <-timer.C:
+			errs = append(errs, fmt.Errorf("broadcast left record: %w", errLeaveTimeout))
+		}
+		timer.Stop()
+	}
+	// memberlist's leave, so that peers stop probing this node.
+	if rem := time.Until(deadline); rem <= 0 {
+		errs = append(errs, fmt.Errorf("memberlist leave: %w", errLeaveTimeout))
+	} else if err := g.ml.Leave(rem); err != nil {
+		errs = append(errs, fmt.Errorf("memberlist leave: %w", err))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("membership: leave of %q may not have reached every node: %w", g.id, errors.Join(errs...))
+	}
+	return nil
+}
+
+// broadcast queues e for gossip; finished, if not nil, is closed when the
+// queue is done with it. g.mu must be held.
+func (g *Gossip) broadcast(e entry, finished chan struct{}) {
+	msg, err := encode(msgEntryV1, e)
+	if err != nil {
+		g.logger.Error("membership: cannot broadcast ring record", "member", e.ID, "err", err)
+		if finished != nil {
+			close(finished)
+		}
+		return
+	}
+	g.queue.QueueBroadcast(&entryBroadcast{id: e.ID, msg: msg, finished: finished})
+}
+
+// observe applies memberlist's news of a node: its record, from metadata,
+// and whether the failure detector holds it alive.
+func (g *Gossip) observe(e entry, alive bool) {
+	g.mu.Lock()
+	before := g.view.visible(e.ID)
+	g.view.merge(e)
+	if alive {
+		g.view.setAlive(e.ID, e.Incarnation)
+	} else {
+		g.view.setDead(e.ID)
+	}
+	changed := g.view.visible(e.ID) != before
+	g.size.Store(int64(g.view.numMembers()))
+	g.mu.Unlock()
+	if changed {
+		g.subs.notify()
+	}
+}
+
+// learn merges records heard from peers and, when spread is set, queues the
+// ones that were news for broadcast, so that they reach every node.
+func (g *Gossip) learn(records []entry, spread bool) {
+	changed := false
+	g.mu.Lock()
+	for _, e := range records {
+		before := g.view.visible(e.ID)
+		if !g.view.merge(e) {
+			continue
+		}
+		if e.ID == g.id && !g.self.Left {
+			g.logger.Warn("membership: a peer changed this node's ring record", "incarnation", e.Incarnation, "left", e.Left)
+		}
+		if spread {
+			g.broadcast(e, nil)
+		}
+		changed = changed || g.view.visible(e.ID) != before
+	}
+	g.size.Store(int64(g.view.numMembers()))
+	g.mu.Unlock()
+	if changed {
+		g.subs.notify()
+	}
+}
+
+// entryBroadcast is one ring record in memberlist's broadcast queue. A newer
+// record about the same node replaces an older one still queued.
+type entryBroadcast struct {
+	id       string
+	msg      []byte
+	finished chan struct{}
+	once     sync.Once
+}
+
+var _ memberlist.NamedBroadcast = (*entryBroadcast)(nil)
+
+// Invalidates reports whether b replaces other, a record about the same node.
+func (b *entryBroadcast) Invalidates(other memberlist.Broadcast) bool {
+	o, ok := other.(*entryBroadcast)
+	return ok && o.id == b.id
+}
+
+// Name identifies the node the record is about.
+func (b *entryBroadcast) Name() string { return b.id }
+
+// Message returns the encoded record.
+func (b *entryBroadcast) Message() []byte { return b.msg }
+
+// Finished closes the finished channel, if any.
+func (b *entryBroadcast) Finished() {
+	b.once.Do(func() {
+		if b.finished != nil {
+			close(b.finished)
+		}
+	})
+}
+
+// gossipDelegate receives memberlist's callbacks. memberlist calls the
+// Notify methods with its node lock held, so none of them may call back
+// into memberlist, and none blocks.
+type gossipDelegate struct{ g *Gossip }
+
+var (
+	_ memberlist.Delegate      = (*gossipDelegate)(nil)
+	_ memberlist.EventDelegate = (*gossipDelegate)(nil)
+)
+
+// NodeMeta returns this node's record as metadata; Validate made sure it
+// fits in limit.
+func (d *gossipDelegate) NodeMeta(limit int) []byte {
+	d.g.mu.Lock()
+	defer d.g.mu.Unlock()
+	if len(d.g.meta) > limit {
+		return nil
+	}
+	return slices.Clone(d.g.meta)
+}
+
+// NotifyMsg merges a broadcast ring record.
+func (d *gossipDelegate) NotifyMsg(b []byte) {
+	if d.g.closed.Load() {
+		return
+	}
+	e, err := decodeEntry(msgEntryV1, b)
+	if err != nil {
+		d.g.logger.Warn("membership: ignoring a user message", "err", err)
+		return
+	}
+	d.g.learn([]entry{e}, true)
+}
+
+// GetBroadcasts hands queued ring records to memberlist's gossip.
+func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte {
+	return d.g.queue.GetBroadcasts(overhead, limit)
+}
+
+// LocalState returns every ring record this node holds, tombstones included.
+func (d *gossipDelegate) LocalState(join bool) []byte {
+	d.g.mu.Lock()
+	records := d.g.view.snapshot()
+	d.g.mu.Unlock()
+	b, err := encode(stateV1, records)
+	if err != nil {
+		d.g.logger.Error("membership: cannot encode ring state", "err", err)
+		return nil
+	}
+	return b
+}
+
+// MergeRemoteState merges a peer's ring records. Records learned in a
+// periodic exchange are spread further; at a join, both sides have just
+// exchanged everything they know, so they are not.
+func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool) {
+	if d.g.closed.Load() || len(buf) == 0 {
+		return
+	}
+	var records []entry
+	if err := decode(stateV1, buf, &records); err != nil {
+		d.g.logger.Warn("membership: ignoring a peer's ring state", "err", err)
+		return
+	}
+	records = slices.DeleteFunc(records, func(e entry) bool { return e.ID == "" })
+	d.g.learn(records, !join)
+}
+
+// NotifyJoin records that a node is alive.
+func (d *gossipDelegate) NotifyJoin(n *memberlist.Node) { d.node(n, true) }
+
+// NotifyUpdate records an alive node's new metadata, such as its left flag.
+func (d *gossipDelegate) NotifyUpdate(n *memberlist.Node) { d.node(n, true) }
+
+// NotifyLeave records that a node is dead. memberlist calls it alike for a
+// crash and a graceful leave; the node's record tells them apart.
+func (d *gossipDelegate) NotifyLeave(n *memberlist.Node) { d.node(n, false) }
+
+// node applies memberlist's news about n.
+func (d *gossipDelegate) node(n *memberlist.Node, alive bool) {
+	if d.g.closed.Load() {
+		return
+	}
+	e, err := decodeEntry(metaV1, n.Meta)
+	if err == nil && e.ID != n.Name {
+		err = fmt.Errorf("%w: record for %q in the metadata of %q", errMalformed, e.ID, n.Name)
+	}
+	if err != nil {
+		d.g.logger.Warn("membership: ignoring a node without a dynamo ring record", "member", n.Name, "err", err)
+		return
+	}
+	d.g.observe(e, alive)
+}

@@ -1,0 +1,127 @@
+// The gossiped ring record set and its merge rule: joined-and-not-left versus reachable (§4.8).
+
+package membership
+
+import (
+	"maps"
+	"slices"
+	"strings"
+)
+
+// entry is one node's ring record. Entries travel in node metadata, in
+// broadcasts and in push/pull state exchanges, and every node merges them with
+// the same rule (entry.supersedes), so all nodes converge on the same ring.
+//
+// A record with Left set is a tombstone: the node with that ID and
+// incarnation has left the ring (gracefully, or removed by an operator). A
+// later incarnation of the same ID, that is, a restarted process, joins again.
+type entry struct {
+	_msgpack struct{} `msgpack:",as_array"` // encode as a compact array, fields in order
+
+	// Fields in wire order. ONLY APPEND TO THIS LIST.
+
+	// ID is the node's ring identity (the memberlist node name).
+	ID string
+	// Addr is the node's Transport address.
+	Addr string
+	// Incarnation tells runs of the same ID apart; a larger one is newer.
+	Incarnation uint64
+	// Left marks the node's departure from the ring.
+	Left bool
+}
+
+// supersedes reports whether e replaces old, a record with the same ID: a
+// later incarnation wins, and within one incarnation a leave is final.
+func (e entry) supersedes(old entry) bool {
+	if e.Incarnation != old.Incarnation {
+		return e.Incarnation > old.Incarnation
+	}
+	return e.Left && !old.Left
+}
+
+// visibility is what Membership shows of one ID; a change in it is what
+// subscribers are told about.
+type visibility struct {
+	member    bool
+	addr      string
+	reachable bool
+}
+
+// view is a node's knowledge of the ring: a record per ID ever heard of,
+// plus which incarnation the failure detector currently holds alive. It does
+// no I/O and has no lock; Gossip guards it. The zero value is empty and ready.
+type view struct {
+	records map[string]entry
+	// alive maps an ID to the incarnation of the process memberlist holds
+	// alive (or suspect); an ID is absent while memberlist holds it dead,
+	// and after memberlist has forgotten it.
+	alive map[string]uint64
+}
+
+// merge stores e if it supersedes what the view holds for e.ID, or if the ID
+// is new, and reports whether it did.
+func (v *view) merge(e entry) bool {
+	if old, ok := v.records[e.ID]; ok && !e.supersedes(old) {
+		return false
+	}
+	if v.records == nil {
+		v.records = make(map[string]entry)
+	}
+	v.records[e.ID] = e
+	return true
+}
+
+// setAlive records that the failure detector holds the given incarnation of
+// id alive.
+func (v *view) setAlive(id string, incarnation uint64) {
+	if v.alive == nil {
+		v.alive = make(map[string]uint64)
+	}
+	v.alive[id] = incarnation
+}
+
+// setDead records that the failure detector holds id dead.
+func (v *view) setDead(id string) { delete(v.alive, id) }
+
+// visible returns what Members and Reachable show for id.
+func (v *view) visible(id string) visibility {
+	e, ok := v.records[id]
+	if !ok || e.Left {
+		return visibility{}
+	}
+	inc, up := v.alive[id]
+	return visibility{member: true, addr: e.Addr, reachable: up && inc == e.Incarnation}
+}
+
+// members returns the ring, joined and not left, sorted by ID.
+func (v *view) members() []Member {
+	out := make([]Member, 0, len(v.records))
+	for _, e := range v.records {
+		if !e.Left {
+			out = append(out, Member{ID: e.ID, Addr: e.Addr})
+		}
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	return out
+}
+
+// numMembers counts the ring's members.
+func (v *view) numMembers() int {
+	n := 0
+	for _, e := range v.records {
+		if !e.Left {
+			n++
+		}
+	}
+	return n
+}
+
+// snapshot returns every record, tombstones included, sorted by ID.
+func (v *view) snapshot() []entry {
+	ids := slices.Sorted(maps.Keys(v.records))
+	out := make([]entry, len(ids))
+	for i, id := range ids {
+		out[i] = v.records[id]
+	}
+	return out
+}

@@ -1,0 +1,154 @@
+// ring.go: §4.2-4.3, §6.2 placement: the hash space cut into Q fixed, equal
+// partitions, each partition's preference list ranked by rendezvous hashing.
+package dynamo
+
+import (
+	"hash/fnv"
+	"math/bits"
+	"slices"
+
+	"github.com/dynamo-kv/dynamo/membership"
+)
+
+// Member is one node of the ring: its stable ID and its Transport address.
+type Member = membership.Member
+
+// ring places keys (DESIGN §3). The hash space is cut into a fixed number of
+// equal partitions (the paper's strategy 3), so a partition is the unit of
+// ownership, Merkle trees and transfer. Each partition ranks every node by a
+// rendezvous score hash(node, partition); its preference list is the nodes in
+// score order. That makes the ring a pure function of the member set, every
+// list hold distinct physical nodes, and a joining node take partitions only
+// for itself: a partition's order among the old nodes never changes, so each
+// partition either keeps its owner or moves to the newcomer (and a leaving
+// node's partitions go to their next node in order, nothing else moves).
+// Balance improves with partitions per node; see Config.Partitions.
+//
+// A ring is immutable once built.
+type ring struct {
+	partitions int
+	members    []Member // sorted by ID
+	index      map[string]int
+	hashes     []uint64 // per member: hash of its ID
+	keep       int      // length of each stored preference list
+	prefs      []uint16 // partitions*keep member indices, best first
+}
+
+// newRing builds the ring for members (in any order; duplicates by ID keep
+// the first) with the given number of partitions, storing the first keep
+// nodes of each preference list (more are computed on demand).
+func newRing(members []Member, partitions, keep int) *ring {
+	ms := slices.Clone(members)
+	slices.SortStableFunc(ms, func(a, b Member) int {
+		switch {
+		case a.ID < b.ID:
+			return -1
+		case a.ID > b.ID:
+			return 1
+		}
+		return 0
+	})
+	ms = slices.CompactFunc(ms, func(a, b Member) bool { return a.ID == b.ID })
+	r := &ring{partitions: partitions, members: ms, index: make(map[string]int, len(ms))}
+	r.hashes = make([]uint64, len(ms))
+	for i, m := range ms {
+		r.index[m.ID] = i
+		r.hashes[i] = hashString(m.ID)
+	}
+	r.keep = min(keep, len(ms))
+	if r.keep == 0 {
+		return r
+	}
+	r.prefs = make([]uint16, partitions*r.keep)
+	scores := make([]uint64, r.keep)
+	for p := 0; p < partitions; p++ {
+		top := r.prefs[p*r.keep : (p+1)*r.keep]
+		ps := partitionSeed(p)
+		n := 0
+		for i, h := range r.hashes {
+			s := mix64(h ^ ps)
+			if n == r.keep && s <= scores[n-1] {
+				continue
+			}
+			// insertion into the descending top list
+			j := min(n, r.keep-1)
+			for j > 0 && scores[j-1] < s {
+				scores[j], top[j] = scores[j-1], top[j-1]
+				j--
+			}
+			scores[j], top[j] = s, uint16(i)
+			if n < r.keep {
+				n++
+			}
+		}
+	}
+	return r
+}
+
+// partition returns the partition that holds key.
+func (r *ring) partition(key []byte) int {
+	hi, _ := bits.Mul64(mix64(hashBytes(key)), uint64(r.partitions))
+	return int(hi)
+}
+
+// preference returns the first k distinct nodes of partition p's preference
+// list (all nodes if k exceeds the ring's size), best first. The caller owns
+// the slice.
+func (r *ring) preference(p, k int) []Member {
+	k = min(k, len(r.members))
+	out := make([]Member, 0, k)
+	if k <= r.keep {
+		for _, i := range r.prefs[p*r.keep : p*r.keep+k] {
+			out = append(out, r.members[i])
+		}
+		return out
+	}
+	idx := make([]int, len(r.members))
+	sc := make([]uint64, len(r.members))
+	ps := partitionSeed(p)
+	for i, h := range r.hashes {
+		idx[i], sc[i] = i, mix64(h^ps)
+	}
+	slices.SortFunc(idx, func(a, b int) int {
+		switch {
+		case sc[a] > sc[b]:
+			return -1
+		case sc[a] < sc[b]:
+			return 1
+		}
+		return a - b
+	})
+	for _, i := range idx[:k] {
+		out = append(out, r.members[i])
+	}
+	return out
+}
+
+// owner returns the first node of partition p's preference list.
+func (r *ring) owner(p int) Member { return r.members[r.prefs[p*r.keep]] }
+
+// contains reports whether id is a member of the ring.
+func (r *ring) contains(id string) bool {
+	_, ok := r.index[id]
+	return ok
+}
+
+func partitionSeed(p int) uint64 { return mix64(uint64(p) + 0x9e3779b97f4a7c15) }
+
+// mix64 is the splitmix64 finalizer: a fast bijective scrambler.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+func hashBytes(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
+}
+
+func hashString(s string) uint64 { return hashBytes([]byte(s)) }

@@ -1,0 +1,373 @@
+// wire.go: the msgpack encodings the root package owns: a key's stored state
+// (§4.4) and the envelope of every message between nodes (DESIGN §8).
+package dynamo
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// protocolVersion is carried by every message. A node rejects messages from a
+// newer protocol with ErrProtocol.
+const protocolVersion = 1
+
+// stateFormat is the first element of every encoded state.
+const stateFormat = 1
+
+// Decoding bounds: a peer or a disk cannot make us allocate beyond these.
+const (
+	maxDecodedActors   = 1 << 12
+	maxDecodedSiblings = 1 << 12
+	maxActorLen        = 256
+	maxCounter         = 1 << 62
+)
+
+// kind is a message kind. ONLY APPEND TO THIS LIST: kinds are on the wire.
+type kind uint8
+
+const (
+	kindInvalid   kind = iota
+	kindGet            // read the replica's state of Key
+	kindGetReply       // State holds the replica's encoded state (empty: absent)
+	kindReplicate      // merge State into the replica's state of Key
+	kindAck            // the request was applied durably
+	kindPut            // coordinate a put of Value/Tombstone with Context (forwarded)
+	kindError          // the request failed: Code, Msg, Need, Got
+)
+
+func (k kind) String() string {
+	switch k {
+	case kindGet:
+		return "get"
+	case kindGetReply:
+		return "get-reply"
+	case kindReplicate:
+		return "replicate"
+	case kindAck:
+		return "ack"
+	case kindPut:
+		return "put"
+	case kindError:
+		return "error"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// errCode carries a sentinel error across the wire. ONLY APPEND TO THIS LIST.
+type errCode uint8
+
+const (
+	codeOther errCode = iota
+	codeWriteQuorum
+	codeTooManySiblings
+	codeValueTooLarge
+	codeBadContext
+	codeClosed
+	codeNoReplica
+	codeCorrupt
+	codeProtocol
+)
+
+var codeErrors = map[errCode]error{
+	codeTooManySiblings: ErrTooManySiblings,
+	codeValueTooLarge:   ErrValueTooLarge,
+	codeBadContext:      ErrBadContext,
+	codeClosed:          ErrClosed,
+	codeNoReplica:       ErrNoReplica,
+	codeCorrupt:         ErrCorrupt,
+	codeProtocol:        ErrProtocol,
+}
+
+// message is the envelope of every request and reply. Fields are encoded as a
+// msgpack array in this order; new fields go at the end, and decoders skip
+// trailing fields they do not know.
+type message struct {
+	Version   uint8
+	Kind      kind
+	Cluster   uint32 // hash of Config.Cluster; 0 in errors about the envelope itself
+	Key       []byte
+	State     []byte // an encoded state (kindGetReply, kindReplicate)
+	Value     []byte // kindPut
+	Tombstone bool   // kindPut: a delete
+	Context   versionVector
+	W         int   // kindPut: write quorum asked for
+	TimeoutMS int64 // kindPut: the coordinator's time budget
+	Code      errCode
+	Msg       string
+	Need, Got int // codeWriteQuorum
+}
+
+const messageFields = 14
+
+var encPool = sync.Pool{New: func() any {
+	b := new(bytes.Buffer)
+	e := msgpack.NewEncoder(b)
+	return &pooledEncoder{b, e}
+}}
+
+type pooledEncoder struct {
+	buf *bytes.Buffer
+	enc *msgpack.Encoder
+}
+
+func getEncoder() *pooledEncoder {
+	p := encPool.Get().(*pooledEncoder)
+	p.buf.Reset()
+	return p
+}
+
+func (p *pooledEncoder) finish() []byte {
+	out := bytes.Clone(p.buf.Bytes())
+	if p.buf.Cap() <= 1<<20 {
+		encPool.Put(p)
+	}
+	return out
+}
+
+func encodeMessage(m *message) []byte {
+	p := getEncoder()
+	e := p.enc
+	_ = e.EncodeArrayLen(messageFields)
+	_ = e.EncodeUint(uint64(m.Version))
+	_ = e.EncodeUint(uint64(m.Kind))
+	_ = e.EncodeUint(uint64(m.Cluster))
+	_ = e.EncodeBytes(m.Key)
+	_ = e.EncodeBytes(m.State)
+	_ = e.EncodeBytes(m.Value)
+	_ = e.EncodeBool(m.Tombstone)
+	encodeVV(e, m.Context)
+	_ = e.EncodeInt(int64(m.W))
+	_ = e.EncodeInt(m.TimeoutMS)
+	_ = e.EncodeUint(uint64(m.Code))
+	_ = e.EncodeString(m.Msg)
+	_ = e.EncodeInt(int64(m.Need))
+	_ = e.EncodeInt(int64(m.Got))
+	return p.finish()
+}
+
+// decodeMessage parses b. Errors match ErrProtocol.
+func decodeMessage(b []byte) (*message, error) {
+	d := msgpack.NewDecoder(bytes.NewReader(b))
+	m := &message{}
+	n, err := d.DecodeArrayLen()
+	if err != nil || n < 2 {
+		return nil, fmt.Errorf("%w: malformed envelope", ErrProtocol)
+	}
+	fail := func(field string, err error) (*message, error) {
+		return nil, fmt.Errorf("%w: field %s: %w", ErrProtocol, field, err)
+	}
+	u, err := d.DecodeUint64()
+	if err != nil {
+		return fail("version", err)
+	}
+	if u != protocolVersion {
+		return nil, fmt.Errorf("%w: protocol version %d, this node speaks %d", ErrProtocol, u, protocolVersion)
+	}
+	m.Version = uint8(u)
+	if u, err = d.DecodeUint64(); err != nil {
+		return fail("kind", err)
+	}
+	m.Kind = kind(u)
+	for i := 2; i < n; i++ {
+		switch i {
+		case 2:
+			u, err = d.DecodeUint64()
+			m.Cluster = uint32(u)
+		case 3:
+			m.Key, err = d.DecodeBytes()
+		case 4:
+			m.State, err = d.DecodeBytes()
+		case 5:
+			m.Value, err = d.DecodeBytes()
+		case 6:
+			m.Tombstone, err = d.DecodeBool()
+		case 7:
+			m.Context, err = decodeVV(d)
+		case 8:
+			var v int64
+			v, err = d.DecodeInt64()
+			m.W = int(v)
+		case 9:
+			m.TimeoutMS, err = d.DecodeInt64()
+		case 10:
+			u, err = d.DecodeUint64()
+			m.Code = errCode(u)
+		case 11:
+			m.Msg, err = d.DecodeString()
+		case 12:
+			var v int64
+			v, err = d.DecodeInt64()
+			m.Need = int(v)
+		case 13:
+			var v int64
+			v, err = d.DecodeInt64()
+			m.Got = int(v)
+		default:
+			err = d.Skip()
+		}
+		if err != nil {
+			return fail(fmt.Sprint(i), err)
+		}
+	}
+	return m, nil
+}
+
+func encodeVV(e *msgpack.Encoder, v versionVector) {
+	_ = e.EncodeArrayLen(2 * len(v))
+	for _, en := range v {
+		_ = e.EncodeString(en.Actor)
+		_ = e.EncodeUint(en.Counter)
+	}
+}
+
+// decodeVV reads a version vector and checks it is well formed: sorted,
+// unique, bounded, non-zero counters.
+func decodeVV(d *msgpack.Decoder) (versionVector, error) {
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return nil, err
+	}
+	if n < 0 {
+		return nil, nil
+	}
+	if n%2 != 0 || n/2 > maxDecodedActors {
+		return nil, fmt.Errorf("version vector of %d elements", n)
+	}
+	v := make(versionVector, 0, n/2)
+	for i := 0; i < n/2; i++ {
+		a, err := d.DecodeString()
+		if err != nil {
+			return nil, err
+		}
+		c, err := d.DecodeUint64()
+		if err != nil {
+			return nil, err
+		}
+		if a == "" || len(a) > maxActorLen || c == 0 || c > maxCounter {
+			return nil, fmt.Errorf("bad version vector entry %q:%d", a, c)
+		}
+		if i > 0 && v[i-1].Actor >= a {
+			return nil, errors.New("version vector not sorted")
+		}
+		v = append(v, vvEntry{a, c})
+	}
+	return v, nil
+}
+
+// encodeState returns st's stored and wire form. The zero state encodes to nil.
+func encodeState(st state) []byte {
+	if st.empty() {
+		return nil
+	}
+	p := getEncoder()
+	e := p.enc
+	_ = e.EncodeArrayLen(3)
+	_ = e.EncodeUint(stateFormat)
+	encodeVV(e, st.VV)
+	_ = e.EncodeArrayLen(len(st.Siblings))
+	for _, sb := range st.Siblings {
+		_ = e.EncodeArrayLen(5)
+		_ = e.EncodeString(sb.Dot.Actor)
+		_ = e.EncodeUint(sb.Dot.Counter)
+		_ = e.EncodeInt(sb.Time)
+		_ = e.EncodeBool(sb.Tombstone)
+		_ = e.EncodeBytes(sb.Value)
+	}
+	return p.finish()
+}
+
+// decodeState parses an encoded state and checks its invariants: siblings
+// sorted by dot and unique, and every dot covered by the vector. The result
+// does not alias b. Errors match ErrCorrupt.
+func decodeState(b []byte) (state, error) {
+	if len(b) == 0 {
+		return state{}, nil
+	}
+	st, err := decodeStateFrom(msgpack.NewDecoder(bytes.NewReader(b)))
+	if err != nil {
+		return state{}, fmt.Errorf("%w: state: %w", ErrCorrupt, err)
+	}
+	return st, nil
+}
+
+func decodeStateFrom(d *msgpack.Decoder) (state, error) {
+	var st state
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return st, err
+	}
+	if n < 3 {
+		return st, fmt.Errorf("state of %d elements", n)
+	}
+	f, err := d.DecodeUint64()
+	if err != nil {
+		return st, err
+	}
+	if f != stateFormat {
+		return st, fmt.Errorf("unknown state format %d", f)
+	}
+	if st.VV, err = decodeVV(d); err != nil {
+		return st, err
+	}
+	ns, err := d.DecodeArrayLen()
+	if err != nil {
+		return st, err
+	}
+	if ns > maxDecodedSiblings {
+		return st, fmt.Errorf("%d siblings", ns)
+	}
+	if ns > 0 {
+		st.Siblings = make([]sibling, 0, ns)
+	}
+	for i := 0; i < ns; i++ {
+		sn, err := d.DecodeArrayLen()
+		if err != nil {
+			return st, err
+		}
+		if sn < 5 {
+			return st, fmt.Errorf("sibling of %d elements", sn)
+		}
+		var sb sibling
+		if sb.Dot.Actor, err = d.DecodeString(); err != nil {
+			return st, err
+		}
+		if sb.Dot.Counter, err = d.DecodeUint64(); err != nil {
+			return st, err
+		}
+		if sb.Time, err = d.DecodeInt64(); err != nil {
+			return st, err
+		}
+		if sb.Tombstone, err = d.DecodeBool(); err != nil {
+			return st, err
+		}
+		if sb.Value, err = d.DecodeBytes(); err != nil {
+			return st, err
+		}
+		for j := 5; j < sn; j++ {
+			if err := d.Skip(); err != nil {
+				return st, err
+			}
+		}
+		if !st.VV.covers(sb.Dot) || sb.Dot.Counter == 0 {
+			return st, fmt.Errorf("sibling %s:%d not covered by its vector", sb.Dot.Actor, sb.Dot.Counter)
+		}
+		if i > 0 && st.Siblings[i-1].Dot.compare(sb.Dot) >= 0 {
+			return st, errors.New("siblings not sorted")
+		}
+		st.Siblings = append(st.Siblings, sb)
+	}
+	for j := 3; j < n; j++ {
+		if err := d.Skip(); err != nil {
+			return st, err
+		}
+	}
+	if _, err := d.PeekCode(); err != io.EOF {
+		return st, errors.New("trailing bytes")
+	}
+	return st, nil
+}
