@@ -1,0 +1,151 @@
+// example_test.go: runnable examples of the public API.
+package dynamo_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/dynamo-kv/dynamo"
+	"github.com/dynamo-kv/dynamo/storage/memory"
+	"github.com/dynamo-kv/dynamo/transport/memnet"
+)
+
+// startCluster starts three nodes on an in-memory network. A service would use
+// transport/tcp and storage/bolt instead.
+func startCluster(mut func(*dynamo.Config)) (nodes []*dynamo.Store, stop func()) {
+	net := memnet.New(memnet.Options{})
+	members := []dynamo.Member{{ID: "a", Addr: "a"}, {ID: "b", Addr: "b"}, {ID: "c", Addr: "c"}}
+	var closers []func() error
+	for _, m := range members {
+		tr, _ := net.Listen(m.Addr)
+		cfg := dynamo.DefaultConfig() // N=3, R=2, W=2
+		cfg.NodeID = m.ID
+		cfg.Transport = tr
+		cfg.Storage = memory.New()
+		cfg.Members = members
+		cfg.Partitions = 64
+		if mut != nil {
+			mut(&cfg)
+		}
+		s, err := dynamo.New(cfg)
+		if err != nil {
+			panic(err)
+		}
+		nodes = append(nodes, s)
+		closers = append(closers, s.Close, tr.Close)
+	}
+	return nodes, func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+}
+
+func Example() {
+	nodes, stop := startCluster(nil)
+	defer stop()
+	ctx := context.Background()
+
+	if err := nodes[0].Put(ctx, []byte("greeting"), []byte("hello"), dynamo.Context{}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	siblings, _, err := nodes[1].Get(ctx, []byte("greeting"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, s := range siblings {
+		fmt.Println(string(s.Value))
+	}
+	// Output: hello
+}
+
+// Two writes from the same context are concurrent: Get returns both as
+// siblings, and a write with the context of that Get reconciles them.
+func Example_siblings() {
+	nodes, stop := startCluster(nil)
+	defer stop()
+	ctx := context.Background()
+	key := []byte("cart")
+
+	_ = nodes[0].Put(ctx, key, []byte("book"), dynamo.Context{})
+	_, read, _ := nodes[0].Get(ctx, key)
+	_ = nodes[1].Put(ctx, key, []byte("book,pen"), read) // shopper 1
+	_ = nodes[2].Put(ctx, key, []byte("book,ink"), read) // shopper 2
+
+	siblings, both, _ := nodes[0].Get(ctx, key, dynamo.WithR(3))
+	var vals []string
+	for _, s := range siblings {
+		vals = append(vals, string(s.Value))
+	}
+	slices.Sort(vals)
+	fmt.Println(vals)
+
+	_ = nodes[0].Put(ctx, key, []byte("book,ink,pen"), both)
+	siblings, _, _ = nodes[0].Get(ctx, key, dynamo.WithR(3))
+	fmt.Println(len(siblings), string(siblings[0].Value))
+	// Output:
+	// [book,ink book,pen]
+	// 1 book,ink,pen
+}
+
+// Modify runs read, merge, modify and write in one call; Union is the
+// shopping cart's merge.
+func Example_resolver() {
+	nodes, stop := startCluster(nil)
+	defer stop()
+	ctx := context.Background()
+	codec := dynamo.MsgpackCodec[[]string]{}
+	add := func(s *dynamo.Store, item string) {
+		_, err := dynamo.Modify(ctx, s, []byte("cart"), codec, dynamo.Union[string],
+			func(cart []string, _ bool) ([]string, error) { return append(cart, item), nil })
+		if err != nil {
+			fmt.Println(err)
+		}
+	}
+	add(nodes[0], "book")
+	add(nodes[1], "pen")
+	add(nodes[2], "book")
+
+	cart, _ := dynamo.Modify(ctx, nodes[0], []byte("cart"), codec, dynamo.Union[string],
+		func(cart []string, _ bool) ([]string, error) { return dynamo.Union([][]string{cart}) })
+	fmt.Println(cart)
+	// Output: [book pen]
+}
+
+// A Resolver in the Config makes Get return one merged value.
+func ExampleResolve() {
+	highScore := dynamo.Resolve(dynamo.JSONCodec[int]{}, dynamo.Max[int])
+	nodes, stop := startCluster(func(c *dynamo.Config) { c.Resolver = highScore })
+	defer stop()
+	ctx := context.Background()
+	key := []byte("score:alice")
+	_ = nodes[0].Put(ctx, key, []byte("310"), dynamo.Context{})
+	_ = nodes[1].Put(ctx, key, []byte("970"), dynamo.Context{}) // concurrent: blind write
+	_ = nodes[2].Put(ctx, key, []byte("455"), dynamo.Context{})
+
+	siblings, _, _ := nodes[0].Get(ctx, key, dynamo.WithR(3))
+	fmt.Println(len(siblings), string(siblings[0].Value))
+	// Output: 1 970
+}
+
+// A Context travels as text, through forms and cookies.
+func ExampleContext_MarshalText() {
+	nodes, stop := startCluster(nil)
+	defer stop()
+	ctx := context.Background()
+	_ = nodes[0].Put(ctx, []byte("k"), []byte("v1"), dynamo.Context{})
+	_, c, _ := nodes[0].Get(ctx, []byte("k"))
+	text, _ := c.MarshalText()
+
+	var back dynamo.Context
+	if err := back.UnmarshalText(text); err != nil {
+		fmt.Println(err)
+	}
+	_ = nodes[0].Put(ctx, []byte("k"), []byte("v2"), back)
+	siblings, _, _ := nodes[0].Get(ctx, []byte("k"), dynamo.WithR(3))
+	fmt.Println(len(siblings), string(siblings[0].Value))
+	// Output: 1 v2
+}

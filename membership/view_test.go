@@ -1,0 +1,95 @@
+// Table tests of the ring record merge rule and wire encodings (§4.8), no network.
+
+package membership
+
+import (
+	"math"
+	"testing"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/stretchr/testify/require"
+)
+
+func TestEntry_Supersedes(t *testing.T) {
+	live := func(inc uint64) entry { return entry{ID: "a", Addr: "x", Incarnation: inc} }
+	left := func(inc uint64) entry { return entry{ID: "a", Addr: "x", Incarnation: inc, Left: true} }
+	tests := map[string]struct {
+		e, old entry
+		want   bool
+	}{
+		"later incarnation wins":            {live(2), live(1), true},
+		"earlier incarnation loses":         {live(1), live(2), false},
+		"same record is no news":            {live(1), live(1), false},
+		"leave is final for an incarnation": {left(1), live(1), true},
+		"live does not undo a leave":        {live(1), left(1), false},
+		"restart after leave rejoins":       {live(2), left(1), true},
+		"stale leave loses to a restart":    {left(1), live(2), false},
+		"same leave is no news":             {left(1), left(1), false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			require.Equal(t, tc.want, tc.e.supersedes(tc.old))
+		})
+	}
+}
+
+func TestView_FailureIsNotDeparture(t *testing.T) {
+	var v view
+	require.True(t, v.merge(entry{ID: "b", Addr: "xb", Incarnation: 1}))
+	require.True(t, v.merge(entry{ID: "a", Addr: "xa", Incarnation: 1}))
+	require.Equal(t, []Member{{ID: "a", Addr: "xa"}, {ID: "b", Addr: "xb"}}, v.members())
+	require.Equal(t, visibility{member: true, addr: "xa"}, v.visible("a"), "not reachable until memberlist says alive")
+
+	v.setAlive("a", 1)
+	require.Equal(t, visibility{member: true, addr: "xa", reachable: true}, v.visible("a"))
+
+	v.setDead("a")
+	require.Equal(t, visibility{member: true, addr: "xa"}, v.visible("a"), "a dead node stays in the ring")
+
+	// The restarted process: a new incarnation and address.
+	v.setAlive("a", 2)
+	require.False(t, v.visible("a").reachable, "alive incarnation 2 is not the member record's incarnation 1")
+	require.True(t, v.merge(entry{ID: "a", Addr: "xa2", Incarnation: 2}))
+	require.Equal(t, visibility{member: true, addr: "xa2", reachable: true}, v.visible("a"))
+
+	require.True(t, v.merge(entry{ID: "a", Addr: "xa2", Incarnation: 2, Left: true}))
+	require.Equal(t, visibility{}, v.visible("a"), "a left node is neither member nor reachable")
+	require.Equal(t, []Member{{ID: "b", Addr: "xb"}}, v.members())
+	require.Equal(t, 1, v.numMembers())
+	require.False(t, v.merge(entry{ID: "a", Addr: "xa2", Incarnation: 2}), "a stale live record does not resurrect")
+	require.Len(t, v.snapshot(), 2, "the tombstone is kept and gossiped")
+}
+
+func TestWire_RoundTripAndRejects(t *testing.T) {
+	e := entry{ID: "node-1", Addr: "127.0.0.1:7000", Incarnation: math.MaxUint64, Left: true}
+	b, err := encode(metaV1, e)
+	require.NoError(t, err)
+	got, err := decodeEntry(metaV1, b)
+	require.NoError(t, err)
+	require.Equal(t, e, got)
+
+	_, err = decodeEntry(msgEntryV1, b)
+	require.ErrorIs(t, err, errMalformed, "wrong layout byte")
+	_, err = decodeEntry(metaV1, nil)
+	require.ErrorIs(t, err, errMalformed, "empty")
+	_, err = decodeEntry(metaV1, []byte{metaV1, 0xc1})
+	require.ErrorIs(t, err, errMalformed, "garbage")
+	noID, err := encode(metaV1, entry{Addr: "x"})
+	require.NoError(t, err)
+	_, err = decodeEntry(metaV1, noID)
+	require.ErrorIs(t, err, errMalformed, "no ID")
+
+	var records []entry
+	b, err = encode(stateV1, []entry{e, {ID: "b"}})
+	require.NoError(t, err)
+	require.NoError(t, decode(stateV1, b, &records))
+	require.Equal(t, []entry{e, {ID: "b"}}, records)
+}
+
+func TestWire_MetaOfReasonableNodeFits(t *testing.T) {
+	// A 200-byte ID and a 253-byte DNS name with a port still fit.
+	e := entry{ID: string(make([]byte, 200)), Addr: string(make([]byte, 259)), Incarnation: math.MaxUint64, Left: true}
+	b, err := encode(metaV1, e)
+	require.NoError(t, err)
+	require.LessOrEqual(t, len(b), memberlist.MetaMaxSize)
+}

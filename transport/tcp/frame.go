@@ -1,0 +1,111 @@
+// The tcp wire format: a length prefix, a fixed header, then the payload (DESIGN §8).
+package tcp
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+)
+
+// A frame on the wire:
+//
+//	offset  size  field
+//	0       4     length of what follows (header and payload), big-endian
+//	4       1     version, always wireVersion
+//	5       1     kind
+//	6       8     request id, big-endian; a reply carries its request's id
+//	14      4     the caller's remaining deadline in ms, big-endian; 0 = none
+//	18      n     payload
+const (
+	wireVersion   = 1
+	prefixLen     = 4
+	headerLen     = 14
+	frameOverhead = prefixLen + headerLen
+)
+
+// kind says what a frame carries. The values are on the wire:
+// ONLY APPEND TO THIS LIST.
+type kind uint8
+
+const (
+	kindRequest    kind = 1 // a call; the payload is the request
+	kindReply      kind = 2 // the payload is the handler's reply
+	kindError      kind = 3 // the payload is the text of the handler's error
+	kindTooLarge   kind = 4 // the handler's reply exceeded the server's MaxFrameSize
+	kindNotServing kind = 5 // the server has no handler yet
+)
+
+// errProtocol is wrapped by the errors that close a connection because the
+// peer broke the wire format.
+var errProtocol = errors.New("tcp: protocol violation")
+
+// header is a frame's fixed part.
+type header struct {
+	kind     kind
+	id       uint64
+	deadline uint32 // ms
+}
+
+// putHeader writes the length prefix and h into b, which must hold
+// frameOverhead bytes, for a payload of n bytes.
+func putHeader(b []byte, h header, n int) {
+	_ = b[frameOverhead-1]
+	binary.BigEndian.PutUint32(b[0:4], uint32(headerLen+n))
+	b[4] = wireVersion
+	b[5] = byte(h.kind)
+	binary.BigEndian.PutUint64(b[6:14], h.id)
+	binary.BigEndian.PutUint32(b[14:18], h.deadline)
+}
+
+// readFrame reads one frame. It checks the announced length against
+// maxPayload before allocating anything, and allocates the payload exactly.
+// buf is scratch space for the header.
+func readFrame(r io.Reader, buf *[frameOverhead]byte, maxPayload int) (header, []byte, error) {
+	if _, err := io.ReadFull(r, buf[:prefixLen]); err != nil {
+		return header{}, nil, err
+	}
+	n := binary.BigEndian.Uint32(buf[0:4])
+	if n < headerLen {
+		return header{}, nil, fmt.Errorf("%w: frame length %d is shorter than the %d-byte header", errProtocol, n, headerLen)
+	}
+	if size := uint64(n) - headerLen; size > uint64(maxPayload) {
+		return header{}, nil, fmt.Errorf("%w: frame payload of %d bytes exceeds the limit of %d", errProtocol, size, maxPayload)
+	}
+	if _, err := io.ReadFull(r, buf[prefixLen:]); err != nil {
+		return header{}, nil, unexpectedEOF(err)
+	}
+	if v := buf[4]; v != wireVersion {
+		return header{}, nil, fmt.Errorf("%w: wire version %d, want %d", errProtocol, v, wireVersion)
+	}
+	h := header{
+		kind:     kind(buf[5]),
+		id:       binary.BigEndian.Uint64(buf[6:14]),
+		deadline: binary.BigEndian.Uint32(buf[14:18]),
+	}
+	size := int(n) - headerLen
+	if size == 0 {
+		return h, nil, nil
+	}
+	payload := make([]byte, size)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return header{}, nil, unexpectedEOF(err)
+	}
+	return h, payload, nil
+}
+
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// deadlineMs encodes the time left before a deadline, rounded up to whole
+// milliseconds so the handler never stops before the caller gives up.
+func deadlineMs(left time.Duration) uint32 {
+	ms := (left + time.Millisecond - 1) / time.Millisecond
+	return uint32(min(max(ms, 1), math.MaxUint32))
+}
