@@ -329,6 +329,7 @@ func (g *Gossip) broadcast(e entry, finished chan struct{}) {
 // observe applies memberlist's news of a node: its record, from metadata,
 // and whether the failure detector holds it alive.
 func (g *Gossip) observe(e entry, alive bool) {
+	g.logger.Warn("DBG observe", "e", e.ID, "left", e.Left, "alive", alive)
 	g.mu.Lock()
 	before := g.view.visible(e.ID)
 	g.view.merge(e)
@@ -348,6 +349,7 @@ func (g *Gossip) observe(e entry, alive bool) {
 // learn merges records heard from peers and, when spread is set, queues the
 // ones that were news for broadcast, so that they reach every node.
 func (g *Gossip) learn(records []entry, spread bool) {
+	g.logger.Warn("DBG learn", "n", len(records), "spread", spread, "left0", records[0].Left)
 	changed := false
 	g.mu.Lock()
 	for _, e := range records {

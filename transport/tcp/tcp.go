@@ -39,6 +39,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -105,8 +106,8 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// maxFrameLimit keeps the payload and header length within the 32-bit prefix.
-const maxFrameLimit = 1<<32 - 1 - headerLen
+// maxFrameLimit keeps the frame length within the prefix and an int on every platform.
+const maxFrameLimit = math.MaxInt32 - headerLen
 
 // withDefaults returns o with zero fields set to their defaults.
 func (o Options) withDefaults() Options {

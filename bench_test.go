@@ -1,0 +1,81 @@
+// bench_test.go: benchmarks of the coordinator paths and version sync.
+package dynamo
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"testing"
+)
+
+func benchKeys(n int) [][]byte {
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = []byte("key-" + strconv.Itoa(i))
+	}
+	return keys
+}
+
+func benchmarkPutGet(b *testing.B, c *testCluster) {
+	ctx := context.Background()
+	value := make([]byte, 1024)
+	keys := benchKeys(10000)
+	b.Run("Put", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			key := strconv.AppendInt([]byte("put-"), int64(i), 10) // fresh keys: blind writes to one key would pile up siblings
+			if err := c.stores[i%3].Put(ctx, key, value, Context{}, WithW(2)); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	for _, k := range keys {
+		if err := c.stores[0].Put(ctx, k, value, Context{}, WithW(3)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("Get", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			if _, _, err := c.stores[i%3].Get(ctx, keys[i%len(keys)]); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+}
+
+func BenchmarkStore_Memory(b *testing.B) {
+	c := newTestCluster(b, 3, func(cfg *Config) { cfg.Partitions = 1024 })
+	benchmarkPutGet(b, c)
+}
+
+func BenchmarkSync(b *testing.B) {
+	for _, n := range []int{2, 10} {
+		b.Run(fmt.Sprintf("siblings=%d", n), func(b *testing.B) {
+			var x, y state
+			for i := range n {
+				// x and y each hold half the siblings and have seen the other's half only partly
+				actor := "node-" + strconv.Itoa(i)
+				sb := sibling{Dot: dot{actor, 1}, Time: int64(i), Value: make([]byte, 64)}
+				if i%2 == 0 {
+					x.Siblings = append(x.Siblings, sb)
+					x.VV = x.VV.with(actor, 1)
+				} else {
+					y.Siblings = append(y.Siblings, sb)
+					y.VV = y.VV.with(actor, 1)
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				st := syncStates(x, y)
+				if len(st.Siblings) != n {
+					b.Fatal(len(st.Siblings))
+				}
+			}
+		})
+	}
+}
