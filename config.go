@@ -60,6 +60,51 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
+// HandoffConfig tunes hinted handoff. A zero field takes the default given
+// in its comment.
+type HandoffConfig struct {
+	// Interval is how often a node retries delivering its hints; delivery also
+	// starts at once when a membership change shows a hinted node reachable.
+	// Default 1s.
+	Interval time.Duration
+	// MaxBackoff caps the delay between retries to a node whose deliveries
+	// keep failing; the delay doubles from Interval. Default 30s.
+	MaxBackoff time.Duration
+	// MaxHints and MaxHintBytes bound the hints this node holds for others.
+	// A node at either bound declines new hints (ErrHintsFull) and the
+	// coordinator tries the next fallback; hints it already holds for a key
+	// still merge. Defaults 100,000 and 256 MiB.
+	MaxHints     int
+	MaxHintBytes int64
+	// Rate is the most hints per second a node delivers, and Concurrency the
+	// most deliveries in flight, so handoff never starves foreground traffic.
+	// Defaults 2,000/s and 4.
+	Rate        int
+	Concurrency int
+}
+
+func (h HandoffConfig) withDefaults() HandoffConfig {
+	if h.Interval == 0 {
+		h.Interval = time.Second
+	}
+	if h.MaxBackoff == 0 {
+		h.MaxBackoff = 30 * time.Second
+	}
+	if h.MaxHints == 0 {
+		h.MaxHints = 100_000
+	}
+	if h.MaxHintBytes == 0 {
+		h.MaxHintBytes = 256 << 20
+	}
+	if h.Rate == 0 {
+		h.Rate = 2000
+	}
+	if h.Concurrency == 0 {
+		h.Concurrency = 4
+	}
+	return h
+}
+
 // Config configures a Store. The zero value is not usable: start from
 // DefaultConfig and set NodeID, Transport, Storage and the members.
 type Config struct {
@@ -103,6 +148,14 @@ type Config struct {
 
 	// Limits bound keys, values, siblings and contexts.
 	Limits Limits
+
+	// PrimariesOnly makes every request use only the key's N primary
+	// replicas, like Riak's PR/PW: no fallback nodes, no hints. A write then
+	// fails at once, writing nothing, when fewer than W primaries are
+	// reachable. The default (false) is the sloppy quorum of §4.6.
+	PrimariesOnly bool
+	// Handoff tunes hinted handoff (§4.6).
+	Handoff HandoffConfig
 
 	// Logger receives the Store's logs. Nil discards them.
 	Logger *slog.Logger
@@ -199,6 +252,10 @@ func (c Config) Validate() error {
 	if l.MaxSiblings > maxDecodedSiblings {
 		add("Limits.MaxSiblings (%d) exceeds %d", l.MaxSiblings, maxDecodedSiblings)
 	}
+	h := c.Handoff
+	if h.Interval < 0 || h.MaxBackoff < 0 || h.MaxHints < 0 || h.MaxHintBytes < 0 || h.Rate < 0 || h.Concurrency < 0 {
+		add("Handoff fields must not be negative (%+v)", h)
+	}
 	if ld := l.withDefaults(); ld.MaxValueSize > ld.MaxStateSize {
 		add("Limits.MaxValueSize (%d) exceeds Limits.MaxStateSize (%d)", ld.MaxValueSize, ld.MaxStateSize)
 	}
@@ -223,6 +280,7 @@ func (c Config) withDefaults() Config {
 		c.ReplicaTimeout = DefaultReplicaTimeout
 	}
 	c.Limits = c.Limits.withDefaults()
+	c.Handoff = c.Handoff.withDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -236,9 +294,10 @@ func (c Config) withDefaults() Config {
 type Option func(*options)
 
 type options struct {
-	r, w    int
-	timeout time.Duration
-	retries int
+	r, w          int
+	timeout       time.Duration
+	retries       int
+	primariesOnly bool
 }
 
 // WithR sets how many replicas must answer this read (1..N).
@@ -250,12 +309,16 @@ func WithW(w int) Option { return func(o *options) { o.w = w } }
 // WithTimeout bounds this request; it overrides Config.RequestTimeout.
 func WithTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
 
+// WithPrimariesOnly restricts this request to the key's N primary replicas
+// (see Config.PrimariesOnly).
+func WithPrimariesOnly() Option { return func(o *options) { o.primariesOnly = true } }
+
 // WithRetries sets how many times Modify retries after a quorum failure
 // (default 2).
 func WithRetries(n int) Option { return func(o *options) { o.retries = n } }
 
 func (s *Store) options(opts []Option) (options, error) {
-	o := options{r: s.cfg.R, w: s.cfg.W, timeout: s.cfg.RequestTimeout, retries: 2}
+	o := options{r: s.cfg.R, w: s.cfg.W, timeout: s.cfg.RequestTimeout, retries: 2, primariesOnly: s.cfg.PrimariesOnly}
 	for _, f := range opts {
 		if f != nil {
 			f(&o)

@@ -94,6 +94,14 @@ func (c *Context) UnmarshalText(text []byte) error {
 	if len(vv) == 0 {
 		return fmt.Errorf("%w: empty vector", ErrBadContext)
 	}
+	for i := 3; i < fields; i++ {
+		if err := d.Skip(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadContext, err)
+		}
+	}
+	if !atEOF(d) {
+		return fmt.Errorf("%w: trailing bytes", ErrBadContext)
+	}
 	*c = Context{cluster: uint32(cl), vv: vv}
 	return nil
 }

@@ -104,6 +104,7 @@ type Store struct {
 	once     sync.Once
 
 	stats storeStats
+	hints *hintStore
 }
 
 type storeStats struct {
@@ -113,11 +114,12 @@ type storeStats struct {
 // Stats are counters of a Store's background work since it started.
 type Stats struct {
 	ReadRepairs int64 // replicas sent a merged state after a Get
+	Hints       HintStats
 }
 
 // Stats returns the Store's counters.
 func (s *Store) Stats() Stats {
-	return Stats{ReadRepairs: s.stats.readRepairs.Load()}
+	return Stats{ReadRepairs: s.stats.readRepairs.Load(), Hints: s.hintStats()}
 }
 
 // New starts a Store: it validates cfg, loads or creates the node's
@@ -135,6 +137,7 @@ func New(cfg Config) (*Store, error) {
 		cluster:     clusterHash(cfg.Cluster),
 		wireCluster: clusterHash(cfg.Cluster + "/" + strconv.Itoa(cfg.Partitions)),
 		members:     cfg.Membership,
+		hints:       newHintStore(),
 	}
 	if s.members == nil {
 		s.members = membership.NewStatic(cfg.Members...)
@@ -146,9 +149,16 @@ func New(cfg Config) (*Store, error) {
 	s.actor = cfg.NodeID + "/" + inc
 	s.bg, s.stop = context.WithCancel(context.Background())
 	s.rebuildRing()
+	if err := s.loadHints(); err != nil {
+		return nil, fmt.Errorf("dynamo: load hints: %w", err)
+	}
 	changes, cancel := s.members.Subscribe()
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.watchMembers(changes, cancel)
+	go func() {
+		defer s.wg.Done()
+		s.handoffLoop(s.bg)
+	}()
 	if err := cfg.Transport.Serve(s.handle); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("dynamo: serve: %w", err)
@@ -224,6 +234,7 @@ func (s *Store) watchMembers(changes <-chan struct{}, cancel func()) {
 		select {
 		case <-changes:
 			s.rebuildRing()
+			s.resetBackoff()
 		case <-s.bg.Done():
 			return
 		}
@@ -312,13 +323,13 @@ func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling,
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	r := s.ring.Load()
-	replicas := r.preference(r.partition(key), s.cfg.N)
-	if len(replicas) == 0 {
+	primaries, fallbacks := s.placement(key, o.primariesOnly)
+	if len(primaries) == 0 {
 		return nil, Context{}, ErrNoReplica
 	}
-	need := min(o.r, len(replicas))
-	st, err := s.readAll(ctx, key, replicas, need)
+	targets := s.readTargets(primaries, fallbacks)
+	need := min(o.r, len(primaries))
+	st, err := s.readAll(ctx, key, targets, primaries, need)
 	if err != nil {
 		return nil, Context{}, err
 	}
@@ -381,16 +392,15 @@ func (s *Store) write(ctx context.Context, op string, key, value []byte, tombsto
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	r := s.ring.Load()
-	replicas := r.preference(r.partition(key), s.cfg.N)
-	if len(replicas) == 0 {
+	primaries, _ := s.placement(key, true)
+	if len(primaries) == 0 {
 		return ErrNoReplica
 	}
 	value = slices.Clone(value)
-	if slices.ContainsFunc(replicas, func(m Member) bool { return m.ID == s.cfg.NodeID }) {
-		return s.coordinate(ctx, op, key, value, tombstone, c.vv, min(o.w, len(replicas)), replicas)
+	if slices.ContainsFunc(primaries, func(m Member) bool { return m.ID == s.cfg.NodeID }) {
+		return s.coordinate(ctx, op, key, value, tombstone, c.vv, min(o.w, len(primaries)), o.primariesOnly)
 	}
-	return s.forward(ctx, op, key, value, tombstone, c.vv, o, replicas)
+	return s.forward(ctx, op, key, value, tombstone, c.vv, o, primaries)
 }
 
 func (s *Store) checkContext(c Context) error {
@@ -406,10 +416,71 @@ func (s *Store) checkContext(c Context) error {
 	return nil
 }
 
+// placement returns key's N primaries and, unless primariesOnly, its
+// reachable fallbacks in preference-list order.
+func (s *Store) placement(key []byte, primariesOnly bool) (primaries, fallbacks []Member) {
+	r := s.ring.Load()
+	p := r.partition(key)
+	if primariesOnly {
+		return r.preference(p, s.cfg.N), nil
+	}
+	pref := r.preference(p, r.keep)
+	primaries = pref[:min(s.cfg.N, len(pref))]
+	for _, m := range pref[len(primaries):] {
+		if s.reachable(m.ID) {
+			fallbacks = append(fallbacks, m)
+		}
+	}
+	return primaries, fallbacks
+}
+
+func (s *Store) reachable(id string) bool {
+	return id == s.cfg.NodeID || s.members.Reachable(id)
+}
+
+// readTargets is the first N reachable nodes of the preference list (§4.6):
+// during an outage a read reaches the fallbacks that took its writes.
+func (s *Store) readTargets(primaries, fallbacks []Member) []Member {
+	out := make([]Member, 0, len(primaries))
+	for _, m := range primaries {
+		if s.reachable(m.ID) {
+			out = append(out, m)
+		}
+	}
+	for _, m := range fallbacks {
+		if len(out) == len(primaries) {
+			break
+		}
+		out = append(out, m)
+	}
+	if len(out) == 0 {
+		return primaries // nobody is believed up: try the primaries anyway
+	}
+	return out
+}
+
 // coordinate runs a write on this node, a replica of key: it mints the new
 // version in local storage, then replicates the key's new state to the other
-// replicas and waits for w durable acknowledgements, its own included.
-func (s *Store) coordinate(ctx context.Context, op string, key, value []byte, tombstone bool, cvv versionVector, w int, replicas []Member) error {
+// primaries and waits for w durable acknowledgements, its own included. A
+// primary that is unreachable, or whose write fails, is replaced by the next
+// reachable fallback, which keeps the state as a hint (§4.6 sloppy quorum).
+// With primariesOnly there are no fallbacks, and a write that cannot reach w
+// primaries by the failure detector's account fails before writing anything.
+func (s *Store) coordinate(ctx context.Context, op string, key, value []byte, tombstone bool, cvv versionVector, w int, primariesOnly bool) error {
+	primaries, fallbacks := s.placement(key, primariesOnly)
+	if primariesOnly {
+		up, down := 0, map[string]error{}
+		for _, m := range primaries {
+			if s.reachable(m.ID) {
+				up++
+			} else {
+				down[m.ID] = errors.New("unreachable (primaries only)")
+			}
+		}
+		if up < w {
+			return &QuorumError{Op: op, Need: w, Got: 0, PerReplica: down}
+		}
+	}
 	now := s.cfg.Clock().UnixNano()
 	var next state
 	err := s.cfg.Storage.Update(s.dataKey(s.ring.Load(), key), func(cur []byte) ([]byte, error) {
@@ -433,8 +504,12 @@ func (s *Store) coordinate(ctx context.Context, op string, key, value []byte, to
 		}
 		return &QuorumError{Op: op, Need: w, PerReplica: map[string]error{s.cfg.NodeID: err}}
 	}
-	others := slices.DeleteFunc(slices.Clone(replicas), func(m Member) bool { return m.ID == s.cfg.NodeID })
-	return s.writeAll(ctx, op, key, next, others, w, 1)
+	others := slices.DeleteFunc(slices.Clone(primaries), func(m Member) bool { return m.ID == s.cfg.NodeID })
+	var pool *fallbackPool
+	if !primariesOnly {
+		pool = &fallbackPool{list: fallbacks}
+	}
+	return s.writeAll(ctx, op, key, next, others, pool, w, 1)
 }
 
 // forward hands a write to the first reachable replica of key, which
@@ -444,10 +519,14 @@ func (s *Store) forward(ctx context.Context, op string, key, value []byte, tombs
 	if dl, ok := ctx.Deadline(); ok {
 		budget = time.Until(dl)
 	}
-	req := encodeMessage(&message{
+	msg := &message{
 		Version: protocolVersion, Kind: kindPut, Cluster: s.wireCluster, Key: key,
 		Value: value, Tombstone: tombstone, Context: cvv, W: o.w, TimeoutMS: max(1, budget.Milliseconds()),
-	})
+	}
+	if o.primariesOnly {
+		msg.Flags |= flagPrimariesOnly
+	}
+	req := encodeMessage(msg)
 	errs := map[string]error{}
 	for _, m := range replicas {
 		if !s.members.Reachable(m.ID) {
@@ -474,13 +553,22 @@ func (s *Store) forward(ctx context.Context, op string, key, value []byte, tombs
 	return &QuorumError{Op: op, Need: o.w, PerReplica: errs}
 }
 
-// localRead returns this node's state of key.
+// localRead returns this node's state of key, merged with any hints it holds
+// for the key as a fallback.
 func (s *Store) localRead(key []byte) (state, error) {
 	raw, err := s.cfg.Storage.Get(s.dataKey(s.ring.Load(), key))
 	if err != nil {
 		return state{}, err
 	}
-	return decodeState(raw)
+	st, err := decodeState(raw)
+	if err != nil {
+		return state{}, err
+	}
+	hinted, err := s.hintedState(key)
+	if err != nil {
+		return state{}, err
+	}
+	return syncStates(st, hinted), nil
 }
 
 // localMerge merges st into this node's state of key, durably.
@@ -516,17 +604,22 @@ func (s *Store) handle(ctx context.Context, raw []byte) ([]byte, error) {
 	}
 	switch m.Kind {
 	case kindGet:
-		raw, err := s.cfg.Storage.Get(s.dataKey(s.ring.Load(), m.Key))
+		st, err := s.localRead(m.Key)
 		if err != nil {
 			return s.errorMessage(err), nil
 		}
-		return encodeMessage(&message{Version: protocolVersion, Kind: kindGetReply, Cluster: s.wireCluster, State: raw}), nil
+		return encodeMessage(&message{Version: protocolVersion, Kind: kindGetReply, Cluster: s.wireCluster, State: encodeState(st)}), nil
 	case kindReplicate:
 		st, err := decodeState(m.State)
 		if err != nil {
 			return s.errorMessage(err), nil
 		}
-		if err := s.localMerge(m.Key, st); err != nil {
+		if m.Hint != "" && m.Hint != s.cfg.NodeID {
+			err = s.storeHint(m.Hint, m.Key, st)
+		} else {
+			err = s.localMerge(m.Key, st)
+		}
+		if err != nil {
 			return s.errorMessage(err), nil
 		}
 		return s.ackMessage(), nil
@@ -574,7 +667,8 @@ func (s *Store) handlePut(ctx context.Context, m *message) []byte {
 	} else if value == nil {
 		value = []byte{}
 	}
-	if err := s.coordinate(ctx, op, m.Key, value, m.Tombstone, m.Context, min(w, len(replicas)), replicas); err != nil {
+	primariesOnly := m.Flags&flagPrimariesOnly != 0 || s.cfg.PrimariesOnly
+	if err := s.coordinate(ctx, op, m.Key, value, m.Tombstone, m.Context, min(w, len(replicas)), primariesOnly); err != nil {
 		return s.errorMessage(err)
 	}
 	return s.ackMessage()

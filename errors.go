@@ -46,6 +46,10 @@ var (
 	// ErrProtocol is returned when a peer sends a message this node cannot
 	// accept: an unknown protocol version or kind, or another cluster's name.
 	ErrProtocol = errors.New("dynamo: protocol error")
+	// ErrHintsFull is returned by a fallback node that declines a hint because
+	// its hint store has reached Handoff.MaxHints or Handoff.MaxHintBytes. The
+	// coordinator then tries the next fallback.
+	ErrHintsFull = errors.New("dynamo: hint store full")
 	// ErrResolve is returned when a Resolver fails; it wraps the resolver's error.
 	ErrResolve = errors.New("dynamo: resolver failed")
 )

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/dynamo-kv/dynamo/transport"
 )
@@ -53,8 +54,8 @@ type readReply struct {
 
 // readAll fans a read of key out to replicas in parallel, returns once r have
 // answered (or the quorum cannot be met, or ctx ends), and repairs stale
-// replicas in the background once every replica has answered or timed out.
-func (s *Store) readAll(ctx context.Context, key []byte, replicas []Member, r int) (state, error) {
+// primaries in the background once every replica has answered or timed out.
+func (s *Store) readAll(ctx context.Context, key []byte, replicas, primaries []Member, r int) (state, error) {
 	ch := make(chan readReply, len(replicas))
 	req := encodeMessage(&message{Version: protocolVersion, Kind: kindGet, Cluster: s.wireCluster, Key: key})
 	for _, m := range replicas {
@@ -82,7 +83,7 @@ func (s *Store) readAll(ctx context.Context, key []byte, replicas []Member, r in
 		}
 	}
 	early := replies
-	s.goBackground(func(bg context.Context) { s.readRepair(bg, key, replicas, early, ch) })
+	s.goBackground(func(bg context.Context) { s.readRepair(bg, key, replicas, primaries, early, ch) })
 	if t.result() == voteMet {
 		return merged, nil
 	}
@@ -91,9 +92,10 @@ func (s *Store) readAll(ctx context.Context, key []byte, replicas []Member, r in
 
 // readRepair waits for the replies still outstanding (each bounded by the
 // replica timeout), merges every state it has, and sends the merged state to
-// each replica that answered with a stale one (§4.7 read repair). Replicas
-// that failed to answer are left to hinted handoff and anti-entropy.
-func (s *Store) readRepair(ctx context.Context, key []byte, replicas []Member, replies []readReply, ch <-chan readReply) {
+// each primary that answered with a stale one (§4.7 read repair). Replicas
+// that failed to answer are left to hinted handoff and anti-entropy, and
+// fallbacks are never repaired: they hold hints, not replicas.
+func (s *Store) readRepair(ctx context.Context, key []byte, replicas, primaries []Member, replies []readReply, ch <-chan readReply) {
 	all := replies
 	for len(all) < len(replicas) {
 		all = append(all, <-ch) // every reader sends exactly once
@@ -111,7 +113,7 @@ func (s *Store) readRepair(ctx context.Context, key []byte, replicas []Member, r
 	}
 	var enc, req []byte
 	for _, rep := range all {
-		if rep.err != nil || sameVersion(rep.st, merged) {
+		if rep.err != nil || sameVersion(rep.st, merged) || !slices.Contains(primaries, rep.m) {
 			continue
 		}
 		if req == nil {
@@ -126,10 +128,12 @@ func (s *Store) readRepair(ctx context.Context, key []byte, replicas []Member, r
 	}
 }
 
-// writeAll sends an already-encoded replicate request for key to replicas in
-// parallel and returns once need of them (counting already, the acks the
-// caller has) have acknowledged durably, or the quorum cannot be met.
-func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, replicas []Member, need, already int) error {
+// writeAll replicates key's state st to replicas in parallel and returns once
+// need of them (counting already, the acks the caller has) have acknowledged
+// durably, or the quorum cannot be met. A replica that is unreachable or
+// fails is replaced by a fallback from pool (nil: none), which stores st as a
+// hint for it; the fallback's acknowledgement counts toward need (§4.6).
+func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, replicas []Member, pool *fallbackPool, need, already int) error {
 	if len(replicas) == 0 {
 		if already >= need {
 			return nil
@@ -141,10 +145,27 @@ func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, r
 		err error
 	}
 	ch := make(chan ack, len(replicas))
-	req := encodeMessage(&message{Version: protocolVersion, Kind: kindReplicate, Cluster: s.wireCluster, Key: key, State: encodeState(st)})
+	enc := encodeState(st)
+	req := encodeMessage(&message{Version: protocolVersion, Kind: kindReplicate, Cluster: s.wireCluster, Key: key, State: enc})
 	for _, m := range replicas {
 		s.goBackground(func(bg context.Context) {
-			ch <- ack{m, s.writeReplica(bg, m, key, st, req)}
+			err := errUnreachable
+			if s.reachable(m.ID) {
+				err = s.writeReplica(bg, m, key, st, req)
+			}
+			for err != nil {
+				f, ok := pool.take()
+				if !ok {
+					break
+				}
+				hint := encodeMessage(&message{Version: protocolVersion, Kind: kindReplicate, Cluster: s.wireCluster, Key: key, State: enc, Hint: m.ID})
+				if herr := s.writeReplica(bg, f, key, st, hint); herr == nil {
+					err = nil
+				} else {
+					s.log.Debug("fallback declined", "fallback", f.ID, "for", m.ID, "err", herr)
+				}
+			}
+			ch <- ack{m, err}
 		})
 	}
 	t := tally{need: need, total: len(replicas) + already, ok: already}

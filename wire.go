@@ -71,6 +71,7 @@ const (
 	codeNoReplica
 	codeCorrupt
 	codeProtocol
+	codeHintsFull
 )
 
 var codeErrors = map[errCode]error{
@@ -81,6 +82,7 @@ var codeErrors = map[errCode]error{
 	codeNoReplica:       ErrNoReplica,
 	codeCorrupt:         ErrCorrupt,
 	codeProtocol:        ErrProtocol,
+	codeHintsFull:       ErrHintsFull,
 }
 
 // message is the envelope of every request and reply. Fields are encoded as a
@@ -100,9 +102,16 @@ type message struct {
 	Code      errCode
 	Msg       string
 	Need, Got int // codeWriteQuorum
+	Hint      string // kindReplicate: store as a hint for the node with this ID
+	Flags     uint8  // kindPut: flagPrimariesOnly
 }
 
-const messageFields = 14
+const messageFields = 16
+
+// Message flags. ONLY APPEND TO THIS LIST.
+const (
+	flagPrimariesOnly uint8 = 1 << iota
+)
 
 var encPool = sync.Pool{New: func() any {
 	b := new(bytes.Buffer)
@@ -147,6 +156,8 @@ func encodeMessage(m *message) []byte {
 	_ = e.EncodeString(m.Msg)
 	_ = e.EncodeInt(int64(m.Need))
 	_ = e.EncodeInt(int64(m.Got))
+	_ = e.EncodeString(m.Hint)
+	_ = e.EncodeUint(uint64(m.Flags))
 	return p.finish()
 }
 
@@ -207,6 +218,11 @@ func decodeMessage(b []byte) (*message, error) {
 			var v int64
 			v, err = d.DecodeInt64()
 			m.Got = int(v)
+		case 14:
+			m.Hint, err = d.DecodeString()
+		case 15:
+			u, err = d.DecodeUint64()
+			m.Flags = uint8(u)
 		default:
 			err = d.Skip()
 		}
@@ -214,7 +230,16 @@ func decodeMessage(b []byte) (*message, error) {
 			return fail(fmt.Sprint(i), err)
 		}
 	}
+	if !atEOF(d) {
+		return nil, fmt.Errorf("%w: trailing bytes after the envelope", ErrProtocol)
+	}
 	return m, nil
+}
+
+// atEOF reports whether d has consumed all its input.
+func atEOF(d *msgpack.Decoder) bool {
+	_, err := d.PeekCode()
+	return err == io.EOF
 }
 
 func encodeVV(e *msgpack.Encoder, v versionVector) {
@@ -366,7 +391,7 @@ func decodeStateFrom(d *msgpack.Decoder) (state, error) {
 			return st, err
 		}
 	}
-	if _, err := d.PeekCode(); err != io.EOF {
+	if !atEOF(d) {
 		return st, errors.New("trailing bytes")
 	}
 	return st, nil

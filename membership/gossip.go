@@ -51,8 +51,8 @@ type Gossip struct {
 
 	life     sync.Mutex
 	stopping bool
-	done     chan struct{} // closed when Close or Leave has finished
-	joins    sync.WaitGroup
+	done     chan struct{}  // closed when Close or Leave has finished
+	pending  sync.WaitGroup // Joins and leave messages still in flight
 }
 
 var _ Membership = (*Gossip)(nil)
@@ -85,7 +85,11 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 	g.view.merge(g.self)
 	g.size.Store(1)
 
-	mc := cfg.memberlistConfig(newLogLogger(cfg.Logger))
+	var mlLogger *slog.Logger
+	if cfg.Logger != nil {
+		mlLogger = cfg.Logger.With("node", cfg.NodeID)
+	}
+	mc := cfg.memberlistConfig(newLogLogger(mlLogger))
 	g.queue = &memberlist.TransmitLimitedQueue{
 		NumNodes:       func() int { return int(g.size.Load()) },
 		RetransmitMult: mc.RetransmitMult,
@@ -123,7 +127,7 @@ func JoinGossip(ctx context.Context, cfg GossipConfig) (*Gossip, error) {
 // It returns how many seeds answered, and an error wrapping ErrJoin when
 // none did. If ctx ends first, Join returns ctx's error at once; the attempt
 // goes on in the background (memberlist's joins cannot be cancelled), bounded
-// by memberlist's TCP timeout, and Close waits for it.
+// by memberlist's TCP timeout, and Close and Leave wait for it.
 func (g *Gossip) Join(ctx context.Context, seeds ...string) (int, error) {
 	if len(seeds) == 0 {
 		return 0, nil
@@ -137,7 +141,7 @@ func (g *Gossip) Join(ctx context.Context, seeds ...string) (int, error) {
 		g.life.Unlock()
 		return 0, fmt.Errorf("membership: join %v: %w", seeds, ErrClosed)
 	}
-	g.joins.Add(1)
+	g.pending.Add(1)
 	g.life.Unlock()
 
 	type result struct {
@@ -146,7 +150,7 @@ func (g *Gossip) Join(ctx context.Context, seeds ...string) (int, error) {
 	}
 	res := make(chan result, 1)
 	go func() {
-		defer g.joins.Done()
+		defer g.pending.Done()
 		n, err := g.ml.Join(seeds)
 		res <- result{n, err}
 	}()
@@ -215,7 +219,7 @@ func (g *Gossip) Remove(id string) error {
 	}
 	e.Left = true
 	g.view.merge(e)
-	g.broadcast(e, nil)
+	g.broadcast(e)
 	g.size.Store(int64(g.view.numMembers()))
 	g.mu.Unlock()
 	g.logger.Info("membership: removed member from the ring", "member", id)
@@ -223,13 +227,17 @@ func (g *Gossip) Remove(id string) error {
 	return nil
 }
 
-// Leave takes this node out of the ring and shuts it down. It marks its
-// record left and spreads that in a broadcast and in its metadata, then makes
-// memberlist announce its departure, then shuts down as Close does. Leave
-// waits at most timeout, in total, for these messages to go out; with
-// timeout <= 0 it does not wait, and other nodes may see a failure instead.
-// An error means the leave may not have reached every node; the node is shut
-// down all the same. Calls after the first return nil.
+// Leave takes this node out of the ring and shuts it down. It marks its own
+// record left, sends that record over TCP to every peer memberlist holds
+// alive and queues it for gossip, then makes memberlist announce the
+// departure, then shuts down as Close does. Leave waits at most timeout for
+// the peers to take the record and for memberlist's announcement to go out;
+// with timeout <= 0 it does not wait, and peers will most likely see a
+// failure instead. Sends still in flight at the deadline are not abandoned:
+// Leave then waits for them, up to memberlist's TCP timeout. An error means
+// the leave may not have reached every node (they learn it from the others
+// in time); the node is shut down all the same. Calls after the first, and
+// after Close, return nil.
 func (g *Gossip) Leave(timeout time.Duration) error { return g.stop(true, timeout) }
 
 // Close shuts the node down without leaving, as a crash would: other nodes
@@ -257,48 +265,75 @@ func (g *Gossip) stop(leave bool, timeout time.Duration) error {
 	if serr := g.ml.Shutdown(); serr != nil {
 		err = errors.Join(err, fmt.Errorf("membership: shut down gossip: %w", serr))
 	}
-	g.joins.Wait()
+	g.pending.Wait()
 	return err
 }
 
 // errLeaveTimeout is wrapped by Leave's error when time ran out.
 var errLeaveTimeout = errors.New("timed out")
 
-// leave announces this node's departure, waiting until deadline at most.
+// maxLeaveSends bounds the TCP connections a leave opens at once.
+const maxLeaveSends = 16
+
+// leave announces this node's departure, waiting until timeout at most.
 func (g *Gossip) leave(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	finished := make(chan struct{})
 	g.mu.Lock()
 	g.self.Left = true
 	g.view.merge(g.self)
 	if meta, err := encode(metaV1, g.self); err == nil {
 		g.meta = meta
 	}
-	g.broadcast(g.self, finished)
+	g.broadcast(g.self)
+	msg, err := encode(msgEntryV1, g.self)
 	g.size.Store(int64(g.view.numMembers()))
 	g.mu.Unlock()
 	g.subs.notify()
+	if err != nil {
+		return fmt.Errorf("membership: leave of %q: %w", g.id, err)
+	}
 	if timeout <= 0 {
 		return nil
 	}
 
 	var errs []error
-	// The left flag in metadata reaches nodes through memberlist's own alive
-	// messages and state exchanges.
-	if rem := time.Until(deadline); rem <= 0 {
-		errs = append(errs, fmt.Errorf("publish left flag in metadata: %w", errLeaveTimeout))
-	} else if err := g.ml.UpdateNode(rem); err != nil {
-		errs = append(errs, fmt.Errorf("publish left flag in metadata: %w", err))
-	}
-	// The broadcast ring record, which every receiver spreads further.
-	if g.ml.NumMembers() > 1 {
-		timer := time.NewTimer(max(time.Until(deadline), 0))
-		select {
-		case <-finished:
-		case <-timer.C:
-			errs = append(errs, fmt.Errorf("broadcast left record: %w", errLeaveTimeout))
+	// Gossip reaches every node only with high probability, and a node that
+	// already holds this one dead ignores memberlist's own leave message, so
+	// hand the record to each live peer directly.
+	var peers []*memberlist.Node
+	for _, n := range g.ml.Members() {
+		if n.Name != g.id {
+			peers = append(peers, n)
 		}
-		timer.Stop()
+	}
+	sent := make(chan error, len(peers))
+	sem := make(chan struct{}, maxLeaveSends)
+	for _, n := range peers {
+		g.pending.Add(1)
+		go func() {
+			defer g.pending.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := g.ml.SendReliable(n, msg); err != nil {
+				sent <- fmt.Errorf("send left record to %q: %w", n.Name, err)
+				return
+			}
+			sent <- nil
+		}()
+	}
+	timer := time.NewTimer(max(time.Until(deadline), 0))
+	defer timer.Stop()
+wait:
+	for range peers {
+		select {
+		case err := <-sent:
+			if err != nil {
+				errs = append(errs, err)
+			}
+		case <-timer.C:
+			errs = append(errs, fmt.Errorf("send left record: %w", errLeaveTimeout))
+			break wait
+		}
 	}
 	// memberlist's leave, so that peers stop probing this node.
 	if rem := time.Until(deadline); rem <= 0 {
@@ -312,24 +347,19 @@ func (g *Gossip) leave(timeout time.Duration) error {
 	return nil
 }
 
-// broadcast queues e for gossip; finished, if not nil, is closed when the
-// queue is done with it. g.mu must be held.
-func (g *Gossip) broadcast(e entry, finished chan struct{}) {
+// broadcast queues e for gossip. g.mu must be held.
+func (g *Gossip) broadcast(e entry) {
 	msg, err := encode(msgEntryV1, e)
 	if err != nil {
 		g.logger.Error("membership: cannot broadcast ring record", "member", e.ID, "err", err)
-		if finished != nil {
-			close(finished)
-		}
 		return
 	}
-	g.queue.QueueBroadcast(&entryBroadcast{id: e.ID, msg: msg, finished: finished})
+	g.queue.QueueBroadcast(&entryBroadcast{id: e.ID, msg: msg})
 }
 
 // observe applies memberlist's news of a node: its record, from metadata,
 // and whether the failure detector holds it alive.
 func (g *Gossip) observe(e entry, alive bool) {
-	g.logger.Warn("DBG observe", "e", e.ID, "left", e.Left, "alive", alive)
 	g.mu.Lock()
 	before := g.view.visible(e.ID)
 	g.view.merge(e)
@@ -349,7 +379,6 @@ func (g *Gossip) observe(e entry, alive bool) {
 // learn merges records heard from peers and, when spread is set, queues the
 // ones that were news for broadcast, so that they reach every node.
 func (g *Gossip) learn(records []entry, spread bool) {
-	g.logger.Warn("DBG learn", "n", len(records), "spread", spread, "left0", records[0].Left)
 	changed := false
 	g.mu.Lock()
 	for _, e := range records {
@@ -361,7 +390,7 @@ func (g *Gossip) learn(records []entry, spread bool) {
 			g.logger.Warn("membership: a peer changed this node's ring record", "incarnation", e.Incarnation, "left", e.Left)
 		}
 		if spread {
-			g.broadcast(e, nil)
+			g.broadcast(e)
 		}
 		changed = changed || g.view.visible(e.ID) != before
 	}
@@ -375,10 +404,8 @@ func (g *Gossip) learn(records []entry, spread bool) {
 // entryBroadcast is one ring record in memberlist's broadcast queue. A newer
 // record about the same node replaces an older one still queued.
 type entryBroadcast struct {
-	id       string
-	msg      []byte
-	finished chan struct{}
-	once     sync.Once
+	id  string
+	msg []byte
 }
 
 var _ memberlist.NamedBroadcast = (*entryBroadcast)(nil)
@@ -395,14 +422,8 @@ func (b *entryBroadcast) Name() string { return b.id }
 // Message returns the encoded record.
 func (b *entryBroadcast) Message() []byte { return b.msg }
 
-// Finished closes the finished channel, if any.
-func (b *entryBroadcast) Finished() {
-	b.once.Do(func() {
-		if b.finished != nil {
-			close(b.finished)
-		}
-	})
-}
+// Finished does nothing: nobody waits for a record's gossip to end.
+func (b *entryBroadcast) Finished() {}
 
 // gossipDelegate receives memberlist's callbacks. memberlist calls the
 // Notify methods with its node lock held, so none of them may call back

@@ -76,7 +76,8 @@ type GossipConfig struct {
 
 	// Transport, when set, replaces memberlist's UDP/TCP transport, for
 	// instance with a wrapper that injects faults around NewNetTransport's
-	// result. The Gossip owns it from then on and shuts it down on Close.
+	// result. The Gossip owns it once NewGossip succeeds and shuts it down on
+	// Close or Leave; if NewGossip fails, the caller shuts it down.
 	Transport memberlist.Transport
 
 	// Logger receives memberlist's log lines at their levels; nil discards.

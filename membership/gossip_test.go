@@ -198,6 +198,7 @@ func TestGossip_Kill_StaysInRingUnreachable_ThenRestartRejoins(t *testing.T) {
 
 func TestGossip_Remove_TakesDeadNodeOutEverywhere(t *testing.T) {
 	nodes := cluster(t, 3)
+	oldAddr := nodes[2].GossipAddr()
 	require.NoError(t, nodes[2].Close())
 	eventually(t, func() bool { return !nodes[0].Reachable("n3") && !nodes[1].Reachable("n3") },
 		"n3 unreachable: %s", describe(nodes[:2]))
@@ -211,8 +212,12 @@ func TestGossip_Remove_TakesDeadNodeOutEverywhere(t *testing.T) {
 	require.ErrorIs(t, nodes[0].Remove("nobody"), membership.ErrUnknownMember)
 	require.ErrorIs(t, nodes[0].Remove("n1"), membership.ErrRemoveSelf)
 
-	// A new run of n3 joins the ring again.
-	again := start(t, config("n3", nodes[0].GossipAddr()))
+	// A new run of n3, on the same gossip address, joins the ring again: its
+	// larger incarnation beats the tombstone, and memberlist takes it back
+	// once it refutes its old death.
+	cfg := config("n3", nodes[0].GossipAddr())
+	cfg.BindAddr = oldAddr
+	again := start(t, cfg)
 	all := []*membership.Gossip{nodes[0], nodes[1], again}
 	eventually(t, func() bool {
 		for _, g := range all {
@@ -310,7 +315,10 @@ func TestGossipConfig_Validate(t *testing.T) {
 		want []string
 	}{
 		"metadata too large": {
-			func(c *membership.GossipConfig) { c.NodeID = strings.Repeat("x", 300); c.DataAddr = strings.Repeat("y", 300) },
+			func(c *membership.GossipConfig) {
+				c.NodeID = strings.Repeat("x", 300)
+				c.DataAddr = strings.Repeat("y", 300)
+			},
 			[]string{"MetaMaxSize (512)", "NodeID (300 bytes)", "DataAddr (300 bytes)"},
 		},
 		"every problem at once": {

@@ -5,6 +5,46 @@
 //
 // Static is a fixed member list whose reachability tests switch by hand.
 // Gossip runs hashicorp/memberlist.
+//
+// # Basics
+//
+//	g, err := membership.JoinGossip(ctx, membership.GossipConfig{
+//		NodeID:   "node-b",
+//		BindAddr: "127.0.0.1:7946",          // gossip, UDP and TCP
+//		DataAddr: "127.0.0.1:7000",          // this node's Transport
+//		Seeds:    []string{"127.0.0.1:7947"}, // any node already in
+//	})
+//	if err != nil { ... }
+//	defer g.Leave(5 * time.Second) // graceful; g.Close() is a crash
+//	changes, cancel := g.Subscribe()
+//	defer cancel()
+//	for range changes { rebuild the ring from g.Members(), route by g.Reachable }
+//
+// With Gossip, a node is in Members from its join until it calls Leave or an
+// operator calls Remove; a crash only makes Reachable false, even long after
+// memberlist has forgotten the node, and a process restarted with the same
+// NodeID is reachable again. Nodes exchange ring records (ID, data address,
+// incarnation, left flag) so that a node joining later sees the same ring,
+// failed members included.
+//
+// # Caveats
+//
+//   - Reachable follows memberlist's dead verdict: a suspect node counts as
+//     reachable until its suspicion times out (about 1 s with ProfileLocal,
+//     4 s and more with ProfileLAN). Coordinators should still time out slow
+//     replicas themselves.
+//   - A record missed by gossip arrives with the next push/pull exchange:
+//     up to 30 s later with ProfileLAN. Leave hands its record to every live
+//     peer directly, so a graceful leave does not wait for that.
+//   - Left records (tombstones) are kept and exchanged for the life of the
+//     cluster, a few dozen bytes each.
+//   - Incarnations default to the wall clock: a node whose clock steps back
+//     past its previous start must set GossipConfig.Incarnation.
+//   - With ProfileLAN or ProfileWAN, memberlist refuses a restarted node on a
+//     new gossip address until it forgets the old one (GossipToTheDeadTime,
+//     30 s on a LAN); restarting on the same address avoids the wait.
+//   - Two live processes with one NodeID are a configuration error that
+//     memberlist reports as an address conflict.
 package membership
 
 // Member is one node of the ring.

@@ -32,7 +32,12 @@
 //   - Inside a synctest bubble, create the Network and its Transports inside the
 //     bubble too, and close every Transport before the bubble ends.
 //   - Close waits for the transport's running handlers to return; a handler
-//     must return once its ctx ends.
+//     must return once its ctx ends, and must not call Close on its own
+//     transport.
+//   - Reachability faults come first: a call across a partition is lost even
+//     when nothing listens at the other end.
+//   - SetDrop loses requests. To lose replies after the handler ran (the
+//     write happened, the caller never heard), Block the peer's direction.
 //   - Only the caller's deadline reaches the handler's ctx, not its
 //     cancellation, as with a real network.
 package memnet

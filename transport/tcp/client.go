@@ -51,15 +51,7 @@ func (t *Transport) Call(ctx context.Context, addr string, req []byte) ([]byte, 
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("tcp: call %s: %w", addr, err)
 	}
-	h := header{kind: kindRequest}
-	deadline, hasDeadline := ctx.Deadline()
-	if hasDeadline {
-		left := time.Until(deadline)
-		if left <= 0 {
-			return nil, fmt.Errorf("tcp: call %s: %w", addr, context.DeadlineExceeded)
-		}
-		h.deadline = deadlineMs(left)
-	}
+	deadline, _ := ctx.Deadline()
 	// A conn found broken before anything was written to it is safe to
 	// replace, once or twice; past that, report the peer unreachable.
 	for attempt := 1; ; attempt++ {
@@ -76,7 +68,18 @@ func (t *Transport) Call(ctx context.Context, addr string, req []byte) ([]byte, 
 			}
 			return nil, fmt.Errorf("tcp: call %s: connection broken: %w", addr, transport.ErrUnreachable)
 		}
-		h.id = id
+		h := header{kind: kindRequest, id: id}
+		if !deadline.IsZero() {
+			// Measured after dialling, so the handler gets what is left.
+			left := time.Until(deadline)
+			if left <= 0 {
+				if c.unregister(id) {
+					resultChans.Put(ch)
+				}
+				return nil, fmt.Errorf("tcp: call %s: %w", addr, context.DeadlineExceeded)
+			}
+			h.deadline = deadlineMs(left)
+		}
 		if err := c.writeFrame(h, req); err != nil {
 			c.fail(err) // delivers the error to ch, along with every other call on c
 		}
@@ -172,13 +175,12 @@ func (t *Transport) getConn(ctx context.Context, addr string) (*conn, error) {
 		s.dial = d
 		p.mu.Unlock()
 
-		d.c, d.err = t.dial(ctx, addr)
+		d.c, d.err = t.dial(ctx, addr, p, i)
 		d.ctxErr = d.err != nil && ctx.Err() != nil
 
 		p.mu.Lock()
 		s.dial = nil
 		if d.err == nil {
-			d.c.peer, d.c.slot = p, i
 			s.c = d.c
 		}
 		close(d.done)
@@ -191,9 +193,10 @@ func (t *Transport) getConn(ctx context.Context, addr string) (*conn, error) {
 	}
 }
 
-// dial connects to addr, within ctx and Options.DialTimeout, and registers
-// the new conn with one goroutine counted for its reader.
-func (t *Transport) dial(ctx context.Context, addr string) (*conn, error) {
+// dial connects to addr, within ctx and Options.DialTimeout, for slot i of
+// p's pool, and registers the new conn with one goroutine counted for its
+// reader.
+func (t *Transport) dial(ctx context.Context, addr string, p *peer, i int) (*conn, error) {
 	dctx, cancel := context.WithTimeout(ctx, t.opts.DialTimeout)
 	defer cancel()
 	stop := context.AfterFunc(t.ctx, cancel) // Close aborts dials
@@ -218,6 +221,7 @@ func (t *Transport) dial(ctx context.Context, addr string) (*conn, error) {
 		return nil, fmt.Errorf("tcp: dial %s: %w: %w", addr, transport.ErrUnreachable, err)
 	}
 	c := newConn(t, nc, addr)
+	c.peer, c.slot = p, i
 	if tc != nil {
 		c.useTLS(tc)
 	}

@@ -28,7 +28,7 @@
 //   - Peers should share MaxFrameSize. A frame larger than the receiver's limit
 //     closes the connection, failing every call on it with ErrUnreachable.
 //   - Close waits for running handlers to return; a handler must return once
-//     its ctx ends.
+//     its ctx ends, and must not call Close on its own transport.
 //   - Only the caller's deadline reaches the handler, not its cancellation.
 //   - The transport dials only the addresses its callers pass.
 package tcp

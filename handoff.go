@@ -1,0 +1,445 @@
+// handoff.go: §4.6 sloppy quorum and hinted handoff: fallback nodes keep
+// durable hints for unreachable owners and deliver them when they return.
+package dynamo
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// spaceHint holds hints: 'h' | len(target) u8 | target | partition u32 | key.
+// Putting the target first makes one target's hints a contiguous range.
+const spaceHint = 'h'
+
+// hintBatch is how many hints one delivery round takes for one target.
+const hintBatch = 256
+
+var errUnreachable = errors.New("unreachable (failure detector)")
+
+func hintKey(target string, partition int, key []byte) []byte {
+	k := make([]byte, 0, 2+len(target)+4+len(key))
+	k = append(k, spaceHint, byte(len(target)))
+	k = append(k, target...)
+	k = binary.BigEndian.AppendUint32(k, uint32(partition))
+	return append(k, key...)
+}
+
+func hintTargetPrefix(target string) []byte {
+	return append([]byte{spaceHint, byte(len(target))}, target...)
+}
+
+// parseHintKey splits a hint key; ok is false for malformed keys.
+func parseHintKey(k []byte) (target string, dataKey []byte, ok bool) {
+	if len(k) < 2 || k[0] != spaceHint {
+		return "", nil, false
+	}
+	n := int(k[1])
+	if len(k) < 2+n+4+1 {
+		return "", nil, false
+	}
+	return string(k[2 : 2+n]), k[2+n:], true
+}
+
+// hintStore is the in-memory index of this node's durable hints: what it
+// holds for whom, kept so bounds, reads and delivery need no scans.
+type hintStore struct {
+	mu        sync.Mutex
+	records   map[string]int             // hint key -> encoded size
+	byData    map[string]map[string]bool // partition+key -> targets
+	perTarget map[string]int
+	bytes     int64
+	reserved  int
+	backoff   map[string]backoffState
+
+	delivered, refused, stored atomic.Int64
+	inFlight, maxInFlight      atomic.Int64
+
+	wake chan struct{}
+	pace sync.Mutex // delivery rate limit
+	next time.Time
+}
+
+type backoffState struct {
+	until time.Time
+	delay time.Duration
+}
+
+func newHintStore() *hintStore {
+	return &hintStore{
+		records:   map[string]int{},
+		byData:    map[string]map[string]bool{},
+		perTarget: map[string]int{},
+		backoff:   map[string]backoffState{},
+		wake:      make(chan struct{}, 1),
+	}
+}
+
+// track records that hint key hk now has size n (0: deleted). Callers hold mu.
+func (h *hintStore) track(hk []byte, n int) {
+	target, dk, ok := parseHintKey(hk)
+	if !ok {
+		return
+	}
+	old, had := h.records[string(hk)]
+	switch {
+	case n > 0 && !had:
+		h.records[string(hk)] = n
+		h.perTarget[target]++
+		ts := h.byData[string(dk)]
+		if ts == nil {
+			ts = map[string]bool{}
+			h.byData[string(dk)] = ts
+		}
+		ts[target] = true
+	case n > 0:
+		h.records[string(hk)] = n
+	case had:
+		delete(h.records, string(hk))
+		if h.perTarget[target]--; h.perTarget[target] <= 0 {
+			delete(h.perTarget, target)
+		}
+		if ts := h.byData[string(dk)]; ts != nil {
+			delete(ts, target)
+			if len(ts) == 0 {
+				delete(h.byData, string(dk))
+			}
+		}
+	}
+	h.bytes += int64(n - old)
+}
+
+// loadHints indexes the hints already in storage (after a restart).
+func (s *Store) loadHints() error {
+	h := s.hints
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return s.cfg.Storage.ForEach([]byte{spaceHint}, func(k, v []byte) error {
+		h.track(k, len(v))
+		return nil
+	})
+}
+
+// storeHint merges st into the hint this node keeps for target, durably. It
+// declines a new hint with ErrHintsFull at the configured bounds.
+func (s *Store) storeHint(target string, key []byte, st state) error {
+	h := s.hints
+	hk := hintKey(target, s.ring.Load().partition(key), key)
+	enc := encodeState(st)
+	h.mu.Lock()
+	_, exists := h.records[string(hk)]
+	if !exists && (len(h.records)+h.reserved >= s.cfg.Handoff.MaxHints || h.bytes+int64(len(enc)) > s.cfg.Handoff.MaxHintBytes) {
+		h.mu.Unlock()
+		h.refused.Add(1)
+		return fmt.Errorf("%w: %d hints of %d bytes held, the limits are %d and %d", ErrHintsFull,
+			len(h.records), h.bytes, s.cfg.Handoff.MaxHints, s.cfg.Handoff.MaxHintBytes)
+	}
+	if !exists {
+		h.reserved++
+	}
+	h.mu.Unlock()
+	size := 0
+	err := s.cfg.Storage.Update(hk, func(cur []byte) ([]byte, error) {
+		old, err := decodeState(cur)
+		if err != nil {
+			return nil, err
+		}
+		out := encodeState(syncStates(old, st))
+		size = len(out)
+		return out, nil
+	})
+	h.mu.Lock()
+	if !exists {
+		h.reserved--
+	}
+	if err == nil {
+		h.track(hk, size)
+	}
+	h.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	h.stored.Add(1)
+	return nil
+}
+
+// hintedState returns the merge of every hint this node holds for key, for
+// reads that reach a fallback during an outage.
+func (s *Store) hintedState(key []byte) (state, error) {
+	h := s.hints
+	p := s.ring.Load().partition(key)
+	dk := make([]byte, 4, 4+len(key))
+	binary.BigEndian.PutUint32(dk, uint32(p))
+	dk = append(dk, key...)
+	h.mu.Lock()
+	var targets []string
+	for t := range h.byData[string(dk)] {
+		targets = append(targets, t)
+	}
+	h.mu.Unlock()
+	out := state{}
+	for _, t := range targets {
+		raw, err := s.cfg.Storage.Get(hintKey(t, p, key))
+		if err != nil {
+			return state{}, err
+		}
+		st, err := decodeState(raw)
+		if err != nil {
+			return state{}, err
+		}
+		out = syncStates(out, st)
+	}
+	return out, nil
+}
+
+// wakeHandoff starts a delivery round soon, without blocking.
+func (s *Store) wakeHandoff() {
+	select {
+	case s.hints.wake <- struct{}{}:
+	default:
+	}
+}
+
+// handoffLoop delivers hints every Handoff.Interval and whenever membership
+// changes, until the Store closes.
+func (s *Store) handoffLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Handoff.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.hints.wake:
+		}
+		s.DeliverHints(ctx)
+	}
+}
+
+// DeliverHints runs one delivery round now: for every reachable node this
+// node holds hints for, and whose backoff has passed, it sends up to a batch
+// of hints, throttled by Handoff.Rate and Handoff.Concurrency, and deletes
+// each hint once the owner has durably merged it. It returns how many hints
+// were delivered. The background loop calls it; tests may too.
+func (s *Store) DeliverHints(ctx context.Context) int {
+	h := s.hints
+	h.mu.Lock()
+	targets := make([]string, 0, len(h.perTarget))
+	for t := range h.perTarget {
+		targets = append(targets, t)
+	}
+	h.mu.Unlock()
+	slices.Sort(targets)
+	r := s.ring.Load()
+	delivered := 0
+	for _, target := range targets {
+		i, ok := r.index[target]
+		if !ok || !s.members.Reachable(target) || ctx.Err() != nil {
+			continue // a node that left the ring keeps its hints until transfer (not yet built) routes them
+		}
+		h.mu.Lock()
+		b := h.backoff[target]
+		h.mu.Unlock()
+		if time.Now().Before(b.until) {
+			continue
+		}
+		n, err := s.deliverTo(ctx, r.members[i])
+		delivered += n
+		h.mu.Lock()
+		if err != nil {
+			b.delay = min(max(2*b.delay, s.cfg.Handoff.Interval), s.cfg.Handoff.MaxBackoff)
+			b.until = time.Now().Add(b.delay)
+			h.backoff[target] = b
+			s.log.Debug("hint delivery failed", "target", target, "retry_in", b.delay, "err", err)
+		} else {
+			delete(h.backoff, target)
+		}
+		h.mu.Unlock()
+	}
+	return delivered
+}
+
+// resetBackoff lets delivery to nodes that became reachable start at once.
+func (s *Store) resetBackoff() {
+	h := s.hints
+	h.mu.Lock()
+	for t := range h.backoff {
+		if s.members.Reachable(t) {
+			delete(h.backoff, t)
+		}
+	}
+	pending := len(h.perTarget) > 0
+	h.mu.Unlock()
+	if pending {
+		s.wakeHandoff()
+	}
+}
+
+type hintRecord struct{ hk, key, val []byte }
+
+// deliverTo sends one batch of target's hints. It stops at the first failure.
+func (s *Store) deliverTo(ctx context.Context, target Member) (int, error) {
+	var batch []hintRecord
+	err := s.cfg.Storage.ForEach(hintTargetPrefix(target.ID), func(k, v []byte) error {
+		_, dk, ok := parseHintKey(k)
+		if !ok || len(batch) >= hintBatch {
+			return errStopIteration
+		}
+		batch = append(batch, hintRecord{bytes.Clone(k), bytes.Clone(dk[4:]), bytes.Clone(v)})
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStopIteration) {
+		return 0, err
+	}
+	sem := make(chan struct{}, s.cfg.Handoff.Concurrency)
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		firstErr  error
+		delivered int
+	)
+	for _, rec := range batch {
+		if err := s.pace(ctx); err != nil {
+			break
+		}
+		mu.Lock()
+		failed := firstErr != nil
+		mu.Unlock()
+		if failed {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			n := s.hints.inFlight.Add(1)
+			for {
+				m := s.hints.maxInFlight.Load()
+				if n <= m || s.hints.maxInFlight.CompareAndSwap(m, n) {
+					break
+				}
+			}
+			err := s.deliverOne(ctx, target, rec)
+			s.hints.inFlight.Add(-1)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			delivered++
+		}()
+	}
+	wg.Wait()
+	return delivered, firstErr
+}
+
+var errStopIteration = errors.New("stop iteration")
+
+// pace blocks until the delivery rate allows one more hint.
+func (s *Store) pace(ctx context.Context) error {
+	h := s.hints
+	h.pace.Lock()
+	now := time.Now()
+	at := h.next
+	if at.Before(now) {
+		at = now
+	}
+	h.next = at.Add(time.Second / time.Duration(s.cfg.Handoff.Rate))
+	h.pace.Unlock()
+	if wait := at.Sub(now); wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// deliverOne sends one hint to its owner and deletes it once acknowledged,
+// unless it changed meanwhile (a newer hint merged in: the next round sends it).
+func (s *Store) deliverOne(ctx context.Context, target Member, rec hintRecord) error {
+	st, err := decodeState(rec.val)
+	if err != nil {
+		s.log.Error("dropping undecodable hint", "target", target.ID, "err", err)
+		return s.deleteHint(rec.hk, rec.val)
+	}
+	req := encodeMessage(&message{Version: protocolVersion, Kind: kindReplicate, Cluster: s.wireCluster, Key: rec.key, State: rec.val})
+	if err := s.writeReplica(ctx, target, rec.key, st, req); err != nil {
+		return err
+	}
+	s.hints.delivered.Add(1)
+	return s.deleteHint(rec.hk, rec.val)
+}
+
+func (s *Store) deleteHint(hk, sent []byte) error {
+	size := 0
+	err := s.cfg.Storage.Update(hk, func(cur []byte) ([]byte, error) {
+		if cur == nil || bytes.Equal(cur, sent) {
+			size = 0
+			return nil, nil
+		}
+		size = len(cur)
+		return bytes.Clone(cur), nil
+	})
+	if err != nil {
+		return err
+	}
+	s.hints.mu.Lock()
+	s.hints.track(hk, size)
+	s.hints.mu.Unlock()
+	return nil
+}
+
+// HintStats describes the hints a node holds for others.
+type HintStats struct {
+	Pending   map[string]int // hints held, per intended owner
+	Bytes     int64          // bytes of hints held
+	Stored    int64          // hints accepted (merges into an existing hint count too)
+	Delivered int64          // hints acknowledged by their owner
+	Refused   int64          // hints declined because the hint store was full
+}
+
+func (s *Store) hintStats() HintStats {
+	h := s.hints
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	pending := make(map[string]int, len(h.perTarget))
+	for t, n := range h.perTarget {
+		pending[t] = n
+	}
+	return HintStats{Pending: pending, Bytes: h.bytes, Stored: h.stored.Load(), Delivered: h.delivered.Load(), Refused: h.refused.Load()}
+}
+
+// fallbackPool hands out a key's reachable fallback nodes, each at most once,
+// in preference-list order, to the replica writes whose primary failed.
+type fallbackPool struct {
+	mu   sync.Mutex
+	list []Member
+}
+
+func (p *fallbackPool) take() (Member, bool) {
+	if p == nil {
+		return Member{}, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.list) == 0 {
+		return Member{}, false
+	}
+	m := p.list[0]
+	p.list = p.list[1:]
+	return m, true
+}

@@ -1,0 +1,495 @@
+// wire_test.go: round trips and rejects of the root package's encodings: a
+// key's stored state (§4.4), the message envelope (DESIGN §8), and the text
+// form of a Context; plus fuzz targets that check decoders never panic and
+// that whatever decodes re-encodes to the same thing.
+package dynamo
+
+import (
+	"bytes"
+	"encoding/base64"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// wtPack encodes vals as one msgpack array, for hand-made malformed input.
+func wtPack(t testing.TB, vals ...any) []byte {
+	t.Helper()
+	b, err := msgpack.Marshal(vals)
+	require.NoError(t, err)
+	return b
+}
+
+// wtSplitArray splits an encoded msgpack array into its length and the bytes
+// of its elements.
+func wtSplitArray(t testing.TB, b []byte) (int, []byte) {
+	t.Helper()
+	n, err := msgpack.NewDecoder(bytes.NewReader(b)).DecodeArrayLen()
+	require.NoError(t, err)
+	var hdr bytes.Buffer
+	require.NoError(t, msgpack.NewEncoder(&hdr).EncodeArrayLen(n))
+	require.Equal(t, hdr.Bytes(), b[:hdr.Len()], "non-canonical array header")
+	return n, b[hdr.Len():]
+}
+
+// wtArray32 is a msgpack array32 header claiming n elements.
+func wtArray32(n uint32) []byte {
+	return []byte{0xdd, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+}
+
+// wtRequireSameState requires a and b to hold the same vector and siblings,
+// timestamps, tombstones and values included (nil and empty values are the
+// same on the wire).
+func wtRequireSameState(t require.TestingT, want, got state) {
+	require.Equal(t, vcString(want), vcString(got))
+	require.Len(t, got.Siblings, len(want.Siblings))
+	for i := range want.Siblings {
+		w, g := want.Siblings[i], got.Siblings[i]
+		require.Equal(t, w.Time, g.Time, "sibling %v", w.Dot)
+		require.Equal(t, w.Tombstone, g.Tombstone, "sibling %v", w.Dot)
+		require.True(t, bytes.Equal(w.Value, g.Value), "sibling %v: %q vs %q", w.Dot, w.Value, g.Value)
+	}
+}
+
+// wtStates are well-formed states for round trips and fuzz seeds.
+func wtStates() map[string]state {
+	multi := vcState("a/01:3 b/02:1 c/03:9", "a/01:2=x", "a/01:3~", "c/03:9=z")
+	multi.Siblings[0].Time = 1_700_000_000_000_000_000
+	multi.Siblings[2].Time = -5
+	return map[string]state{
+		"one sibling":                vcState("a:1", "a:1=v"),
+		"tombstone":                  vcState("a:2", "a:2~"),
+		"empty live value":           {VV: vcVV("a:1"), Siblings: []sibling{{Dot: vcDot("a:1"), Value: []byte{}}}},
+		"siblings and tombstone":     multi,
+		"vector wider than siblings": vcState("a:7 b:1 c:4", "b:1=y"),
+		"binary value":               {VV: vcVV("a:1"), Siblings: []sibling{{Dot: vcDot("a:1"), Value: []byte{0, 0xff, 0xc1, '\n'}}}},
+		"largest counter":            {VV: versionVector{{Actor: "a", Counter: maxCounter}}, Siblings: []sibling{{Dot: dot{"a", maxCounter}, Value: []byte("x")}}},
+		"longest actor": {
+			VV:       versionVector{{Actor: strings.Repeat("x", maxActorLen), Counter: 1}},
+			Siblings: []sibling{{Dot: dot{strings.Repeat("x", maxActorLen), 1}, Value: []byte("x")}},
+		},
+	}
+}
+
+func TestWire_State_RoundTrip(t *testing.T) {
+	for name, st := range wtStates() {
+		t.Run(name, func(t *testing.T) {
+			vcRequireWellFormed(t, st)
+			enc := encodeState(st)
+			require.NotEmpty(t, enc)
+			got, err := decodeState(enc)
+			require.NoError(t, err)
+			wtRequireSameState(t, st, got)
+			require.Equal(t, enc, encodeState(got), "the encoding is canonical")
+
+			// The decoded state does not alias the input.
+			for i := range enc {
+				enc[i] = 0
+			}
+			wtRequireSameState(t, st, got)
+		})
+	}
+}
+
+func TestWire_State_EmptyIsNil(t *testing.T) {
+	require.Nil(t, encodeState(state{}))
+	for name, b := range map[string][]byte{"nil": nil, "empty": {}} {
+		st, err := decodeState(b)
+		require.NoError(t, err, name)
+		require.True(t, st.empty(), name)
+	}
+}
+
+// New fields go at the end of the state and sibling arrays; an old decoder
+// skips them (DESIGN §8).
+func TestWire_State_SkipsUnknownTrailingFields(t *testing.T) {
+	b := wtPack(t, 1, []any{"a", 1, "b", 2}, []any{
+		[]any{"a", 1, 10, false, []byte("x"), "future sibling field"},
+		[]any{"b", 2, 20, true, nil, map[string]int{"f": 1}, 7},
+	}, "future state field", []int{1, 2})
+	st, err := decodeState(b)
+	require.NoError(t, err)
+	require.Equal(t, "[a:1 b:2]{a:1=x b:2~}", vcString(st))
+	require.Equal(t, int64(20), st.Siblings[1].Time)
+}
+
+func TestWire_DecodeState_Rejects(t *testing.T) {
+	valid := encodeState(vcState("a:2 b:1", "a:2=x", "b:1=y"))
+	sib := func(actor string, counter uint64) []any { return []any{actor, counter, 0, false, []byte("v")} }
+	// claimSiblings is a state whose sibling array claims n elements and
+	// holds none.
+	claimSiblings := func(n uint32) []byte {
+		b := wtPack(t, 1, []any{"a", 1})
+		b[0] = 0x93 // a fixarray of 3, not wtPack's 2
+		return append(b, wtArray32(n)...)
+	}
+	tests := map[string][]byte{
+		"unsorted vector":             wtPack(t, 1, []any{"b", 1, "a", 1}, []any{}),
+		"repeated actor in vector":    wtPack(t, 1, []any{"a", 1, "a", 2}, []any{}),
+		"zero counter":                wtPack(t, 1, []any{"a", 0}, []any{}),
+		"counter above the bound":     wtPack(t, 1, []any{"a", uint64(maxCounter) + 1}, []any{}),
+		"empty actor":                 wtPack(t, 1, []any{"", 1}, []any{}),
+		"actor too long":              wtPack(t, 1, []any{strings.Repeat("x", maxActorLen+1), 1}, []any{}),
+		"odd vector":                  wtPack(t, 1, []any{"a"}, []any{}),
+		"vector of the wrong type":    wtPack(t, 1, "a:1", []any{}),
+		"counter of the wrong type":   wtPack(t, 1, []any{"a", "one"}, []any{}),
+		"sibling not covered":         wtPack(t, 1, []any{"a", 1}, []any{sib("a", 2)}),
+		"sibling of an unseen actor":  wtPack(t, 1, []any{"a", 1}, []any{sib("b", 1)}),
+		"sibling with a zero counter": wtPack(t, 1, []any{"a", 1}, []any{sib("a", 0)}),
+		"siblings not sorted":         wtPack(t, 1, []any{"a", 2}, []any{sib("a", 2), sib("a", 1)}),
+		"sibling repeated":            wtPack(t, 1, []any{"a", 2}, []any{sib("a", 1), sib("a", 1)}),
+		"sibling too short":           wtPack(t, 1, []any{"a", 1}, []any{[]any{"a", 1, 0, false}}),
+		"sibling field of wrong type": wtPack(t, 1, []any{"a", 1}, []any{[]any{"a", 1, 0, "no", []byte("v")}}),
+		"sibling not an array":        wtPack(t, 1, []any{"a", 1}, []any{"a:1"}),
+		"unknown format":              wtPack(t, 2, []any{"a", 1}, []any{sib("a", 1)}),
+		"format zero":                 wtPack(t, 0, []any{"a", 1}, []any{sib("a", 1)}),
+		"too few elements":            wtPack(t, 1, []any{"a", 1}),
+		"empty array":                 wtPack(t),
+		"nil":                         {0xc0},
+		"not an array":                wtPack(t, 1)[1:], // a bare integer
+		"a map":                       func() []byte { b, _ := msgpack.Marshal(map[string]int{"a": 1}); return b }(),
+		"trailing bytes":              append(bytes.Clone(valid), 0xc0),
+		"two states":                  append(bytes.Clone(valid), valid...),
+		"garbage text":                []byte("hello, world"),
+		"garbage bytes":               {0xff, 0xfe, 0xfd, 0xc1},
+		"siblings beyond the bound":   claimSiblings(maxDecodedSiblings + 1),
+		"claims 2^32-1 siblings":      claimSiblings(1<<32 - 1),
+		"claims a huge vector":        append([]byte{0x93, 0x01}, wtArray32(1<<31)...),
+		"claims many state fields":    append(wtArray32(1<<31), valid[1:]...),
+	}
+	for i := 1; i < len(valid); i++ {
+		tests["truncated to "+strings.Repeat("*", i)] = valid[:i]
+	}
+	for name, b := range tests {
+		t.Run(name, func(t *testing.T) {
+			st, err := decodeState(b)
+			require.ErrorIs(t, err, ErrCorrupt)
+			require.True(t, st.empty(), "a failed decode returns the zero state")
+		})
+	}
+}
+
+// wtMessages are well-formed messages of each kind.
+func wtMessages() map[string]*message {
+	st := encodeState(vcState("a:1", "a:1=v"))
+	return map[string]*message{
+		"get":       {Version: protocolVersion, Kind: kindGet, Cluster: 0xdeadbeef, Key: []byte("k")},
+		"get-reply": {Version: protocolVersion, Kind: kindGetReply, Cluster: 1, State: st},
+		"get-reply, absent": {
+			Version: protocolVersion, Kind: kindGetReply, Cluster: 1,
+		},
+		"replicate": {Version: protocolVersion, Kind: kindReplicate, Cluster: 7, Key: []byte{0, 1, 2}, State: st},
+		"replicate as hint": {
+			Version: protocolVersion, Kind: kindReplicate, Cluster: 7, Key: []byte("k"), State: st, Hint: "n3",
+		},
+		"ack": {Version: protocolVersion, Kind: kindAck, Cluster: 7},
+		"put": {
+			Version: protocolVersion, Kind: kindPut, Cluster: 9, Key: []byte("cart"), Value: []byte("milk"),
+			Context: vcVV("a/01:3 b/02:1"), W: 2, TimeoutMS: 1500, Flags: flagPrimariesOnly,
+		},
+		"delete": {
+			Version: protocolVersion, Kind: kindPut, Cluster: 9, Key: []byte("cart"), Tombstone: true,
+			Context: vcVV("a/01:4"), W: 3, TimeoutMS: 1,
+		},
+		"error": {
+			Version: protocolVersion, Kind: kindError, Code: codeWriteQuorum, Msg: "n2: timeout", Need: 2, Got: 1,
+		},
+		"error about the envelope": {Version: protocolVersion, Kind: kindError, Code: codeProtocol, Msg: "bad"},
+	}
+}
+
+// wtNormMessage returns a copy of m with empty slices as nil, since nil and
+// empty mean the same on the wire.
+func wtNormMessage(m *message) message {
+	c := *m
+	for _, b := range []*[]byte{&c.Key, &c.State, &c.Value} {
+		if len(*b) == 0 {
+			*b = nil
+		}
+	}
+	if len(c.Context) == 0 {
+		c.Context = nil
+	}
+	return c
+}
+
+func TestWire_Message_RoundTrip(t *testing.T) {
+	for name, m := range wtMessages() {
+		t.Run(name, func(t *testing.T) {
+			enc := encodeMessage(m)
+			got, err := decodeMessage(enc)
+			require.NoError(t, err)
+			require.Equal(t, wtNormMessage(m), wtNormMessage(got))
+			require.Equal(t, enc, encodeMessage(got), "the encoding is canonical")
+		})
+	}
+}
+
+// A message from a peer with more fields than this node knows decodes, its
+// extra fields skipped; one with fewer gets zero values (DESIGN §8).
+func TestWire_DecodeMessage_OtherFieldCounts(t *testing.T) {
+	m := wtMessages()["put"]
+	n, body := wtSplitArray(t, encodeMessage(m))
+	require.Equal(t, messageFields, n)
+
+	t.Run("more", func(t *testing.T) {
+		var b bytes.Buffer
+		e := msgpack.NewEncoder(&b)
+		require.NoError(t, e.EncodeArrayLen(n+3))
+		b.Write(body)
+		require.NoError(t, e.EncodeString("a field from the future"))
+		require.NoError(t, e.Encode([]any{1, "x", map[string]int{"y": 2}}))
+		require.NoError(t, e.EncodeNil())
+		got, err := decodeMessage(b.Bytes())
+		require.NoError(t, err)
+		require.Equal(t, wtNormMessage(m), wtNormMessage(got))
+	})
+	t.Run("fewer", func(t *testing.T) {
+		got, err := decodeMessage(wtPack(t, protocolVersion, uint8(kindAck)))
+		require.NoError(t, err)
+		require.Equal(t, message{Version: protocolVersion, Kind: kindAck}, wtNormMessage(got))
+	})
+}
+
+func TestWire_DecodeMessage_Rejects(t *testing.T) {
+	valid := encodeMessage(wtMessages()["put"])
+	_, body := wtSplitArray(t, valid)
+	tests := map[string][]byte{
+		"empty input":               {},
+		"nil":                       {0xc0},
+		"garbage text":              []byte("GET / HTTP/1.1\r\n\r\n"),
+		"garbage bytes":             {0xff, 0xfe, 0xc1},
+		"not an array":              []byte{0x01},
+		"array of one":              wtPack(t, protocolVersion),
+		"newer protocol":            wtPack(t, protocolVersion+1, uint8(kindGet)),
+		"protocol zero":             wtPack(t, 0, uint8(kindGet)),
+		"version of the wrong type": wtPack(t, "1", uint8(kindGet)),
+		"kind of the wrong type":    wtPack(t, protocolVersion, "get"),
+		"key of the wrong type":     wtPack(t, protocolVersion, uint8(kindGet), 0, 42),
+		"context not sorted":        wtPack(t, protocolVersion, uint8(kindPut), 0, []byte("k"), nil, []byte("v"), false, []any{"b", 1, "a", 1}),
+		"context with a zero":       wtPack(t, protocolVersion, uint8(kindPut), 0, []byte("k"), nil, []byte("v"), false, []any{"a", 0}),
+		"context of the wrong type": wtPack(t, protocolVersion, uint8(kindPut), 0, []byte("k"), nil, []byte("v"), false, "a:1"),
+		"claims 2^31 fields":        append(wtArray32(1<<31), body...),
+	}
+	for i := 1; i < len(valid); i++ {
+		tests["truncated to "+strings.Repeat("*", i)] = valid[:i]
+	}
+	for name, b := range tests {
+		t.Run(name, func(t *testing.T) {
+			m, err := decodeMessage(b)
+			require.ErrorIs(t, err, ErrProtocol)
+			require.Nil(t, m)
+		})
+	}
+}
+
+// decodeState rejects bytes after the state; a message frame with bytes after
+// the envelope is just as malformed (a sender bug or two frames run together)
+// and must not be half-read.
+func TestWire_DecodeMessage_RejectsTrailingBytes(t *testing.T) {
+	valid := encodeMessage(wtMessages()["get"])
+	tests := map[string][]byte{
+		"one byte":     append(bytes.Clone(valid), 0x00),
+		"two messages": append(bytes.Clone(valid), valid...),
+	}
+	for name, b := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := decodeMessage(b)
+			require.ErrorIs(t, err, ErrProtocol)
+		})
+	}
+}
+
+func TestWire_Kind_String(t *testing.T) {
+	tests := map[kind]string{
+		kindGet: "get", kindGetReply: "get-reply", kindReplicate: "replicate",
+		kindAck: "ack", kindPut: "put", kindError: "error", kindInvalid: "kind(0)", 200: "kind(200)",
+	}
+	for k, want := range tests {
+		require.Equal(t, want, k.String())
+	}
+}
+
+// wtContextText encodes a context body by hand: [format, cluster, vector...].
+func wtContextText(t testing.TB, vals ...any) string {
+	return base64.RawURLEncoding.EncodeToString(wtPack(t, vals...))
+}
+
+var wtURLSafe = regexp.MustCompile(`^[A-Za-z0-9_-]*$`)
+
+func TestContext_Text_RoundTrip(t *testing.T) {
+	var long versionVector
+	for i := range 64 {
+		long = append(long, vvEntry{Actor: fmt.Sprintf("%s-%02d/%012x", strings.Repeat("n", 40), i, i), Counter: uint64(i + 1)})
+	}
+	tests := map[string]Context{
+		"zero":            {},
+		"one entry":       {cluster: clusterHash(DefaultCluster), vv: vcVV("a/01:1")},
+		"several entries": {cluster: clusterHash("prod"), vv: vcVV("a/01:3 b/02:1 c/03:99")},
+		"cluster zero":    {cluster: 0, vv: vcVV("a:1")},
+		"largest cluster": {cluster: 0xffffffff, vv: vcVV("a:1")},
+		"largest counter": {cluster: 1, vv: versionVector{{Actor: "a", Counter: maxCounter}}},
+		"64 actors":       {cluster: 1, vv: long},
+	}
+	for name, c := range tests {
+		t.Run(name, func(t *testing.T) {
+			text, err := c.MarshalText()
+			require.NoError(t, err)
+			require.Regexp(t, wtURLSafe, string(text), "fit for forms and cookies")
+			require.Equal(t, string(text), c.String())
+			require.Equal(t, c.IsZero(), len(text) == 0)
+
+			var got Context
+			require.NoError(t, got.UnmarshalText(text))
+			require.Equal(t, c.cluster, got.cluster)
+			require.Equal(t, vcVVString(c.vv), vcVVString(got.vv))
+			again, err := got.MarshalText()
+			require.NoError(t, err)
+			require.Equal(t, text, again)
+		})
+	}
+}
+
+func TestContext_UnmarshalText_Rejects(t *testing.T) {
+	valid := Context{cluster: 77, vv: vcVV("a/01:3 b/02:1")}.String()
+	tests := map[string]string{
+		"not base64":                "!!!not base64!!!",
+		"standard base64 symbols":   "k+/k",
+		"padding":                   valid + "==",
+		"whitespace":                valid[:4] + " " + valid[4:],
+		"base64 of garbage":         base64.RawURLEncoding.EncodeToString([]byte("hello, world")),
+		"base64 of nothing msgpack": base64.RawURLEncoding.EncodeToString([]byte{0xc1}),
+		"unknown format":            wtContextText(t, 2, 77, []any{"a", 1}),
+		"format zero":               wtContextText(t, 0, 77, []any{"a", 1}),
+		"too few fields":            wtContextText(t, 1, 77),
+		"cluster beyond 32 bits":    wtContextText(t, 1, uint64(1)<<32, []any{"a", 1}),
+		"cluster of wrong type":     wtContextText(t, 1, "prod", []any{"a", 1}),
+		"unsorted vector":           wtContextText(t, 1, 77, []any{"b", 1, "a", 1}),
+		"repeated actor":            wtContextText(t, 1, 77, []any{"a", 1, "a", 2}),
+		"zero counter":              wtContextText(t, 1, 77, []any{"a", 0}),
+		"empty actor":               wtContextText(t, 1, 77, []any{"", 1}),
+		"odd vector":                wtContextText(t, 1, 77, []any{"a"}),
+		"empty vector":              wtContextText(t, 1, 77, []any{}),
+		"nil vector":                wtContextText(t, 1, 77, nil),
+		"oversized":                 strings.Repeat("A", MaxContextText+1),
+		"oversized, valid start":    valid + strings.Repeat("A", MaxContextText),
+	}
+	for i := 1; i < len(valid); i++ {
+		tests["truncated to "+strings.Repeat("*", i)] = valid[:i]
+	}
+	for name, text := range tests {
+		t.Run(name, func(t *testing.T) {
+			c := Context{cluster: 5, vv: vcVV("keep:1")}
+			err := c.UnmarshalText([]byte(text))
+			require.ErrorIs(t, err, ErrBadContext)
+			require.Equal(t, Context{cluster: 5, vv: vcVV("keep:1")}, c, "a failed UnmarshalText leaves c unchanged")
+		})
+	}
+}
+
+// The text form decodes only what MarshalText made: bytes after the context's
+// body mean the text was damaged or tampered with (decodeState rejects the
+// same thing with ErrCorrupt).
+func TestContext_UnmarshalText_RejectsTrailingBytes(t *testing.T) {
+	body := wtPack(t, contextFormat, 77, []any{"a", 1})
+	tests := map[string][]byte{
+		"one byte":     append(bytes.Clone(body), 0x00),
+		"two contexts": append(bytes.Clone(body), body...),
+	}
+	for name, raw := range tests {
+		t.Run(name, func(t *testing.T) {
+			var c Context
+			err := c.UnmarshalText([]byte(base64.RawURLEncoding.EncodeToString(raw)))
+			require.ErrorIs(t, err, ErrBadContext)
+		})
+	}
+}
+
+func TestContext_UnmarshalText_EmptyIsZero(t *testing.T) {
+	c := Context{cluster: 5, vv: vcVV("a:1")}
+	require.NoError(t, c.UnmarshalText(nil))
+	require.True(t, c.IsZero())
+	require.Equal(t, Context{}, c)
+}
+
+func FuzzDecodeState(f *testing.F) {
+	for _, st := range wtStates() {
+		f.Add(encodeState(st))
+	}
+	f.Add([]byte{})
+	f.Add(wtPack(f, 1, []any{"a", 1}, []any{[]any{"a", 1, 0, false, []byte("x"), "extra"}}, "extra"))
+	f.Add(wtPack(f, 1, []any{"b", 1, "a", 1}, []any{}))
+	f.Add(wtPack(f, 1, []any{}, []any{}))
+	f.Add(wtPack(f, 1, nil, nil))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := decodeState(b)
+		if err != nil {
+			require.ErrorIs(t, err, ErrCorrupt)
+			return
+		}
+		vcRequireWellFormed(t, st)
+		enc := encodeState(st)
+		again, err := decodeState(enc)
+		require.NoError(t, err, "re-encoded state does not decode")
+		wtRequireSameState(t, st, again)
+		require.Equal(t, enc, encodeState(again), "encode(decode(encode(st))) differs")
+	})
+}
+
+func FuzzDecodeMessage(f *testing.F) {
+	for _, m := range wtMessages() {
+		f.Add(encodeMessage(m))
+	}
+	f.Add([]byte{})
+	f.Add(wtPack(f, protocolVersion, uint8(kindAck)))
+	f.Add(wtPack(f, protocolVersion, uint8(kindPut), 0, []byte("k"), nil, []byte("v"), false, []any{"b", 1, "a", 1}))
+	f.Add(append(encodeMessage(wtMessages()["ack"]), 0x00))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := decodeMessage(b)
+		if err != nil {
+			require.ErrorIs(t, err, ErrProtocol)
+			require.Nil(t, m)
+			return
+		}
+		require.NotNil(t, m)
+		vcRequireWellFormed(t, state{VV: m.Context})
+		enc := encodeMessage(m)
+		again, err := decodeMessage(enc)
+		require.NoError(t, err, "re-encoded message does not decode")
+		require.Equal(t, wtNormMessage(m), wtNormMessage(again))
+		require.Equal(t, enc, encodeMessage(again), "encode(decode(encode(m))) differs")
+	})
+}
+
+func FuzzContextUnmarshalText(f *testing.F) {
+	f.Add("")
+	f.Add(Context{cluster: 1, vv: vcVV("a:1")}.String())
+	f.Add(Context{cluster: clusterHash("prod"), vv: vcVV("a/01:3 b/02:1 c/03:99")}.String())
+	f.Add(wtContextText(f, 1, 77, []any{"b", 1, "a", 1}))
+	f.Add(wtContextText(f, 1, 77, []any{}))
+	f.Add("!!!")
+	f.Fuzz(func(t *testing.T, text string) {
+		orig := Context{cluster: 5, vv: vcVV("keep:1")}
+		c := orig
+		if err := c.UnmarshalText([]byte(text)); err != nil {
+			require.ErrorIs(t, err, ErrBadContext)
+			require.Equal(t, orig, c, "a failed UnmarshalText changed the context")
+			return
+		}
+		vcRequireWellFormed(t, state{VV: c.vv})
+		enc, err := c.MarshalText()
+		require.NoError(t, err)
+		require.Regexp(t, wtURLSafe, string(enc))
+		var again Context
+		require.NoError(t, again.UnmarshalText(enc), "re-encoded context does not decode")
+		require.Equal(t, c.cluster, again.cluster)
+		require.Equal(t, vcVVString(c.vv), vcVVString(again.vv))
+		enc2, err := again.MarshalText()
+		require.NoError(t, err)
+		require.Equal(t, enc, enc2)
+	})
+}
