@@ -5,6 +5,7 @@ package dynamo
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -17,7 +18,13 @@ import (
 	"github.com/dynamo-kv/dynamo/transport/memnet"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(durabilityChildEnv); dir != "" {
+		durabilityChild(dir)
+		os.Exit(0)
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // testCluster is n Stores on one in-memory network with memory storage.
 type testCluster struct {

@@ -101,7 +101,7 @@ type message struct {
 	TimeoutMS int64 // kindPut: the coordinator's time budget
 	Code      errCode
 	Msg       string
-	Need, Got int // codeWriteQuorum
+	Need, Got int    // codeWriteQuorum
 	Hint      string // kindReplicate: store as a hint for the node with this ID
 	Flags     uint8  // kindPut: flagPrimariesOnly
 }

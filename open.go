@@ -1,0 +1,152 @@
+// open.go: one call to a working node with embedded defaults: bbolt in a data
+// directory, the TCP transport and memberlist gossip (§4.8 membership).
+package dynamo
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/storage/bolt"
+	"github.com/dynamo-kv/dynamo/transport/tcp"
+)
+
+// NodeConfig configures Open. Its embedded Config works as for New, except
+// that a nil Transport, Storage or Membership is replaced by the embedded
+// default built from the fields below.
+type NodeConfig struct {
+	Config
+
+	// Listen is the TCP address for peer traffic. Empty means
+	// "127.0.0.1:0" (a free loopback port); set it to a reachable address
+	// to form a cluster across machines.
+	Listen string
+	// GossipListen is the address memberlist binds (TCP and UDP). Empty
+	// means "127.0.0.1:0".
+	GossipListen string
+	// Seeds are gossip addresses of nodes already in the cluster. Empty
+	// starts a new cluster.
+	Seeds []string
+	// GossipProfile sets failure-detection timing; empty means LAN.
+	GossipProfile membership.Profile
+	// GossipKey, if set, encrypts gossip (16, 24 or 32 bytes, the same on
+	// every node).
+	GossipKey []byte
+	// TLS, if set, secures peer traffic; set ClientAuth to
+	// tls.RequireAndVerifyClientCert for mutual TLS.
+	TLS *tls.Config
+}
+
+// Node is a Store with the plug-ins Open built for it. Its methods are the
+// Store's; Close and Leave also release the plug-ins.
+type Node struct {
+	*Store
+	transport *tcp.Transport
+	storage   *bolt.Store
+	gossip    *membership.Gossip
+}
+
+// Open starts a node whose data lives in dir (created if absent): bbolt in
+// dir/dynamo.db, peers over TCP, membership by memberlist joined through
+// cfg.Seeds. Close the Node to stop it; Leave to leave the ring first.
+func Open(ctx context.Context, dir string, cfg NodeConfig) (_ *Node, err error) {
+	n := &Node{}
+	defer func() {
+		if err != nil {
+			n.release()
+		}
+	}()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("dynamo: open %s: %w", dir, err)
+	}
+	if cfg.Storage == nil {
+		if n.storage, err = bolt.Open(filepath.Join(dir, "dynamo.db"), nil); err != nil {
+			return nil, fmt.Errorf("dynamo: open storage: %w", err)
+		}
+		cfg.Storage = n.storage
+	}
+	if cfg.Transport == nil {
+		addr := cfg.Listen
+		if addr == "" {
+			addr = "127.0.0.1:0"
+		}
+		if n.transport, err = tcp.Listen(addr, tcp.Options{TLS: cfg.TLS, Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("dynamo: listen: %w", err)
+		}
+		cfg.Transport = n.transport
+	}
+	if cfg.Membership == nil && len(cfg.Members) == 0 {
+		bind := cfg.GossipListen
+		if bind == "" {
+			bind = "127.0.0.1:0"
+		}
+		n.gossip, err = membership.JoinGossip(ctx, membership.GossipConfig{
+			NodeID: cfg.NodeID, BindAddr: bind, DataAddr: cfg.Transport.Addr(), Seeds: cfg.Seeds,
+			SecretKey: cfg.GossipKey, Profile: cfg.GossipProfile, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("dynamo: join: %w", err)
+		}
+		cfg.Membership = n.gossip
+	}
+	if n.Store, err = New(cfg.Config); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// GossipAddr is the address other nodes pass as a seed to join this one, or
+// "" when Open did not start gossip.
+func (n *Node) GossipAddr() string {
+	if n.gossip == nil {
+		return ""
+	}
+	return n.gossip.GossipAddr()
+}
+
+// Addr is the node's peer (TCP) address, or "" when Open did not start TCP.
+func (n *Node) Addr() string {
+	if n.transport == nil {
+		return ""
+	}
+	return n.transport.Addr()
+}
+
+// Close stops the node without leaving the ring: to the others it looks like
+// a crash, and its partitions stay assigned to it until it returns.
+func (n *Node) Close() error {
+	var err error
+	if n.Store != nil {
+		err = n.Store.Close()
+	}
+	return errors.Join(err, n.release())
+}
+
+// Leave announces that the node is leaving the ring for good, waits up to
+// timeout for the announcement to spread, and closes the node.
+func (n *Node) Leave(timeout time.Duration) error {
+	var err error
+	if n.gossip != nil {
+		err = n.gossip.Leave(timeout)
+	}
+	return errors.Join(err, n.Close())
+}
+
+func (n *Node) release() error {
+	var errs []error
+	if n.gossip != nil {
+		errs = append(errs, n.gossip.Close())
+	}
+	if n.transport != nil {
+		errs = append(errs, n.transport.Close())
+	}
+	if n.storage != nil {
+		errs = append(errs, n.storage.Close())
+	}
+	return errors.Join(errs...)
+}
