@@ -254,7 +254,7 @@ func testForEachPrefix(t *testing.T, s storage.Storage) {
 		put(t, s, k, k)
 	}
 	for prefix, want := range map[string][]string{
-		"ab":     {"ab", "ab\x00", "ab\xff", "ab\xff\xff", "abc", "abd"},
+		"ab":     {"ab", "ab\x00", "abc", "abd", "ab\xff", "ab\xff\xff"},
 		"ab\xff": {"ab\xff", "ab\xff\xff"},
 		"ac":     {"ac", "ac\x00"},
 		"b":      {"b"},
@@ -342,7 +342,7 @@ func testConcurrentDifferentKeys(t *testing.T, s storage.Storage) {
 	const goroutines, each = 32, 10
 	var wg sync.WaitGroup
 	start := make(chan struct{})
-	errs := make(chan error, goroutines*each)
+	errs := make(chan error, goroutines*each*2)
 	for g := range goroutines {
 		wg.Go(func() {
 			<-start

@@ -1,0 +1,15 @@
+// Test hooks into the Store's committer, for the black-box tests in bolt_test.
+package bolt
+
+// SetOnEnqueue makes every later Update call f once its request is queued.
+// Call it before the Store is used.
+func SetOnEnqueue(s *Store, f func()) { s.onEnqueue = f }
+
+// SetBeforeCommit makes every later batch call f inside its transaction after
+// the last fn; an error from f fails the commit. Call it before the Store is
+// used.
+func SetBeforeCommit(s *Store, f func() error) { s.beforeCommit = f }
+
+// SetOnQuit makes Close call f once it has told the committer to stop, before
+// it waits for the batch in flight. Call it before the Store is used.
+func SetOnQuit(s *Store, f func()) { s.onQuit = f }

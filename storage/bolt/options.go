@@ -1,0 +1,75 @@
+// Options and their defaults for the bbolt-backed Store (DESIGN §4).
+package bolt
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+const (
+	// DefaultMaxBatch is how many Updates share one commit at most when
+	// Options.MaxBatch is zero.
+	DefaultMaxBatch = 256
+	// DefaultTimeout is how long Open waits for the file lock when
+	// Options.Timeout is zero.
+	DefaultTimeout = time.Second
+	// DefaultFileMode is the permission a new database file gets when
+	// Options.FileMode is zero.
+	DefaultFileMode os.FileMode = 0o600
+)
+
+// ErrInvalidOptions is returned by Options.Validate and Open when an option
+// is out of range.
+var ErrInvalidOptions = errors.New("bolt: invalid options")
+
+// Options configures Open. The zero value, like a nil *Options, selects every
+// default.
+type Options struct {
+	// MaxBatch caps how many queued Updates the committer applies in one
+	// transaction, and so under one fsync. It also bounds the queue: an
+	// Update waits for room once MaxBatch requests are queued. 0 means
+	// DefaultMaxBatch; 1 commits every Update on its own.
+	MaxBatch int
+	// Timeout is how long Open waits for the exclusive lock on the file when
+	// another Store or process holds it, before failing with ErrLocked.
+	// 0 means DefaultTimeout.
+	Timeout time.Duration
+	// FileMode is the permission of a newly created file. 0 means
+	// DefaultFileMode.
+	FileMode os.FileMode
+}
+
+// Validate reports every out-of-range option at once, wrapped in
+// ErrInvalidOptions. It never modifies o.
+func (o Options) Validate() error {
+	var errs []error
+	if o.MaxBatch < 0 {
+		errs = append(errs, fmt.Errorf("MaxBatch (%d) must be 0 (default %d) or positive", o.MaxBatch, DefaultMaxBatch))
+	}
+	if o.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("Timeout (%s) must be 0 (default %s) or positive", o.Timeout, DefaultTimeout))
+	}
+	if o.FileMode&^os.ModePerm != 0 {
+		errs = append(errs, fmt.Errorf("FileMode (%s) may only hold permission bits", o.FileMode))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
+	}
+	return nil
+}
+
+// withDefaults returns a copy of o with every zero field set to its default.
+func (o Options) withDefaults() Options {
+	if o.MaxBatch == 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.FileMode == 0 {
+		o.FileMode = DefaultFileMode
+	}
+	return o
+}
