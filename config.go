@@ -156,6 +156,12 @@ type Config struct {
 	PrimariesOnly bool
 	// Handoff tunes hinted handoff (§4.6).
 	Handoff HandoffConfig
+	// AntiEntropy tunes the Merkle-tree anti-entropy rounds (§4.7).
+	AntiEntropy AntiEntropyConfig
+	// TombstoneGrace is how long a delete's tombstone is kept after every
+	// replica holds it, before it is purged. It must exceed the longest
+	// time a hint or a message may stay in flight. Zero means 1 hour.
+	TombstoneGrace time.Duration
 
 	// Logger receives the Store's logs. Nil discards them.
 	Logger *slog.Logger
@@ -256,6 +262,12 @@ func (c Config) Validate() error {
 	if h.Interval < 0 || h.MaxBackoff < 0 || h.MaxHints < 0 || h.MaxHintBytes < 0 || h.Rate < 0 || h.Concurrency < 0 {
 		add("Handoff fields must not be negative (%+v)", h)
 	}
+	if c.AntiEntropy.KeysPerSecond < 0 {
+		add("AntiEntropy.KeysPerSecond (%d) is negative", c.AntiEntropy.KeysPerSecond)
+	}
+	if c.TombstoneGrace < 0 {
+		add("TombstoneGrace (%v) is negative", c.TombstoneGrace)
+	}
 	if ld := l.withDefaults(); ld.MaxValueSize > ld.MaxStateSize {
 		add("Limits.MaxValueSize (%d) exceeds Limits.MaxStateSize (%d)", ld.MaxValueSize, ld.MaxStateSize)
 	}
@@ -281,6 +293,10 @@ func (c Config) withDefaults() Config {
 	}
 	c.Limits = c.Limits.withDefaults()
 	c.Handoff = c.Handoff.withDefaults()
+	c.AntiEntropy = c.AntiEntropy.withDefaults()
+	if c.TombstoneGrace == 0 {
+		c.TombstoneGrace = time.Hour
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

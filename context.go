@@ -74,7 +74,7 @@ func (c *Context) UnmarshalText(text []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadContext, err)
 	}
-	d := msgpack.NewDecoder(bytes.NewReader(raw[:n]))
+	d := newWireDecoder(raw[:n])
 	fields, err := d.DecodeArrayLen()
 	if err != nil || fields < 3 {
 		return fmt.Errorf("%w: malformed", ErrBadContext)

@@ -103,8 +103,11 @@ type Store struct {
 	closeErr error
 	once     sync.Once
 
-	stats storeStats
-	hints *hintStore
+	stats      storeStats
+	hints      *hintStore
+	tree       *hashTree
+	tombstones tombstoneSet
+	aePace     pacer
 }
 
 type storeStats struct {
@@ -138,6 +141,8 @@ func New(cfg Config) (*Store, error) {
 		wireCluster: clusterHash(cfg.Cluster + "/" + strconv.Itoa(cfg.Partitions)),
 		members:     cfg.Membership,
 		hints:       newHintStore(),
+		tree:        newHashTree(cfg.Partitions),
+		tombstones:  tombstoneSet{keys: map[string]struct{}{}},
 	}
 	if s.members == nil {
 		s.members = membership.NewStatic(cfg.Members...)
@@ -152,12 +157,19 @@ func New(cfg Config) (*Store, error) {
 	if err := s.loadHints(); err != nil {
 		return nil, fmt.Errorf("dynamo: load hints: %w", err)
 	}
+	if err := s.rebuildTree(); err != nil {
+		return nil, fmt.Errorf("dynamo: rebuild hash tree: %w", err)
+	}
 	changes, cancel := s.members.Subscribe()
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.watchMembers(changes, cancel)
 	go func() {
 		defer s.wg.Done()
 		s.handoffLoop(s.bg)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.antiEntropyLoop(s.bg)
 	}()
 	if err := cfg.Transport.Serve(s.handle); err != nil {
 		s.Close()
@@ -483,7 +495,7 @@ func (s *Store) coordinate(ctx context.Context, op string, key, value []byte, to
 	}
 	now := s.cfg.Clock().UnixNano()
 	var next state
-	err := s.cfg.Storage.Update(s.dataKey(s.ring.Load(), key), func(cur []byte) ([]byte, error) {
+	err := s.updateData(key, func(cur []byte) ([]byte, error) {
 		st, err := decodeState(cur)
 		if err != nil {
 			return nil, err
@@ -573,7 +585,7 @@ func (s *Store) localRead(key []byte) (state, error) {
 
 // localMerge merges st into this node's state of key, durably.
 func (s *Store) localMerge(key []byte, st state) error {
-	return s.cfg.Storage.Update(s.dataKey(s.ring.Load(), key), func(cur []byte) ([]byte, error) {
+	return s.updateData(key, func(cur []byte) ([]byte, error) {
 		old, err := decodeState(cur)
 		if err != nil {
 			return nil, err
@@ -599,10 +611,22 @@ func (s *Store) handle(ctx context.Context, raw []byte) ([]byte, error) {
 	if s.isClosed() {
 		return s.errorMessage(ErrClosed), nil
 	}
+	switch m.Kind {
+	case kindAERanges, kindAEKeys, kindAEExchange:
+		return s.handleAE(m), nil
+	}
 	if err := s.checkKey(m.Key); err != nil {
 		return s.errorMessage(err), nil
 	}
 	switch m.Kind {
+	case kindPurge:
+		if len(m.Hashes) != 1 {
+			return s.errorMessage(fmt.Errorf("%w: purge without a digest", ErrProtocol)), nil
+		}
+		if err := s.localPurge(m.Key, m.Hashes[0]); err != nil {
+			return s.errorMessage(err), nil
+		}
+		return s.ackMessage(), nil
 	case kindGet:
 		st, err := s.localRead(m.Key)
 		if err != nil {

@@ -62,8 +62,7 @@ type hintStore struct {
 	inFlight, maxInFlight      atomic.Int64
 
 	wake chan struct{}
-	pace sync.Mutex // delivery rate limit
-	next time.Time
+	pace pacer // delivery rate limit
 }
 
 type backoffState struct {
@@ -305,7 +304,7 @@ func (s *Store) deliverTo(ctx context.Context, target Member) (int, error) {
 		delivered int
 	)
 	for _, rec := range batch {
-		if err := s.pace(ctx); err != nil {
+		if err := s.hints.pace.wait(ctx, 1, s.cfg.Handoff.Rate); err != nil {
 			break
 		}
 		mu.Lock()
@@ -344,29 +343,6 @@ func (s *Store) deliverTo(ctx context.Context, target Member) (int, error) {
 }
 
 var errStopIteration = errors.New("stop iteration")
-
-// pace blocks until the delivery rate allows one more hint.
-func (s *Store) pace(ctx context.Context) error {
-	h := s.hints
-	h.pace.Lock()
-	now := time.Now()
-	at := h.next
-	if at.Before(now) {
-		at = now
-	}
-	h.next = at.Add(time.Second / time.Duration(s.cfg.Handoff.Rate))
-	h.pace.Unlock()
-	if wait := at.Sub(now); wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	return nil
-}
 
 // deliverOne sends one hint to its owner and deletes it once acknowledged,
 // unless it changed meanwhile (a newer hint merged in: the next round sends it).

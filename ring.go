@@ -32,6 +32,9 @@ type ring struct {
 	hashes     []uint64 // per member: hash of its ID
 	keep       int      // length of each stored preference list
 	prefs      []uint16 // partitions*keep member indices, best first
+	// fingerprint identifies the member set and partitioning: two nodes
+	// with the same fingerprint compute the same preference lists.
+	fingerprint uint64
 }
 
 // newRing builds the ring for members (in any order; duplicates by ID keep
@@ -51,9 +54,11 @@ func newRing(members []Member, partitions, keep int) *ring {
 	ms = slices.CompactFunc(ms, func(a, b Member) bool { return a.ID == b.ID })
 	r := &ring{partitions: partitions, members: ms, index: make(map[string]int, len(ms))}
 	r.hashes = make([]uint64, len(ms))
+	r.fingerprint = mix64(uint64(partitions))
 	for i, m := range ms {
 		r.index[m.ID] = i
 		r.hashes[i] = hashString(m.ID)
+		r.fingerprint = mix64(r.fingerprint ^ r.hashes[i])
 	}
 	r.keep = min(keep, len(ms))
 	if r.keep == 0 {
@@ -122,6 +127,20 @@ func (r *ring) preference(p, k int) []Member {
 		out = append(out, r.members[i])
 	}
 	return out
+}
+
+// isPrimary reports whether the member with index i is among the first n
+// nodes of partition p's preference list.
+func (r *ring) isPrimary(p, i, n int) bool {
+	if n <= r.keep {
+		for _, j := range r.prefs[p*r.keep : p*r.keep+n] {
+			if int(j) == i {
+				return true
+			}
+		}
+		return false
+	}
+	return slices.ContainsFunc(r.preference(p, n), func(m Member) bool { return m.ID == r.members[i].ID })
 }
 
 // owner returns the first node of partition p's preference list.

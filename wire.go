@@ -31,13 +31,20 @@ const (
 type kind uint8
 
 const (
-	kindInvalid   kind = iota
-	kindGet            // read the replica's state of Key
-	kindGetReply       // State holds the replica's encoded state (empty: absent)
-	kindReplicate      // merge State into the replica's state of Key
-	kindAck            // the request was applied durably
-	kindPut            // coordinate a put of Value/Tombstone with Context (forwarded)
-	kindError          // the request failed: Code, Msg, Need, Got
+	kindInvalid    kind = iota
+	kindGet             // read the replica's state of Key
+	kindGetReply        // State holds the replica's encoded state (empty: absent)
+	kindReplicate       // merge State into the replica's state of Key
+	kindAck             // the request was applied durably
+	kindPut             // coordinate a put of Value/Tombstone with Context (forwarded)
+	kindError           // the request failed: Code, Msg, Need, Got
+	kindAERanges        // anti-entropy: hash each of Ranges over the partition set
+	kindAEHashes        // reply: Hashes, one per range
+	kindAEKeys          // anti-entropy: list the keys of Parts with their digests
+	kindAEKeyList       // reply: Keys and Hashes (digests)
+	kindAEExchange      // anti-entropy: merge States into Keys, reply with the merged states of Keys
+	kindAEStates        // reply: States, one per requested key (empty: absent)
+	kindPurge           // purge Key's tombstones if the local state's digest is Hashes[0]
 )
 
 func (k kind) String() string {
@@ -54,6 +61,10 @@ func (k kind) String() string {
 		return "put"
 	case kindError:
 		return "error"
+	case kindAERanges, kindAEHashes, kindAEKeys, kindAEKeyList, kindAEExchange, kindAEStates:
+		return fmt.Sprintf("anti-entropy(%d)", uint8(k))
+	case kindPurge:
+		return "purge"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -101,12 +112,21 @@ type message struct {
 	TimeoutMS int64 // kindPut: the coordinator's time budget
 	Code      errCode
 	Msg       string
-	Need, Got int    // codeWriteQuorum
-	Hint      string // kindReplicate: store as a hint for the node with this ID
-	Flags     uint8  // kindPut: flagPrimariesOnly
+	Need, Got int      // codeWriteQuorum
+	Hint      string   // kindReplicate: store as a hint for the node with this ID
+	Flags     uint8    // kindPut: flagPrimariesOnly
+	Parts     []uint32 // anti-entropy: explicit partition set, or partitions to list
+	Ranges    []uint32 // kindAERanges: lo, hi index pairs over the partition set
+	Hashes    []uint64 // range hashes, key digests, or a purge digest
+	RingHash  uint64   // anti-entropy: the sender's ring, when Parts is implicit
+	Keys      [][]byte
+	States    [][]byte
 }
 
-const messageFields = 16
+const messageFields = 22
+
+// maxDecodedList bounds every list in a message.
+const maxDecodedList = 1 << 20
 
 // Message flags. ONLY APPEND TO THIS LIST.
 const (
@@ -158,12 +178,18 @@ func encodeMessage(m *message) []byte {
 	_ = e.EncodeInt(int64(m.Got))
 	_ = e.EncodeString(m.Hint)
 	_ = e.EncodeUint(uint64(m.Flags))
+	encodeUints(e, m.Parts)
+	encodeUints(e, m.Ranges)
+	encodeUints(e, m.Hashes)
+	_ = e.EncodeUint(m.RingHash)
+	encodeByteLists(e, m.Keys)
+	encodeByteLists(e, m.States)
 	return p.finish()
 }
 
 // decodeMessage parses b. Errors match ErrProtocol.
 func decodeMessage(b []byte) (*message, error) {
-	d := msgpack.NewDecoder(bytes.NewReader(b))
+	d := newWireDecoder(b)
 	m := &message{}
 	n, err := d.DecodeArrayLen()
 	if err != nil || n < 2 {
@@ -190,11 +216,11 @@ func decodeMessage(b []byte) (*message, error) {
 			u, err = d.DecodeUint64()
 			m.Cluster = uint32(u)
 		case 3:
-			m.Key, err = d.DecodeBytes()
+			m.Key, err = d.bytes()
 		case 4:
-			m.State, err = d.DecodeBytes()
+			m.State, err = d.bytes()
 		case 5:
-			m.Value, err = d.DecodeBytes()
+			m.Value, err = d.bytes()
 		case 6:
 			m.Tombstone, err = d.DecodeBool()
 		case 7:
@@ -209,7 +235,7 @@ func decodeMessage(b []byte) (*message, error) {
 			u, err = d.DecodeUint64()
 			m.Code = errCode(u)
 		case 11:
-			m.Msg, err = d.DecodeString()
+			m.Msg, err = d.str()
 		case 12:
 			var v int64
 			v, err = d.DecodeInt64()
@@ -219,10 +245,22 @@ func decodeMessage(b []byte) (*message, error) {
 			v, err = d.DecodeInt64()
 			m.Got = int(v)
 		case 14:
-			m.Hint, err = d.DecodeString()
+			m.Hint, err = d.str()
 		case 15:
 			u, err = d.DecodeUint64()
 			m.Flags = uint8(u)
+		case 16:
+			m.Parts, err = decodeUints[uint32](d)
+		case 17:
+			m.Ranges, err = decodeUints[uint32](d)
+		case 18:
+			m.Hashes, err = decodeUints[uint64](d)
+		case 19:
+			m.RingHash, err = d.DecodeUint64()
+		case 20:
+			m.Keys, err = decodeByteLists(d)
+		case 21:
+			m.States, err = decodeByteLists(d)
 		default:
 			err = d.Skip()
 		}
@@ -236,8 +274,63 @@ func decodeMessage(b []byte) (*message, error) {
 	return m, nil
 }
 
+func encodeUints[T uint32 | uint64](e *msgpack.Encoder, v []T) {
+	_ = e.EncodeArrayLen(len(v))
+	for _, x := range v {
+		_ = e.EncodeUint(uint64(x))
+	}
+}
+
+func decodeUints[T uint32 | uint64](d *wireDecoder) ([]T, error) {
+	n, err := d.DecodeArrayLen()
+	if err != nil || n <= 0 {
+		return nil, err
+	}
+	if n > maxDecodedList {
+		return nil, fmt.Errorf("list of %d elements", n)
+	}
+	out := make([]T, 0, min(n, 4096))
+	for range n {
+		u, err := d.DecodeUint64()
+		if err != nil {
+			return nil, err
+		}
+		if uint64(T(u)) != u {
+			return nil, fmt.Errorf("value %d out of range", u)
+		}
+		out = append(out, T(u))
+	}
+	return out, nil
+}
+
+func encodeByteLists(e *msgpack.Encoder, v [][]byte) {
+	_ = e.EncodeArrayLen(len(v))
+	for _, b := range v {
+		_ = e.EncodeBytes(b)
+	}
+}
+
+func decodeByteLists(d *wireDecoder) ([][]byte, error) {
+	n, err := d.DecodeArrayLen()
+	if err != nil || n <= 0 {
+		return nil, err
+	}
+	if n > maxDecodedList {
+		return nil, fmt.Errorf("list of %d elements", n)
+	}
+	out := make([][]byte, 0, min(n, 4096))
+	for range n {
+		b, err := d.bytes()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
 // atEOF reports whether d has consumed all its input.
-func atEOF(d *msgpack.Decoder) bool {
+func atEOF(d *wireDecoder) bool {
 	_, err := d.PeekCode()
 	return err == io.EOF
 }
@@ -252,7 +345,7 @@ func encodeVV(e *msgpack.Encoder, v versionVector) {
 
 // decodeVV reads a version vector and checks it is well formed: sorted,
 // unique, bounded, non-zero counters.
-func decodeVV(d *msgpack.Decoder) (versionVector, error) {
+func decodeVV(d *wireDecoder) (versionVector, error) {
 	n, err := d.DecodeArrayLen()
 	if err != nil {
 		return nil, err
@@ -265,7 +358,7 @@ func decodeVV(d *msgpack.Decoder) (versionVector, error) {
 	}
 	v := make(versionVector, 0, n/2)
 	for i := 0; i < n/2; i++ {
-		a, err := d.DecodeString()
+		a, err := d.str()
 		if err != nil {
 			return nil, err
 		}
@@ -313,14 +406,14 @@ func decodeState(b []byte) (state, error) {
 	if len(b) == 0 {
 		return state{}, nil
 	}
-	st, err := decodeStateFrom(msgpack.NewDecoder(bytes.NewReader(b)))
+	st, err := decodeStateFrom(newWireDecoder(b))
 	if err != nil {
 		return state{}, fmt.Errorf("%w: state: %w", ErrCorrupt, err)
 	}
 	return st, nil
 }
 
-func decodeStateFrom(d *msgpack.Decoder) (state, error) {
+func decodeStateFrom(d *wireDecoder) (state, error) {
 	var st state
 	n, err := d.DecodeArrayLen()
 	if err != nil {
@@ -358,7 +451,7 @@ func decodeStateFrom(d *msgpack.Decoder) (state, error) {
 			return st, fmt.Errorf("sibling of %d elements", sn)
 		}
 		var sb sibling
-		if sb.Dot.Actor, err = d.DecodeString(); err != nil {
+		if sb.Dot.Actor, err = d.str(); err != nil {
 			return st, err
 		}
 		if sb.Dot.Counter, err = d.DecodeUint64(); err != nil {
@@ -370,7 +463,7 @@ func decodeStateFrom(d *msgpack.Decoder) (state, error) {
 		if sb.Tombstone, err = d.DecodeBool(); err != nil {
 			return st, err
 		}
-		if sb.Value, err = d.DecodeBytes(); err != nil {
+		if sb.Value, err = d.bytes(); err != nil {
 			return st, err
 		}
 		for j := 5; j < sn; j++ {
@@ -395,4 +488,37 @@ func decodeStateFrom(d *msgpack.Decoder) (state, error) {
 		return st, errors.New("trailing bytes")
 	}
 	return st, nil
+}
+
+// wireDecoder reads msgpack from a byte slice and never trusts a length
+// prefix beyond the bytes actually present: msgpack's DecodeBytes and
+// DecodeString allocate whatever length the input claims.
+type wireDecoder struct {
+	*msgpack.Decoder
+	r *bytes.Reader
+}
+
+func newWireDecoder(b []byte) *wireDecoder {
+	r := bytes.NewReader(b)
+	return &wireDecoder{Decoder: msgpack.NewDecoder(r), r: r}
+}
+
+// bytes decodes a bin or str value as a new slice (nil for msgpack nil).
+func (d *wireDecoder) bytes() ([]byte, error) {
+	n, err := d.DecodeBytesLen()
+	if err != nil || n < 0 {
+		return nil, err
+	}
+	if n > d.r.Len() {
+		return nil, fmt.Errorf("length %d exceeds the %d bytes left", n, d.r.Len())
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(d.r, b)
+	return b, err
+}
+
+// str decodes a str or bin value as a string.
+func (d *wireDecoder) str() (string, error) {
+	b, err := d.bytes()
+	return string(b), err
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -302,6 +303,79 @@ func TestWire_DecodeMessage_RejectsTrailingBytes(t *testing.T) {
 			require.ErrorIs(t, err, ErrProtocol)
 		})
 	}
+}
+
+// wtClaim replaces, in enc, the msgpack bin encoding of marker with a bin32
+// header that claims claim bytes followed by the marker alone: a few bytes of
+// input that declare a huge value.
+func wtClaim(t testing.TB, enc, marker []byte, claim uint32) []byte {
+	t.Helper()
+	var bin bytes.Buffer
+	require.NoError(t, msgpack.NewEncoder(&bin).EncodeBytes(marker))
+	require.Equal(t, 1, bytes.Count(enc, bin.Bytes()), "marker must occur once")
+	hdr := []byte{0xc6, byte(claim >> 24), byte(claim >> 16), byte(claim >> 8), byte(claim)}
+	return bytes.Replace(enc, bin.Bytes(), append(hdr, marker...), 1)
+}
+
+// wtAllocated returns the bytes the process allocated while fn ran.
+func wtAllocated(fn func()) uint64 {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	fn()
+	runtime.ReadMemStats(&after)
+	return after.TotalAlloc - before.TotalAlloc
+}
+
+const (
+	wtClaimed  = 256 << 20 // what the hostile input declares
+	wtAllowed  = 16 << 20  // what decoding a few bytes may allocate
+	wtMarkerID = "\xab\xcd\xef\x01"
+)
+
+// DESIGN §8: "Limits on key, value, context, sibling count and frame size
+// give a clear error, not a crash." A peer (before any cluster check) or a
+// damaged disk must not make a node allocate what a length prefix claims
+// when the input holds only a few bytes: with 0xffffffff that is 4 GiB per
+// message, and the fuzzer's workers die of it.
+func TestWire_DecodeMessage_DeclaredLengthBeyondInput_NoHugeAllocation(t *testing.T) {
+	marker := []byte(wtMarkerID)
+	tests := map[string]*message{
+		"key":            {Version: protocolVersion, Kind: kindGet, Key: marker},
+		"state":          {Version: protocolVersion, Kind: kindReplicate, Key: []byte("k"), State: marker},
+		"value":          {Version: protocolVersion, Kind: kindPut, Key: []byte("k"), Value: marker},
+		"msg":            {Version: protocolVersion, Kind: kindError, Msg: string(marker)},
+		"keys element":   {Version: protocolVersion, Kind: kindAck, Keys: [][]byte{marker}},
+		"states element": {Version: protocolVersion, Kind: kindAck, States: [][]byte{marker}},
+	}
+	for name, m := range tests {
+		t.Run(name, func(t *testing.T) {
+			enc := encodeMessage(m)
+			if name == "msg" { // strings are str, not bin
+				enc = bytes.Replace(enc, append([]byte{0xa0 | byte(len(marker))}, marker...),
+					append([]byte{0xdb, wtClaimed >> 24, 0, 0, 0}, marker...), 1)
+			} else {
+				enc = wtClaim(t, enc, marker, wtClaimed)
+			}
+			var err error
+			n := wtAllocated(func() { _, err = decodeMessage(enc) })
+			require.ErrorIs(t, err, ErrProtocol)
+			require.Less(t, n, uint64(wtAllowed), "decoding %d bytes allocated %d MiB", len(enc), n>>20)
+		})
+	}
+}
+
+// The same for a stored state: a sibling value's length prefix is not
+// trusted beyond the bytes present.
+func TestWire_DecodeState_DeclaredLengthBeyondInput_NoHugeAllocation(t *testing.T) {
+	marker := []byte(wtMarkerID)
+	st := vcState("a:2 b:1", "b:1=y")
+	st.Siblings = append([]sibling{{Dot: vcDot("a:2"), Value: marker}}, st.Siblings...)
+	enc := wtClaim(t, encodeState(st), marker, wtClaimed)
+	var err error
+	n := wtAllocated(func() { _, err = decodeState(enc) })
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Less(t, n, uint64(wtAllowed), "decoding %d bytes allocated %d MiB", len(enc), n>>20)
 }
 
 func TestWire_Kind_String(t *testing.T) {

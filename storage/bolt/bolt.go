@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -106,8 +107,12 @@ func Open(path string, opts *Options) (*Store, error) {
 // openDB opens the bbolt file, turning a lock timeout into ErrLocked and
 // bad meta pages, or a bbolt panic while reading them, into
 // storage.ErrCorrupt.
+//
+// A panic inside bbolt.Open leaves its memory map behind (there is no
+// handle to unmap it with); the file itself is closed.
 func openDB(path string, o Options) (db *bbolt.DB, err error) {
 	var file *os.File // captured so the lock can be released after a panic
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
 			if file != nil {
@@ -142,6 +147,7 @@ func openDB(path string, o Options) (db *bbolt.DB, err error) {
 // ensureBucket creates the Store's bucket in a new file, committing only if
 // it is missing.
 func ensureBucket(db *bbolt.DB) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("%w: bbolt panicked: %v", storage.ErrCorrupt, p)
@@ -238,10 +244,13 @@ func (s *Store) ForEach(prefix []byte, fn func(key, value []byte) error) error {
 }
 
 // view runs fn on the bucket in a read-only transaction. A panic raised by
-// bbolt (a damaged page) becomes an error matching storage.ErrCorrupt; a
-// panic raised while *inFn is true came from the caller's code and is raised
-// again. A closed database yields storage.ErrClosed.
+// bbolt on a damaged page, or a memory fault from following a damaged
+// offset out of the memory map, becomes an error matching
+// storage.ErrCorrupt; a panic raised while *inFn is true came from the
+// caller's code and is raised again. A closed database yields
+// storage.ErrClosed.
 func (s *Store) view(fn func(b *bbolt.Bucket) error, inFn *bool) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
 			if inFn != nil && *inFn {

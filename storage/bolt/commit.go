@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime/debug"
 
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -66,6 +67,9 @@ func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) erro
 // together, until Close closes quit.
 func (s *Store) run() {
 	defer close(s.stopped)
+	// A damaged offset read from the file may point outside the memory
+	// map: turn the fault into a panic that update can recover.
+	debug.SetPanicOnFault(true)
 	batch := make([]*request, 0, s.maxBatch)
 	for {
 		select {
@@ -141,8 +145,9 @@ var errNothingStaged = errors.New("bolt: nothing staged")
 
 // update runs fn on the bucket in a read-write transaction and commits it,
 // unless fn fails. fn never panics on the caller's behalf (apply recovers
-// those), so a panic here is bbolt's, on a damaged page, and becomes an
-// error matching storage.ErrCorrupt; bbolt rolls the transaction back.
+// those), so a panic here is bbolt's, on a damaged page (or a memory fault,
+// see run), and becomes an error matching storage.ErrCorrupt; bbolt rolls
+// the transaction back.
 func (s *Store) update(fn func(b *bbolt.Bucket) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {

@@ -1,0 +1,498 @@
+// merkle.go: §4.7 anti-entropy with hash trees: one hash per partition kept
+// up to date as each write lands, range hashes over the partitions two
+// replicas share, and a push-pull exchange of the keys that differ.
+package dynamo
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// hashTree keeps one hash per partition: the XOR of the digests of the
+// partition's keys (a key's digest hashes its name and encoded state). XOR
+// makes the tree incremental: a write changes its partition's hash by
+// old^new digest in O(1), whatever order concurrent writes land in, and any
+// range of partitions hashes to the XOR of its partitions, which a prefix
+// array gives in O(1). The levels of the Merkle tree (root, ranges,
+// partitions, keys) are therefore derived on demand, never rebuilt by scans.
+//
+// The tree lives in memory and is rebuilt by one scan of the data at start-up
+// (about a second per million keys of 1 KiB): that costs less than keeping it
+// durable on every write, and a rebuilt tree can never disagree with the data.
+type hashTree struct {
+	parts []atomic.Uint64
+}
+
+func newHashTree(partitions int) *hashTree {
+	return &hashTree{parts: make([]atomic.Uint64, partitions)}
+}
+
+func (t *hashTree) xor(p int, v uint64) {
+	if v == 0 {
+		return
+	}
+	for {
+		old := t.parts[p].Load()
+		if t.parts[p].CompareAndSwap(old, old^v) {
+			return
+		}
+	}
+}
+
+func (t *hashTree) get(p int) uint64 { return t.parts[p].Load() }
+
+// digest identifies a key's stored state: zero for an absent key.
+func digest(key, enc []byte) uint64 {
+	if len(enc) == 0 {
+		return 0
+	}
+	h := fnv.New64a()
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(key)))
+	h.Write(n[:])
+	h.Write(key)
+	h.Write(enc)
+	if d := mix64(h.Sum64()); d != 0 {
+		return d
+	}
+	return 1
+}
+
+// rebuildTree hashes every stored key into the tree (at start-up).
+func (s *Store) rebuildTree() error {
+	return s.cfg.Storage.ForEach([]byte{spaceData}, func(k, v []byte) error {
+		if len(k) < 6 {
+			return nil
+		}
+		p := int(binary.BigEndian.Uint32(k[1:5]))
+		if p < len(s.tree.parts) {
+			s.tree.xor(p, digest(k[5:], v))
+		}
+		if st, err := decodeState(v); err == nil && onlyTombstones(st) {
+			s.tombstones.set(k[5:], true)
+		}
+		return nil
+	})
+}
+
+// updateData is the one path by which the key space changes: it runs fn as a
+// Storage.Update of key's data and applies the change to the hash tree.
+func (s *Store) updateData(key []byte, fn func(cur []byte) ([]byte, error)) error {
+	r := s.ring.Load()
+	p := r.partition(key)
+	var change uint64
+	var tombs bool
+	err := s.cfg.Storage.Update(s.dataKey(r, key), func(cur []byte) ([]byte, error) {
+		out, err := fn(cur)
+		if err != nil {
+			return nil, err
+		}
+		change = digest(key, cur) ^ digest(key, out)
+		tombs = false
+		if len(out) > 0 {
+			if st, err := decodeState(out); err == nil {
+				tombs = onlyTombstones(st)
+			}
+		}
+		return out, nil
+	})
+	if err == nil {
+		s.tree.xor(p, change)
+		s.tombstones.set(key, tombs)
+	}
+	return err
+}
+
+// sharedPartitions lists, in order, the partitions for which both this node
+// and peer are among the N primaries.
+func (s *Store) sharedPartitions(r *ring, peer string) []uint32 {
+	me, ok1 := r.index[s.cfg.NodeID]
+	them, ok2 := r.index[peer]
+	if !ok1 || !ok2 {
+		return nil
+	}
+	var out []uint32
+	for p := 0; p < r.partitions; p++ {
+		if r.isPrimary(p, me, s.cfg.N) && r.isPrimary(p, them, s.cfg.N) {
+			out = append(out, uint32(p))
+		}
+	}
+	return out
+}
+
+// AntiEntropyConfig tunes anti-entropy. A zero field takes the default in
+// its comment.
+type AntiEntropyConfig struct {
+	// Interval between background rounds. Default 1 minute. Negative
+	// disables the background rounds (AntiEntropy still runs on demand).
+	Interval time.Duration
+	// KeysPerSecond bounds the keys a round exchanges. Default 5,000.
+	KeysPerSecond int
+}
+
+func (a AntiEntropyConfig) withDefaults() AntiEntropyConfig {
+	if a.Interval == 0 {
+		a.Interval = time.Minute
+	}
+	if a.KeysPerSecond == 0 {
+		a.KeysPerSecond = 5000
+	}
+	return a
+}
+
+// SyncResult describes one anti-entropy exchange.
+type SyncResult struct {
+	Peers          int   // peers compared
+	RoundTrips     int   // requests sent
+	Partitions     int   // partitions compared
+	DiffPartitions int   // partitions whose hashes differed
+	DiffKeys       int   // keys whose digests differed
+	KeysSent       int   // states pushed to peers
+	KeysReceived   int   // states taken from peers
+	BytesSent      int64 // request bytes
+	BytesReceived  int64 // reply bytes
+}
+
+func (r *SyncResult) add(o SyncResult) {
+	r.Peers += o.Peers
+	r.RoundTrips += o.RoundTrips
+	r.Partitions += o.Partitions
+	r.DiffPartitions += o.DiffPartitions
+	r.DiffKeys += o.DiffKeys
+	r.KeysSent += o.KeysSent
+	r.KeysReceived += o.KeysReceived
+	r.BytesSent += o.BytesSent
+	r.BytesReceived += o.BytesReceived
+}
+
+// AntiEntropy runs one anti-entropy round now with every reachable node that
+// shares partitions with this one: for each, it compares hashes of the
+// shared partitions, descends only where they differ, and exchanges the full
+// states of the differing keys, which both sides merge. Comparing identical
+// replicas costs one round trip per peer. The background loop runs the same
+// round every AntiEntropy.Interval (with only the peers whose ID sorts after
+// this node's, so each pair syncs once).
+func (s *Store) AntiEntropy(ctx context.Context) (SyncResult, error) {
+	return s.antiEntropy(ctx, false)
+}
+
+func (s *Store) antiEntropy(ctx context.Context, onlyGreater bool) (SyncResult, error) {
+	r := s.ring.Load()
+	var total SyncResult
+	var errs []error
+	for _, m := range r.members {
+		if m.ID == s.cfg.NodeID || (onlyGreater && m.ID < s.cfg.NodeID) || !s.reachable(m.ID) {
+			continue
+		}
+		parts := s.sharedPartitions(r, m.ID)
+		if len(parts) == 0 {
+			continue
+		}
+		res, err := s.syncWith(ctx, m, parts, r.fingerprint, false)
+		total.add(res)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("with %s: %w", m.ID, err))
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+func (s *Store) antiEntropyLoop(ctx context.Context) {
+	if s.cfg.AntiEntropy.Interval < 0 {
+		return
+	}
+	t := time.NewTicker(s.cfg.AntiEntropy.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		res, err := s.antiEntropy(ctx, true)
+		if err != nil {
+			s.log.Debug("anti-entropy round failed", "err", err)
+		}
+		if res.DiffKeys > 0 {
+			s.log.Info("anti-entropy repaired keys", "keys", res.DiffKeys, "sent", res.KeysSent, "received", res.KeysReceived)
+		}
+		s.purgeTombstones(ctx)
+	}
+}
+
+// aeFanout is how many subranges a differing range splits into.
+const aeFanout = 64
+
+// aeBatch bounds the ranges, partitions or keys in one request.
+const aeBatch = 4096
+
+// syncWith compares the partitions parts with peer and repairs both sides.
+// explicit sends the partition list; otherwise the peer derives it from its
+// ring, which must have the same fingerprint.
+func (s *Store) syncWith(ctx context.Context, peer Member, parts []uint32, fingerprint uint64, explicit bool) (SyncResult, error) {
+	res := SyncResult{Peers: 1, Partitions: len(parts)}
+	base := message{Version: protocolVersion, Cluster: s.wireCluster, Hint: s.cfg.NodeID, RingHash: fingerprint}
+	if explicit {
+		base.Parts = parts
+	}
+	call := func(m *message) (*message, error) {
+		req := encodeMessage(m)
+		res.RoundTrips++
+		res.BytesSent += int64(len(req))
+		ctx, cancel := context.WithTimeout(ctx, 10*s.cfg.ReplicaTimeout)
+		defer cancel()
+		raw, err := s.cfg.Transport.Call(ctx, peer.Addr, req)
+		if err != nil {
+			return nil, err
+		}
+		res.BytesReceived += int64(len(raw))
+		resp, err := decodeMessage(raw)
+		if err != nil {
+			return nil, err
+		}
+		if resp.Kind == kindError {
+			return nil, errorFromMessage(resp)
+		}
+		return resp, nil
+	}
+
+	// Descend the tree: ranges whose hashes differ split until single partitions.
+	prefix := s.prefixHashes(parts)
+	ranges := []uint32{0, uint32(len(parts))}
+	var diffParts []uint32
+	for len(ranges) > 0 {
+		var next []uint32
+		for len(ranges) > 0 {
+			n := min(len(ranges), 2*aeBatch)
+			batch := ranges[:n]
+			ranges = ranges[n:]
+			m := base
+			m.Kind, m.Ranges = kindAERanges, batch
+			resp, err := call(&m)
+			if err != nil {
+				return res, err
+			}
+			if resp.Kind != kindAEHashes || len(resp.Hashes) != len(batch)/2 {
+				return res, fmt.Errorf("%w: bad range hashes from %s", ErrProtocol, peer.ID)
+			}
+			for i := 0; i < len(batch); i += 2 {
+				lo, hi := batch[i], batch[i+1]
+				if prefix[hi]^prefix[lo] == resp.Hashes[i/2] {
+					continue
+				}
+				if hi-lo == 1 {
+					diffParts = append(diffParts, parts[lo])
+					continue
+				}
+				step := max(1, (hi-lo+aeFanout-1)/aeFanout)
+				for a := lo; a < hi; a += step {
+					next = append(next, a, min(a+step, hi))
+				}
+			}
+		}
+		ranges = next
+	}
+	res.DiffPartitions = len(diffParts)
+
+	// Leaves: compare the differing partitions key by key.
+	for len(diffParts) > 0 {
+		n := min(len(diffParts), aeBatch)
+		batch := diffParts[:n]
+		diffParts = diffParts[n:]
+		m := base
+		m.Kind, m.Parts = kindAEKeys, batch
+		resp, err := call(&m)
+		if err != nil {
+			return res, err
+		}
+		if resp.Kind != kindAEKeyList || len(resp.Keys) != len(resp.Hashes) {
+			return res, fmt.Errorf("%w: bad key list from %s", ErrProtocol, peer.ID)
+		}
+		theirs := make(map[string]uint64, len(resp.Keys))
+		for i, k := range resp.Keys {
+			theirs[string(k)] = resp.Hashes[i]
+		}
+		var diff [][]byte
+		for _, p := range batch {
+			err := s.listPartition(int(p), func(key []byte, d uint64) {
+				if theirs[string(key)] != d {
+					diff = append(diff, bytes.Clone(key))
+				}
+				delete(theirs, string(key))
+			})
+			if err != nil {
+				return res, err
+			}
+		}
+		for k := range theirs {
+			diff = append(diff, []byte(k))
+		}
+		slices.SortFunc(diff, bytes.Compare)
+		res.DiffKeys += len(diff)
+		if err := s.exchange(ctx, peer, base, diff, &res, call); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// exchange pushes this node's states of keys to peer, which merges them and
+// answers with its merged states where they differ; this node merges those.
+func (s *Store) exchange(ctx context.Context, peer Member, base message, keys [][]byte, res *SyncResult, call func(*message) (*message, error)) error {
+	const batchKeys = 256
+	for len(keys) > 0 {
+		n := min(len(keys), batchKeys)
+		batch := keys[:n]
+		keys = keys[n:]
+		if err := s.aePace.wait(ctx, n, s.cfg.AntiEntropy.KeysPerSecond); err != nil {
+			return err
+		}
+		states := make([][]byte, n)
+		for i, k := range batch {
+			raw, err := s.cfg.Storage.Get(s.dataKey(s.ring.Load(), k))
+			if err != nil {
+				return err
+			}
+			states[i] = raw
+			if len(raw) > 0 {
+				res.KeysSent++
+			}
+		}
+		m := base
+		m.Kind, m.Keys, m.States = kindAEExchange, batch, states
+		resp, err := call(&m)
+		if err != nil {
+			return err
+		}
+		if resp.Kind != kindAEStates || len(resp.States) != n {
+			return fmt.Errorf("%w: bad exchange reply from %s", ErrProtocol, peer.ID)
+		}
+		for i, raw := range resp.States {
+			if len(raw) == 0 {
+				continue
+			}
+			st, err := decodeState(raw)
+			if err != nil {
+				return fmt.Errorf("from %s: %w", peer.ID, err)
+			}
+			if err := s.localMerge(batch[i], st); err != nil {
+				return err
+			}
+			res.KeysReceived++
+		}
+	}
+	return nil
+}
+
+// prefixHashes returns x with x[i] the XOR of the hashes of parts[:i].
+func (s *Store) prefixHashes(parts []uint32) []uint64 {
+	prefix := make([]uint64, len(parts)+1)
+	for i, p := range parts {
+		prefix[i+1] = prefix[i] ^ s.tree.get(int(p))
+	}
+	return prefix
+}
+
+// listPartition visits the keys stored in partition p with their digests.
+func (s *Store) listPartition(p int, fn func(key []byte, d uint64)) error {
+	prefix := make([]byte, 5)
+	prefix[0] = spaceData
+	binary.BigEndian.PutUint32(prefix[1:], uint32(p))
+	return s.cfg.Storage.ForEach(prefix, func(k, v []byte) error {
+		fn(k[5:], digest(k[5:], v))
+		return nil
+	})
+}
+
+// aeParts resolves the partition set of an anti-entropy request.
+func (s *Store) aeParts(m *message) ([]uint32, error) {
+	if len(m.Parts) > 0 {
+		for _, p := range m.Parts {
+			if int(p) >= s.cfg.Partitions {
+				return nil, fmt.Errorf("%w: partition %d of %d", ErrProtocol, p, s.cfg.Partitions)
+			}
+		}
+		return m.Parts, nil
+	}
+	r := s.ring.Load()
+	if m.RingHash != r.fingerprint {
+		return nil, fmt.Errorf("%w: ring differs from %s's; retry when membership settles", ErrProtocol, m.Hint)
+	}
+	return s.sharedPartitions(r, m.Hint), nil
+}
+
+// handleAE serves the anti-entropy requests.
+func (s *Store) handleAE(m *message) []byte {
+	reply := &message{Version: protocolVersion, Cluster: s.wireCluster}
+	switch m.Kind {
+	case kindAERanges:
+		parts, err := s.aeParts(m)
+		if err != nil {
+			return s.errorMessage(err)
+		}
+		if len(m.Ranges)%2 != 0 {
+			return s.errorMessage(fmt.Errorf("%w: odd range list", ErrProtocol))
+		}
+		prefix := s.prefixHashes(parts)
+		reply.Kind = kindAEHashes
+		reply.Hashes = make([]uint64, 0, len(m.Ranges)/2)
+		for i := 0; i < len(m.Ranges); i += 2 {
+			lo, hi := m.Ranges[i], m.Ranges[i+1]
+			if lo > hi || int(hi) > len(parts) {
+				return s.errorMessage(fmt.Errorf("%w: range [%d,%d) of %d partitions", ErrProtocol, lo, hi, len(parts)))
+			}
+			reply.Hashes = append(reply.Hashes, prefix[hi]^prefix[lo])
+		}
+	case kindAEKeys:
+		reply.Kind = kindAEKeyList
+		for _, p := range m.Parts {
+			if int(p) >= s.cfg.Partitions {
+				return s.errorMessage(fmt.Errorf("%w: partition %d of %d", ErrProtocol, p, s.cfg.Partitions))
+			}
+			err := s.listPartition(int(p), func(key []byte, d uint64) {
+				reply.Keys = append(reply.Keys, bytes.Clone(key))
+				reply.Hashes = append(reply.Hashes, d)
+			})
+			if err != nil {
+				return s.errorMessage(err)
+			}
+		}
+	case kindAEExchange:
+		if len(m.Keys) != len(m.States) {
+			return s.errorMessage(fmt.Errorf("%w: %d keys, %d states", ErrProtocol, len(m.Keys), len(m.States)))
+		}
+		reply.Kind = kindAEStates
+		reply.States = make([][]byte, len(m.Keys))
+		for i, k := range m.Keys {
+			if err := s.checkKey(k); err != nil {
+				return s.errorMessage(err)
+			}
+			pushed, err := decodeState(m.States[i])
+			if err != nil {
+				return s.errorMessage(err)
+			}
+			if !pushed.empty() {
+				if err := s.localMerge(k, pushed); err != nil {
+					return s.errorMessage(err)
+				}
+			}
+			raw, err := s.cfg.Storage.Get(s.dataKey(s.ring.Load(), k))
+			if err != nil {
+				return s.errorMessage(err)
+			}
+			if !bytes.Equal(raw, m.States[i]) {
+				reply.States[i] = raw
+			}
+		}
+	default:
+		return s.errorMessage(fmt.Errorf("%w: unknown message kind %v", ErrProtocol, m.Kind))
+	}
+	return encodeMessage(reply)
+}
