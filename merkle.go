@@ -66,14 +66,21 @@ func digest(key, enc []byte) uint64 {
 }
 
 // rebuildTree hashes every stored key into the tree (at start-up).
-func (s *Store) rebuildTree() error {
+func (s *Store) rebuildTree() error { return s.scanTree(s.tree, true) }
+
+// scanTree hashes every stored key into t and, with tombs, indexes the
+// tombstone-only keys.
+func (s *Store) scanTree(t *hashTree, tombs bool) error {
 	return s.cfg.Storage.ForEach([]byte{spaceData}, func(k, v []byte) error {
 		if len(k) < 6 {
 			return nil
 		}
 		p := int(binary.BigEndian.Uint32(k[1:5]))
-		if p < len(s.tree.parts) {
-			s.tree.xor(p, digest(k[5:], v))
+		if p < len(t.parts) {
+			t.xor(p, digest(k[5:], v))
+		}
+		if !tombs {
+			return nil
 		}
 		if st, err := decodeState(v); err == nil && onlyTombstones(st) {
 			s.tombstones.set(k[5:], true)

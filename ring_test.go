@@ -77,7 +77,10 @@ func TestRing_PreferenceList_SkipsSameNode(t *testing.T) {
 				ms[i] = Member{ID: fmt.Sprintf("m%x", rng.Uint64()), Addr: fmt.Sprint(i)}
 			}
 			r := newRing(ms, tc.partitions, tc.keep)
-			all := rgIDs(ms)
+			all := map[string]bool{}
+			for _, m := range ms {
+				all[m.ID] = true
+			}
 			for p := range tc.partitions {
 				full := r.preference(p, len(ms))
 				for k := 0; k <= len(ms)+2; k++ {
@@ -87,12 +90,35 @@ func TestRing_PreferenceList_SkipsSameNode(t *testing.T) {
 					for _, id := range ids {
 						require.False(t, seen[id], "partition %d, k=%d: %s twice in %v", p, k, id, ids)
 						seen[id] = true
-						require.Contains(t, all, id)
+						require.True(t, all[id], "partition %d: %s is not a member", p, id)
 					}
 					require.Equal(t, rgIDs(full[:len(ids)]), ids,
 						"partition %d: the first %d nodes are a prefix of the whole list", p, k)
 				}
 				require.Equal(t, full[0], r.owner(p), "partition %d: owner is the first node", p)
+			}
+		})
+	}
+}
+
+func TestRing_IsPrimary_MatchesPreferenceList(t *testing.T) {
+	tests := map[string]struct{ members, keep int }{
+		"one node":          {members: 1, keep: rgKeep},
+		"three nodes":       {members: 3, keep: rgKeep},
+		"ten nodes":         {members: 10, keep: rgKeep},
+		"ten nodes, keep 2": {members: 10, keep: 2},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := newRing(rgMembers(tc.members), 128, tc.keep)
+			for p := range 128 {
+				for n := 0; n <= tc.members+1; n++ {
+					pref := rgIDs(r.preference(p, n))
+					for i, m := range r.members {
+						require.Equal(t, slices.Contains(pref, m.ID), r.isPrimary(p, i, n),
+							"partition %d, n=%d, member %s, list %v", p, n, m.ID, pref)
+					}
+				}
 			}
 		})
 	}

@@ -305,16 +305,23 @@ func TestWire_DecodeMessage_RejectsTrailingBytes(t *testing.T) {
 	}
 }
 
-// wtClaim replaces, in enc, the msgpack bin encoding of marker with a bin32
-// header that claims claim bytes followed by the marker alone: a few bytes of
-// input that declare a huge value.
-func wtClaim(t testing.TB, enc, marker []byte, claim uint32) []byte {
+// wtClaim replaces, in enc, the msgpack encoding of marker (bin, or str if
+// str is set) with a 32-bit header that claims claim bytes, followed by the
+// marker alone: a few bytes of input that declare a huge value.
+func wtClaim(t testing.TB, enc, marker []byte, claim uint32, str bool) []byte {
 	t.Helper()
-	var bin bytes.Buffer
-	require.NoError(t, msgpack.NewEncoder(&bin).EncodeBytes(marker))
-	require.Equal(t, 1, bytes.Count(enc, bin.Bytes()), "marker must occur once")
-	hdr := []byte{0xc6, byte(claim >> 24), byte(claim >> 16), byte(claim >> 8), byte(claim)}
-	return bytes.Replace(enc, bin.Bytes(), append(hdr, marker...), 1)
+	var was bytes.Buffer
+	e := msgpack.NewEncoder(&was)
+	code := byte(0xc6) // bin32
+	if str {
+		require.NoError(t, e.EncodeString(string(marker)))
+		code = 0xdb // str32
+	} else {
+		require.NoError(t, e.EncodeBytes(marker))
+	}
+	require.Equal(t, 1, bytes.Count(enc, was.Bytes()), "marker must occur once")
+	hdr := []byte{code, byte(claim >> 24), byte(claim >> 16), byte(claim >> 8), byte(claim)}
+	return bytes.Replace(enc, was.Bytes(), append(hdr, marker...), 1)
 }
 
 // wtAllocated returns the bytes the process allocated while fn ran.
@@ -340,23 +347,22 @@ const (
 // message, and the fuzzer's workers die of it.
 func TestWire_DecodeMessage_DeclaredLengthBeyondInput_NoHugeAllocation(t *testing.T) {
 	marker := []byte(wtMarkerID)
-	tests := map[string]*message{
-		"key":            {Version: protocolVersion, Kind: kindGet, Key: marker},
-		"state":          {Version: protocolVersion, Kind: kindReplicate, Key: []byte("k"), State: marker},
-		"value":          {Version: protocolVersion, Kind: kindPut, Key: []byte("k"), Value: marker},
-		"msg":            {Version: protocolVersion, Kind: kindError, Msg: string(marker)},
-		"keys element":   {Version: protocolVersion, Kind: kindAck, Keys: [][]byte{marker}},
-		"states element": {Version: protocolVersion, Kind: kindAck, States: [][]byte{marker}},
+	tests := map[string]struct {
+		m   *message
+		str bool
+	}{
+		"key":            {m: &message{Version: protocolVersion, Kind: kindGet, Key: marker}},
+		"state":          {m: &message{Version: protocolVersion, Kind: kindReplicate, Key: []byte("k"), State: marker}},
+		"value":          {m: &message{Version: protocolVersion, Kind: kindPut, Key: []byte("k"), Value: marker}},
+		"keys element":   {m: &message{Version: protocolVersion, Kind: kindAck, Keys: [][]byte{marker}}},
+		"states element": {m: &message{Version: protocolVersion, Kind: kindAck, States: [][]byte{marker}}},
+		// Strings are already read in bounded chunks; kept as controls.
+		"msg":  {m: &message{Version: protocolVersion, Kind: kindError, Msg: string(marker)}, str: true},
+		"hint": {m: &message{Version: protocolVersion, Kind: kindReplicate, Hint: string(marker)}, str: true},
 	}
-	for name, m := range tests {
+	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			enc := encodeMessage(m)
-			if name == "msg" { // strings are str, not bin
-				enc = bytes.Replace(enc, append([]byte{0xa0 | byte(len(marker))}, marker...),
-					append([]byte{0xdb, wtClaimed >> 24, 0, 0, 0}, marker...), 1)
-			} else {
-				enc = wtClaim(t, enc, marker, wtClaimed)
-			}
+			enc := wtClaim(t, encodeMessage(tc.m), marker, wtClaimed, tc.str)
 			var err error
 			n := wtAllocated(func() { _, err = decodeMessage(enc) })
 			require.ErrorIs(t, err, ErrProtocol)
@@ -371,7 +377,7 @@ func TestWire_DecodeState_DeclaredLengthBeyondInput_NoHugeAllocation(t *testing.
 	marker := []byte(wtMarkerID)
 	st := vcState("a:2 b:1", "b:1=y")
 	st.Siblings = append([]sibling{{Dot: vcDot("a:2"), Value: marker}}, st.Siblings...)
-	enc := wtClaim(t, encodeState(st), marker, wtClaimed)
+	enc := wtClaim(t, encodeState(st), marker, wtClaimed, false)
 	var err error
 	n := wtAllocated(func() { _, err = decodeState(enc) })
 	require.ErrorIs(t, err, ErrCorrupt)

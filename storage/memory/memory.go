@@ -24,6 +24,11 @@ type Store struct {
 	closed bool
 	data   map[string][]byte // values are never nil and never modified in place
 	bytes  int               // sum of len(key)+len(value) over data
+	// sorted holds data's keys in order when !dirty. Inserts and deletes
+	// only mark it dirty; ForEach re-sorts once, so a run of prefix scans
+	// between writes costs O(log n + k) each instead of O(n).
+	sorted []string
+	dirty  bool
 }
 
 // New returns an empty, open Store.
@@ -76,8 +81,14 @@ func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) erro
 		s.bytes -= len(key) + len(old)
 	}
 	if next == nil {
-		delete(s.data, string(key))
+		if ok {
+			delete(s.data, string(key))
+			s.dirty = true
+		}
 		return nil
+	}
+	if !ok {
+		s.dirty = true
 	}
 	if len(next) == 0 {
 		next = []byte{} // keep a non-nil empty value distinct from absence
@@ -99,21 +110,28 @@ func (s *Store) ForEach(prefix []byte, fn func(key, value []byte) error) error {
 		key   string
 		value []byte
 	}
-	s.mu.RLock()
+	s.mu.Lock()
 	if s.closed {
-		s.mu.RUnlock()
+		s.mu.Unlock()
 		return storage.ErrClosed
 	}
-	entries := make([]entry, 0, len(s.data))
-	p := string(prefix)
-	for k, v := range s.data {
-		if strings.HasPrefix(k, p) {
-			entries = append(entries, entry{k, v}) // v is never modified in place
+	if s.dirty || s.sorted == nil {
+		s.sorted = s.sorted[:0]
+		for k := range s.data {
+			s.sorted = append(s.sorted, k)
 		}
+		slices.Sort(s.sorted)
+		s.dirty = false
 	}
-	s.mu.RUnlock()
+	p := string(prefix)
+	var entries []entry
+	i, _ := slices.BinarySearch(s.sorted, p)
+	for ; i < len(s.sorted) && strings.HasPrefix(s.sorted[i], p); i++ {
+		k := s.sorted[i]
+		entries = append(entries, entry{k, s.data[k]}) // values are never modified in place
+	}
+	s.mu.Unlock()
 
-	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.key, b.key) })
 	for _, e := range entries {
 		if err := fn([]byte(e.key), bytes.Clone(e.value)); err != nil {
 			return err
