@@ -55,7 +55,20 @@ func newTestCluster(t testing.TB, n int, mut func(*Config)) *testCluster {
 		c.start(i, memory.New())
 	}
 	t.Cleanup(c.close)
+	c.settle()
 	return c
+}
+
+// settle runs every node's start-up transfers (the pulls a node plans when it
+// joins) now, so tests begin with a quiet cluster.
+func (c *testCluster) settle() {
+	c.t.Helper()
+	for _, s := range c.stores {
+		if s != nil {
+			require.NoError(c.t, s.TransferRound(context.Background()))
+			require.Zero(c.t, s.PendingTransfers())
+		}
+	}
 }
 
 func (c *testCluster) config(i int, st Storage) Config {

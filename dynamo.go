@@ -108,6 +108,7 @@ type Store struct {
 	tree       *hashTree
 	tombstones tombstoneSet
 	aePace     pacer
+	transfer   *transferState
 }
 
 type storeStats struct {
@@ -142,6 +143,7 @@ func New(cfg Config) (*Store, error) {
 		members:     cfg.Membership,
 		hints:       newHintStore(),
 		tree:        newHashTree(cfg.Partitions),
+		transfer:    newTransferState(),
 		tombstones:  tombstoneSet{keys: map[string]struct{}{}},
 	}
 	if s.members == nil {
@@ -161,8 +163,12 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("dynamo: rebuild hash tree: %w", err)
 	}
 	changes, cancel := s.members.Subscribe()
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.watchMembers(changes, cancel)
+	go func() {
+		defer s.wg.Done()
+		s.transferLoop(s.bg)
+	}()
 	go func() {
 		defer s.wg.Done()
 		s.handoffLoop(s.bg)
@@ -233,10 +239,13 @@ func (s *Store) Actor() string { return s.actor }
 
 func (s *Store) rebuildRing() {
 	ms := s.members.Members()
-	if old := s.ring.Load(); old != nil && slices.Equal(old.members, ms) {
+	old := s.ring.Load()
+	if old != nil && slices.Equal(old.members, ms) {
 		return
 	}
-	s.ring.Store(newRing(ms, s.cfg.Partitions, 2*s.cfg.N+2))
+	next := newRing(ms, s.cfg.Partitions, 2*s.cfg.N+2)
+	s.ring.Store(next)
+	s.planPulls(old, next)
 }
 
 func (s *Store) watchMembers(changes <-chan struct{}, cancel func()) {
@@ -631,6 +640,9 @@ func (s *Store) handle(ctx context.Context, raw []byte) ([]byte, error) {
 		st, err := s.localRead(m.Key)
 		if err != nil {
 			return s.errorMessage(err), nil
+		}
+		if m.Flags&flagNoReadThrough == 0 {
+			st = s.readThrough(ctx, m.Key, st)
 		}
 		return encodeMessage(&message{Version: protocolVersion, Kind: kindGetReply, Cluster: s.wireCluster, State: encodeState(st)}), nil
 	case kindReplicate:

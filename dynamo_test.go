@@ -117,7 +117,7 @@ func TestStore_Put_ForwardedByNonReplica(t *testing.T) {
 		require.Equal(t, []string{"v"}, vals)
 		st, err := c.stores[outsider].localRead(key)
 		require.NoError(t, err)
-		require.True(t, st.empty(), "a non-replica stores nothing")
+		require.True(t, st.empty(), "a non-replica stores nothing: %+v %+v", st, c.stores[outsider].Stats())
 		for _, sb := range mustState(t, c, pref[0].ID, key).Siblings {
 			require.NotContains(t, sb.Dot.Actor, nodeID(outsider)+"/", "the dot is minted by a replica")
 		}

@@ -202,7 +202,7 @@ func (s *Store) antiEntropy(ctx context.Context, onlyGreater bool) (SyncResult, 
 		if len(parts) == 0 {
 			continue
 		}
-		res, err := s.syncWith(ctx, m, parts, r.fingerprint, false)
+		res, err := s.syncWith(ctx, m, parts, r.fingerprint, false, syncBoth)
 		total.add(res)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("with %s: %w", m.ID, err))
@@ -240,14 +240,24 @@ const aeFanout = 64
 // aeBatch bounds the ranges, partitions or keys in one request.
 const aeBatch = 4096
 
-// syncWith compares the partitions parts with peer and repairs both sides.
-// explicit sends the partition list; otherwise the peer derives it from its
-// ring, which must have the same fingerprint.
-func (s *Store) syncWith(ctx context.Context, peer Member, parts []uint32, fingerprint uint64, explicit bool) (SyncResult, error) {
+// syncMode says which way an anti-entropy exchange moves states.
+type syncMode int
+
+const (
+	syncBoth syncMode = iota // both sides end with the merge (anti-entropy)
+	syncPull                 // only this node takes the peer's states (a new owner)
+	syncPush                 // only the peer takes this node's states (an old owner)
+)
+
+// syncWith compares the partitions parts with peer and repairs one or both
+// sides, as mode says. explicit sends the partition list; otherwise the peer
+// derives it from its ring, which must have the same fingerprint.
+func (s *Store) syncWith(ctx context.Context, peer Member, parts []uint32, fingerprint uint64, explicit bool, mode syncMode) (SyncResult, error) {
 	res := SyncResult{Peers: 1, Partitions: len(parts)}
 	base := message{Version: protocolVersion, Cluster: s.wireCluster, Hint: s.cfg.NodeID, RingHash: fingerprint}
 	if explicit {
-		base.Parts = parts
+		base.Parts = toRuns(parts)
+		base.Flags = flagPartRuns
 	}
 	call := func(m *message) (*message, error) {
 		req := encodeMessage(m)
@@ -343,7 +353,7 @@ func (s *Store) syncWith(ctx context.Context, peer Member, parts []uint32, finge
 		}
 		slices.SortFunc(diff, bytes.Compare)
 		res.DiffKeys += len(diff)
-		if err := s.exchange(ctx, peer, base, diff, &res, call); err != nil {
+		if err := s.exchange(ctx, peer, base, diff, mode, &res, call); err != nil {
 			return res, err
 		}
 	}
@@ -352,7 +362,7 @@ func (s *Store) syncWith(ctx context.Context, peer Member, parts []uint32, finge
 
 // exchange pushes this node's states of keys to peer, which merges them and
 // answers with its merged states where they differ; this node merges those.
-func (s *Store) exchange(ctx context.Context, peer Member, base message, keys [][]byte, res *SyncResult, call func(*message) (*message, error)) error {
+func (s *Store) exchange(ctx context.Context, peer Member, base message, keys [][]byte, mode syncMode, res *SyncResult, call func(*message) (*message, error)) error {
 	const batchKeys = 256
 	for len(keys) > 0 {
 		n := min(len(keys), batchKeys)
@@ -363,6 +373,9 @@ func (s *Store) exchange(ctx context.Context, peer Member, base message, keys []
 		}
 		states := make([][]byte, n)
 		for i, k := range batch {
+			if mode == syncPull {
+				break
+			}
 			raw, err := s.cfg.Storage.Get(s.dataKey(s.ring.Load(), k))
 			if err != nil {
 				return err
@@ -374,6 +387,9 @@ func (s *Store) exchange(ctx context.Context, peer Member, base message, keys []
 		}
 		m := base
 		m.Kind, m.Keys, m.States = kindAEExchange, batch, states
+		if mode == syncPush {
+			m.Flags |= flagPushOnly
+		}
 		resp, err := call(&m)
 		if err != nil {
 			return err
@@ -420,13 +436,8 @@ func (s *Store) listPartition(p int, fn func(key []byte, d uint64)) error {
 
 // aeParts resolves the partition set of an anti-entropy request.
 func (s *Store) aeParts(m *message) ([]uint32, error) {
-	if len(m.Parts) > 0 {
-		for _, p := range m.Parts {
-			if int(p) >= s.cfg.Partitions {
-				return nil, fmt.Errorf("%w: partition %d of %d", ErrProtocol, p, s.cfg.Partitions)
-			}
-		}
-		return m.Parts, nil
+	if m.Flags&flagPartRuns != 0 {
+		return fromRuns(m.Parts, s.cfg.Partitions)
 	}
 	r := s.ring.Load()
 	if m.RingHash != r.fingerprint {
@@ -494,7 +505,7 @@ func (s *Store) handleAE(m *message) []byte {
 			if err != nil {
 				return s.errorMessage(err)
 			}
-			if !bytes.Equal(raw, m.States[i]) {
+			if m.Flags&flagPushOnly == 0 && !bytes.Equal(raw, m.States[i]) {
 				reply.States[i] = raw
 			}
 		}
@@ -502,4 +513,39 @@ func (s *Store) handleAE(m *message) []byte {
 		return s.errorMessage(fmt.Errorf("%w: unknown message kind %v", ErrProtocol, m.Kind))
 	}
 	return encodeMessage(reply)
+}
+
+// toRuns encodes a sorted partition list as [lo, hi) runs: a node's
+// partitions are few runs when they are many partitions.
+func toRuns(parts []uint32) []uint32 {
+	var out []uint32
+	for i := 0; i < len(parts); {
+		j := i + 1
+		for j < len(parts) && parts[j] == parts[j-1]+1 {
+			j++
+		}
+		out = append(out, parts[i], parts[j-1]+1)
+		i = j
+	}
+	return out
+}
+
+// fromRuns decodes toRuns, checking the runs are sorted and within q.
+func fromRuns(runs []uint32, q int) ([]uint32, error) {
+	if len(runs)%2 != 0 {
+		return nil, fmt.Errorf("%w: odd partition run list", ErrProtocol)
+	}
+	var out []uint32
+	prev := uint32(0)
+	for i := 0; i < len(runs); i += 2 {
+		lo, hi := runs[i], runs[i+1]
+		if lo >= hi || int(hi) > q || (i > 0 && lo < prev) {
+			return nil, fmt.Errorf("%w: bad partition run [%d,%d) of %d", ErrProtocol, lo, hi, q)
+		}
+		for p := lo; p < hi; p++ {
+			out = append(out, p)
+		}
+		prev = hi
+	}
+	return out, nil
 }

@@ -209,7 +209,11 @@ func quorumError(op string, need int, replies []readReply, ctxErr error) error {
 // hop when m is this node. req is the encoded kindGet message.
 func (s *Store) readReplica(ctx context.Context, m Member, key, req []byte) (state, error) {
 	if m.ID == s.cfg.NodeID {
-		return s.localRead(key)
+		st, err := s.localRead(key)
+		if err != nil {
+			return state{}, err
+		}
+		return s.readThrough(ctx, key, st), nil
 	}
 	resp, err := s.call(ctx, m, req)
 	if err != nil {

@@ -130,7 +130,10 @@ const maxDecodedList = 1 << 20
 
 // Message flags. ONLY APPEND TO THIS LIST.
 const (
-	flagPrimariesOnly uint8 = 1 << iota
+	flagPrimariesOnly uint8 = 1 << iota // kindPut: no fallbacks
+	flagPartRuns                        // anti-entropy: Parts holds [lo, hi) runs
+	flagNoReadThrough                   // kindGet: answer from local data only
+	flagPushOnly                        // kindAEExchange: merge States, reply with nothing
 )
 
 var encPool = sync.Pool{New: func() any {

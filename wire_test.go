@@ -335,18 +335,19 @@ func wtAllocated(fn func()) uint64 {
 }
 
 const (
-	wtClaimed  = 256 << 20 // what the hostile input declares
-	wtAllowed  = 16 << 20  // what decoding a few bytes may allocate
-	wtMarkerID = "\xab\xcd\xef\x01"
+	wtClaimed = 256 << 20 // what the hostile input declares
+	wtAllowed = 16 << 20  // what decoding a few bytes may allocate
+	wtMarker  = "\xab\xcd\xef\x01"
 )
 
 // DESIGN §8: "Limits on key, value, context, sibling count and frame size
 // give a clear error, not a crash." A peer (before any cluster check) or a
 // damaged disk must not make a node allocate what a length prefix claims
-// when the input holds only a few bytes: with 0xffffffff that is 4 GiB per
-// message, and the fuzzer's workers die of it.
+// when the input holds only a few bytes: with 0xffffffff that would be 4 GiB
+// per message (msgpack's DecodeBytes allocates the claimed length up front;
+// FuzzDecodeMessage's workers were killed by it before wireDecoder).
 func TestWire_DecodeMessage_DeclaredLengthBeyondInput_NoHugeAllocation(t *testing.T) {
-	marker := []byte(wtMarkerID)
+	marker := []byte(wtMarker)
 	tests := map[string]struct {
 		m   *message
 		str bool
@@ -374,7 +375,7 @@ func TestWire_DecodeMessage_DeclaredLengthBeyondInput_NoHugeAllocation(t *testin
 // The same for a stored state: a sibling value's length prefix is not
 // trusted beyond the bytes present.
 func TestWire_DecodeState_DeclaredLengthBeyondInput_NoHugeAllocation(t *testing.T) {
-	marker := []byte(wtMarkerID)
+	marker := []byte(wtMarker)
 	st := vcState("a:2 b:1", "b:1=y")
 	st.Siblings = append([]sibling{{Dot: vcDot("a:2"), Value: marker}}, st.Siblings...)
 	enc := wtClaim(t, encodeState(st), marker, wtClaimed, false)

@@ -1,0 +1,291 @@
+// transfer.go: §4.9 adding and removing nodes: a node that becomes a primary
+// of a partition pulls it from the previous primaries (answering reads for it
+// by reading through to them until then); a node that holds data of a
+// partition it no longer owns pushes it to the owners and drops it once they
+// have it; a node that leaves pushes everything first.
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// transferState tracks the partitions this node must still pull.
+type transferState struct {
+	mu   sync.Mutex
+	pull map[uint32][]string // partition -> previous primaries not yet pulled from
+	wake chan struct{}
+	// drops counts partitions dropped after their owners took them.
+	drops, pulls int64
+}
+
+func newTransferState() *transferState {
+	return &transferState{pull: map[uint32][]string{}, wake: make(chan struct{}, 1)}
+}
+
+// planPulls records, for every partition this node is a primary of in next
+// but was not in prev, the previous primaries to pull it from. With prev nil
+// (start-up) the previous ring is next without this node, so a node that
+// joins, or restarts after missing writes, catches up on every partition it
+// owns; between identical replicas that costs one round trip per peer.
+func (s *Store) planPulls(prev, next *ring) {
+	me, ok := next.index[s.cfg.NodeID]
+	if !ok {
+		return
+	}
+	if prev == nil {
+		prev = newRing(slices.DeleteFunc(slices.Clone(next.members), func(m Member) bool { return m.ID == s.cfg.NodeID }), next.partitions, next.keep)
+	}
+	if len(prev.members) == 0 {
+		return
+	}
+	oldMe, wasMember := prev.index[s.cfg.NodeID]
+	t := s.transfer
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for p := 0; p < next.partitions; p++ {
+		if !next.isPrimary(p, me, s.cfg.N) || (wasMember && prev.isPrimary(p, oldMe, s.cfg.N)) {
+			continue
+		}
+		var sources []string
+		for _, m := range prev.preference(p, s.cfg.N) {
+			if m.ID != s.cfg.NodeID {
+				sources = append(sources, m.ID)
+			}
+		}
+		if len(sources) > 0 {
+			t.pull[uint32(p)] = mergeIDs(t.pull[uint32(p)], sources)
+		}
+	}
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+}
+
+func mergeIDs(a, b []string) []string {
+	out := append(slices.Clone(a), b...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// pullSources returns the previous primaries of partition p this node has
+// not pulled from yet.
+func (s *Store) pullSources(p int) []string {
+	t := s.transfer
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.pull[uint32(p)])
+}
+
+// PendingTransfers reports how many partitions this node still has to pull.
+func (s *Store) PendingTransfers() int {
+	s.transfer.mu.Lock()
+	defer s.transfer.mu.Unlock()
+	return len(s.transfer.pull)
+}
+
+// readThrough merges into st the states of key held by the previous
+// primaries of its partition, while this node has not pulled it yet, so a
+// read that counts this node's answer never misses an acknowledged write. The
+// merged state is kept: the read pulls that one key early.
+func (s *Store) readThrough(ctx context.Context, key []byte, st state) state {
+	sources := s.pullSources(s.ring.Load().partition(key))
+	if len(sources) == 0 {
+		return st
+	}
+	local := st
+	defer func() {
+		if !sameVersion(local, st) {
+			if err := s.localMerge(key, st); err != nil {
+				s.log.Debug("keeping a read-through state failed", "key", key, "err", err)
+			}
+		}
+	}()
+	r := s.ring.Load()
+	req := encodeMessage(&message{Version: protocolVersion, Kind: kindGet, Cluster: s.wireCluster, Key: key, Flags: flagNoReadThrough})
+	for _, id := range sources {
+		i, ok := r.index[id]
+		if !ok || !s.reachable(id) {
+			continue
+		}
+		theirs, err := s.readReplica(ctx, r.members[i], key, req)
+		if err == nil {
+			st = syncStates(st, theirs)
+		}
+	}
+	return st
+}
+
+func (s *Store) transferLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.Handoff.Interval)
+	defer t.Stop()
+	for {
+		if err := s.TransferRound(ctx); err != nil && ctx.Err() == nil {
+			s.log.Debug("transfer round incomplete", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-s.transfer.wake:
+		}
+	}
+}
+
+// TransferRound runs one round of ownership transfer now: it pulls the
+// partitions this node newly owns from their previous primaries, and pushes
+// the partitions it holds data for but no longer owns to their primaries,
+// dropping each once all of them have it. Transfers are diff-based
+// anti-entropy exchanges, throttled like them, and idempotent: a round
+// interrupted by a crash is simply run again. The background loop calls it
+// every Handoff.Interval and after membership changes; tests may too.
+func (s *Store) TransferRound(ctx context.Context) error {
+	return errors.Join(s.pullRound(ctx), s.pushRound(ctx))
+}
+
+func (s *Store) pullRound(ctx context.Context) error {
+	r := s.ring.Load()
+	t := s.transfer
+	t.mu.Lock()
+	bySource := map[string][]uint32{}
+	for p, srcs := range t.pull {
+		for _, id := range srcs {
+			bySource[id] = append(bySource[id], p)
+		}
+	}
+	t.mu.Unlock()
+	var errs []error
+	for _, id := range slices.Sorted(func(yield func(string) bool) {
+		for id := range bySource {
+			if !yield(id) {
+				return
+			}
+		}
+	}) {
+		parts := bySource[id]
+		slices.Sort(parts)
+		i, inRing := r.index[id]
+		if !inRing {
+			s.donePulling(id, parts) // it left: whatever it had, it pushed to the owners
+			continue
+		}
+		if !s.reachable(id) {
+			continue
+		}
+		if _, err := s.syncWith(ctx, r.members[i], parts, r.fingerprint, true, syncPull); err != nil {
+			errs = append(errs, fmt.Errorf("pull from %s: %w", id, err))
+			continue
+		}
+		s.donePulling(id, parts)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) donePulling(id string, parts []uint32) {
+	t := s.transfer
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, p := range parts {
+		left := slices.DeleteFunc(t.pull[p], func(x string) bool { return x == id })
+		if len(left) == 0 {
+			delete(t.pull, p)
+			t.pulls++
+		} else {
+			t.pull[p] = left
+		}
+	}
+}
+
+// pushRound hands every partition this node holds data for, but is not a
+// primary of in ring r, to its primaries, and drops it once all of them have
+// it. owners, if non-nil, replaces the current ring (for Decommission).
+func (s *Store) pushRound(ctx context.Context) error { return s.pushTo(ctx, s.ring.Load(), true) }
+
+func (s *Store) pushTo(ctx context.Context, r *ring, drop bool) error {
+	me, inRing := r.index[s.cfg.NodeID]
+	byOwner := map[string][]uint32{}
+	var foreign []uint32
+	for p := 0; p < r.partitions; p++ {
+		if s.tree.get(p) == 0 || (inRing && r.isPrimary(p, me, s.cfg.N)) {
+			continue
+		}
+		foreign = append(foreign, uint32(p))
+		for _, m := range r.preference(p, s.cfg.N) {
+			byOwner[m.ID] = append(byOwner[m.ID], uint32(p))
+		}
+	}
+	if len(foreign) == 0 {
+		return nil
+	}
+	failed := map[uint32]bool{}
+	var errs []error
+	for _, id := range slices.Sorted(func(yield func(string) bool) {
+		for id := range byOwner {
+			if !yield(id) {
+				return
+			}
+		}
+	}) {
+		parts := byOwner[id]
+		i := r.index[id]
+		var err error
+		if !s.reachable(id) {
+			err = errUnreachable
+		} else {
+			_, err = s.syncWith(ctx, r.members[i], parts, r.fingerprint, true, syncPush)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("push to %s: %w", id, err))
+			for _, p := range parts {
+				failed[p] = true
+			}
+		}
+	}
+	if !drop {
+		return errors.Join(errs...)
+	}
+	for _, p := range foreign {
+		if failed[p] || ctx.Err() != nil {
+			continue
+		}
+		if err := s.dropPartition(int(p)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// dropPartition deletes this node's data of partition p.
+func (s *Store) dropPartition(p int) error {
+	var keys [][]byte
+	if err := s.listPartition(p, func(key []byte, _ uint64) { keys = append(keys, slices.Clone(key)) }); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := s.updateData(k, func([]byte) ([]byte, error) { return nil, nil }); err != nil {
+			return fmt.Errorf("drop partition %d: %w", p, err)
+		}
+	}
+	s.transfer.mu.Lock()
+	s.transfer.drops++
+	s.transfer.mu.Unlock()
+	return nil
+}
+
+// Decommission prepares this node to leave the ring for good: it pushes every
+// partition it holds to its primaries in the ring without this node. Data is
+// kept (the node still serves until it leaves); call it before announcing
+// the leave (Node.Leave does).
+func (s *Store) Decommission(ctx context.Context) error {
+	cur := s.ring.Load()
+	without := newRing(slices.DeleteFunc(slices.Clone(cur.members), func(m Member) bool { return m.ID == s.cfg.NodeID }), cur.partitions, cur.keep)
+	if len(without.members) == 0 {
+		return fmt.Errorf("%w: this is the last node", ErrNoReplica)
+	}
+	return s.pushTo(ctx, without, false)
+}
