@@ -363,7 +363,9 @@ func (s *Store) syncWith(ctx context.Context, peer Member, parts []uint32, finge
 // exchange pushes this node's states of keys to peer, which merges them and
 // answers with its merged states where they differ; this node merges those.
 func (s *Store) exchange(ctx context.Context, peer Member, base message, keys [][]byte, mode syncMode, res *SyncResult, call func(*message) (*message, error)) error {
-	const batchKeys = 256
+	// A batch takes at least a tenth of a second at the configured rate, so
+	// the throttle shapes the traffic rather than letting one burst through.
+	batchKeys := min(256, max(1, s.cfg.AntiEntropy.KeysPerSecond/10))
 	for len(keys) > 0 {
 		n := min(len(keys), batchKeys)
 		batch := keys[:n]
