@@ -117,13 +117,15 @@ type storeStats struct {
 
 // Stats are counters of a Store's background work since it started.
 type Stats struct {
-	ReadRepairs int64 // replicas sent a merged state after a Get
-	Hints       HintStats
+	ReadRepairs int64     `json:"read_repairs"` // replicas sent a merged state after a Get
+	Hints       HintStats `json:"hints"`
+	// PendingTransfers is the partitions this node still has to pull.
+	PendingTransfers int `json:"pending_transfers"`
 }
 
 // Stats returns the Store's counters.
 func (s *Store) Stats() Stats {
-	return Stats{ReadRepairs: s.stats.readRepairs.Load(), Hints: s.hintStats()}
+	return Stats{ReadRepairs: s.stats.readRepairs.Load(), Hints: s.hintStats(), PendingTransfers: s.PendingTransfers()}
 }
 
 // New starts a Store: it validates cfg, loads or creates the node's
@@ -298,6 +300,14 @@ func (s *Store) isClosed() bool {
 	defer s.bgMu.RUnlock()
 	return s.closing
 }
+
+// Members returns the nodes in this node's ring, sorted by ID. The caller
+// owns the slice.
+func (s *Store) Members() []Member { return slices.Clone(s.ring.Load().members) }
+
+// Reachable reports whether this node's failure detector believes the node
+// with this ID is up. The Store's own ID is always reachable.
+func (s *Store) Reachable(id string) bool { return s.reachable(id) }
 
 // PreferenceList returns the first n nodes of key's preference list, best
 // first: the first N are its replicas, the rest its fallbacks. The caller owns

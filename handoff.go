@@ -381,11 +381,11 @@ func (s *Store) deleteHint(hk, sent []byte) error {
 
 // HintStats describes the hints a node holds for others.
 type HintStats struct {
-	Pending   map[string]int // hints held, per intended owner
-	Bytes     int64          // bytes of hints held
-	Stored    int64          // hints accepted (merges into an existing hint count too)
-	Delivered int64          // hints acknowledged by their owner
-	Refused   int64          // hints declined because the hint store was full
+	Pending   map[string]int `json:"pending"`   // hints held, per intended owner
+	Bytes     int64          `json:"bytes"`     // bytes of hints held
+	Stored    int64          `json:"stored"`    // hints accepted (merges into an existing hint count too)
+	Delivered int64          `json:"delivered"` // hints acknowledged by their owner
+	Refused   int64          `json:"refused"`   // hints declined because the hint store was full
 }
 
 func (s *Store) hintStats() HintStats {

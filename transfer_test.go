@@ -123,7 +123,7 @@ func TestTransfer_Join(t *testing.T) {
 		rounds := 0
 		for !c.settledTransfers() {
 			readAllKeys(t, c, rng, keys[:200]) // during the transfer
-			time.Sleep(100 * time.Millisecond)  // fake time: lets the throttled transfer advance
+			time.Sleep(100 * time.Millisecond) // fake time: lets the throttled transfer advance
 			rounds++
 			require.Less(t, rounds, 6000, "transfer did not finish within ten minutes of fake time")
 		}
