@@ -301,6 +301,25 @@ func (s *Store) isClosed() bool {
 	return s.closing
 }
 
+// LocalGet returns the live siblings this node alone holds for key, in its
+// replica and in hints it keeps for other nodes, without asking any peer and
+// without a quorum. It is for operators and tests that need to see one
+// replica; applications use Get. The values are owned by the caller.
+func (s *Store) LocalGet(key []byte) ([]Sibling, error) {
+	if err := s.checkKey(key); err != nil {
+		return nil, err
+	}
+	st, err := s.localRead(key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Sibling, 0, len(st.Siblings))
+	for _, sb := range st.live() {
+		out = append(out, Sibling{Value: sb.Value, Timestamp: time.Unix(0, sb.Time)})
+	}
+	return out, nil
+}
+
 // Members returns the nodes in this node's ring, sorted by ID. The caller
 // owns the slice.
 func (s *Store) Members() []Member { return slices.Clone(s.ring.Load().members) }
