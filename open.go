@@ -127,9 +127,14 @@ func (n *Node) Close() error {
 	return errors.Join(err, n.release())
 }
 
-// Leave announces that the node is leaving the ring for good, waits up to
-// timeout for the announcement to spread, and closes the node.
-func (n *Node) Leave(timeout time.Duration) error {
+// Leave takes the node out of the ring for good: it pushes every partition
+// it holds to the owners that take over (Decommission), announces the leave,
+// waits up to timeout for the announcement to spread, and closes the node.
+// If the push fails, Leave returns its error and the node stays in the ring.
+func (n *Node) Leave(ctx context.Context, timeout time.Duration) error {
+	if err := n.Decommission(ctx); err != nil && !errors.Is(err, ErrNoReplica) {
+		return fmt.Errorf("dynamo: leave: %w", err)
+	}
 	var err error
 	if n.gossip != nil {
 		err = n.gossip.Leave(timeout)
