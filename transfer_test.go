@@ -171,3 +171,51 @@ func TestTransfer_Leave(t *testing.T) {
 		}
 	})
 }
+
+// A transfer interrupted by a crash of the joining node resumes when it
+// restarts, and the old owners keep every partition until the new owner has
+// it.
+func TestTransfer_Join_ResumesAfterCrash(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, func(cfg *Config) {
+			cfg.AntiEntropy.Interval = -1
+			cfg.AntiEntropy.KeysPerSecond = 40
+		})
+		keys := loadKeys(t, c, -1)
+		rng := rand.New(rand.NewPCG(5, 6))
+		c.stores = append(c.stores, nil)
+		c.storages = append(c.storages, nil)
+		c.trans = append(c.trans, nil)
+		c.members.Add(Member{ID: nodeID(3), Addr: nodeID(3)})
+		c.start(3, memory.New())
+		time.Sleep(2 * time.Second) // fake time: part of the throttled transfer
+		require.Positive(t, c.stores[3].PendingTransfers(), "the transfer is still under way")
+		saved := c.storages[3]
+		c.stop(3) // crash: the store stops, its storage survives
+		c.members.SetReachable(nodeID(3), false)
+
+		time.Sleep(5 * time.Second)
+		for _, k := range keys {
+			old := 0
+			for _, h := range c.holders(k) {
+				if h != nodeID(3) {
+					old++
+				}
+			}
+			require.GreaterOrEqual(t, old, 2, "old owners keep %s while the new owner is down", k)
+		}
+
+		c.start(3, saved)
+		c.members.SetReachable(nodeID(3), true)
+		rounds := 0
+		for !c.settledTransfers() {
+			time.Sleep(100 * time.Millisecond)
+			rounds++
+			require.Less(t, rounds, 6000, "the resumed transfer did not finish")
+		}
+		readAllKeys(t, c, rng, keys)
+		for _, k := range keys {
+			require.Equal(t, ids(c.stores[0].PreferenceList([]byte(k), 3)), c.holders(k), "key %s", k)
+		}
+	})
+}
