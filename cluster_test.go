@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -67,6 +68,21 @@ func (c *testCluster) settle() {
 		if s != nil {
 			require.NoError(c.t, s.TransferRound(context.Background()))
 			require.Zero(c.t, s.PendingTransfers())
+		}
+	}
+	// Let each background loop finish the round it may be in and run one
+	// more, which finds nothing to do.
+	for _, s := range c.stores {
+		if s == nil {
+			continue
+		}
+		target := s.transfer.loopRounds.Load() + 2
+		for s.transfer.loopRounds.Load() < target {
+			select {
+			case s.transfer.wake <- struct{}{}:
+			default:
+			}
+			runtime.Gosched()
 		}
 	}
 }

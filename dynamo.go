@@ -72,6 +72,9 @@ const (
 var (
 	metaIncarnation = []byte("mincarnation")
 	metaPartitions  = []byte("mpartitions")
+	// metaRunning is present while a Store runs on the storage. Finding it at
+	// start means the last run did not close cleanly.
+	metaRunning = []byte("mrunning")
 )
 
 // Sibling is one concurrent version of a key's value.
@@ -109,6 +112,12 @@ type Store struct {
 	tombstones tombstoneSet
 	aePace     pacer
 	transfer   *transferState
+	mints      *mintTable
+	// uncleanMint is set when a minted write failed to reach this node's own
+	// storage: Close then keeps metaRunning so the next run takes a new
+	// incarnation.
+	uncleanMint atomic.Bool
+	ops         sync.WaitGroup // requests in flight, waited for by Close
 }
 
 type storeStats struct {
@@ -146,6 +155,7 @@ func New(cfg Config) (*Store, error) {
 		hints:       newHintStore(),
 		tree:        newHashTree(cfg.Partitions),
 		transfer:    newTransferState(),
+		mints:       newMintTable(),
 		tombstones:  tombstoneSet{keys: map[string]struct{}{}},
 	}
 	if s.members == nil {
@@ -188,7 +198,8 @@ func New(cfg Config) (*Store, error) {
 }
 
 // loadIncarnation returns the node's incarnation, creating a random one on
-// empty storage (DESIGN §2, Riak kv679): a node that lost its data never
+// empty storage or after an unclean stop (DESIGN §2, Riak kv679): a node that
+// lost its data, or crashed with versions minted but not yet stored, never
 // reissues the dots of its earlier life. It also pins Partitions.
 func (s *Store) loadIncarnation() (string, error) {
 	st := s.cfg.Storage
@@ -217,16 +228,24 @@ func (s *Store) loadIncarnation() (string, error) {
 	if _, err := io.ReadFull(src, fresh); err != nil {
 		return "", fmt.Errorf("dynamo: incarnation entropy: %w", err)
 	}
+	unclean := false
+	err = st.Update(metaRunning, func(cur []byte) ([]byte, error) {
+		unclean = cur != nil
+		return []byte{1}, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("dynamo: open storage: %w", err)
+	}
 	var inc []byte
 	err = st.Update(metaIncarnation, func(cur []byte) ([]byte, error) {
-		if cur != nil {
+		if cur != nil && !unclean {
 			if len(cur) != 6 {
 				return nil, fmt.Errorf("%w: incarnation record of %d bytes", ErrCorrupt, len(cur))
 			}
 			inc = slices.Clone(cur)
 			return cur, nil
 		}
-		inc = fresh
+		inc = fresh // first start, lost storage, or a crash: a new actor
 		return fresh, nil
 	})
 	if err != nil {
@@ -289,8 +308,14 @@ func (s *Store) Close() error {
 		s.bgMu.Lock()
 		s.closing = true
 		s.bgMu.Unlock()
+		s.ops.Wait()
 		s.stop()
 		s.wg.Wait()
+		if !s.uncleanMint.Load() {
+			if err := s.cfg.Storage.Update(metaRunning, func([]byte) ([]byte, error) { return nil, nil }); err != nil {
+				s.closeErr = fmt.Errorf("dynamo: close: %w", err)
+			}
+		}
 	})
 	return s.closeErr
 }
@@ -299,6 +324,18 @@ func (s *Store) isClosed() bool {
 	s.bgMu.RLock()
 	defer s.bgMu.RUnlock()
 	return s.closing
+}
+
+// beginOp registers a request in flight; false means the Store is closing.
+// The caller calls s.ops.Done when it returns.
+func (s *Store) beginOp() bool {
+	s.bgMu.RLock()
+	defer s.bgMu.RUnlock()
+	if s.closing {
+		return false
+	}
+	s.ops.Add(1)
+	return true
 }
 
 // LocalGet returns the live siblings this node alone holds for key, in its
@@ -361,9 +398,10 @@ func (s *Store) dataKey(r *ring, key []byte) []byte {
 // The returned values are owned by the caller. Failing to reach R replicas
 // returns a *QuorumError matching ErrReadQuorum.
 func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling, Context, error) {
-	if s.isClosed() {
+	if !s.beginOp() {
 		return nil, Context{}, ErrClosed
 	}
+	defer s.ops.Done()
 	if err := s.checkKey(key); err != nil {
 		return nil, Context{}, err
 	}
@@ -427,9 +465,10 @@ func (s *Store) Delete(ctx context.Context, key []byte, c Context, opts ...Optio
 }
 
 func (s *Store) write(ctx context.Context, op string, key, value []byte, tombstone bool, c Context, opts []Option) error {
-	if s.isClosed() {
+	if !s.beginOp() {
 		return ErrClosed
 	}
+	defer s.ops.Done()
 	if err := s.checkKey(key); err != nil {
 		return err
 	}
@@ -532,34 +571,30 @@ func (s *Store) coordinate(ctx context.Context, op string, key, value []byte, to
 		}
 	}
 	now := s.cfg.Clock().UnixNano()
-	var next state
-	err := s.updateData(key, func(cur []byte) ([]byte, error) {
-		st, err := decodeState(cur)
-		if err != nil {
-			return nil, err
-		}
-		if n := concurrentCount(st, cvv) + 1; n > s.cfg.Limits.MaxSiblings {
-			return nil, fmt.Errorf("%w: key %q would hold %d siblings, the limit is %d", ErrTooManySiblings, key, n, s.cfg.Limits.MaxSiblings)
-		}
-		next, _ = mint(st, cvv, s.actor, value, tombstone, now)
-		enc := encodeState(next)
-		if len(enc) > s.cfg.Limits.MaxStateSize {
-			return nil, fmt.Errorf("%w: key %q would hold %d bytes of siblings, the limit is %d", ErrValueTooLarge, key, len(enc), s.cfg.Limits.MaxStateSize)
-		}
-		return enc, nil
-	})
+	next, token, err := s.mintLocal(key, value, tombstone, cvv, now)
 	if err != nil {
 		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrCorrupt) {
 			return err
 		}
 		return &QuorumError{Op: op, Need: w, PerReplica: map[string]error{s.cfg.NodeID: err}}
 	}
-	others := slices.DeleteFunc(slices.Clone(primaries), func(m Member) bool { return m.ID == s.cfg.NodeID })
 	var pool *fallbackPool
 	if !primariesOnly {
 		pool = &fallbackPool{list: fallbacks}
 	}
-	return s.writeAll(ctx, op, key, next, others, pool, w, 1)
+	// Every primary, this node included, stores the new state in parallel.
+	return s.writeAll(ctx, op, key, next, primaries, pool, w, 0, token)
+}
+
+func (s *Store) checkMint(key []byte, st state, cvv versionVector) error {
+	if n := concurrentCount(st, cvv) + 1; n > s.cfg.Limits.MaxSiblings {
+		return fmt.Errorf("%w: key %q would hold %d siblings, the limit is %d", ErrTooManySiblings, key, n, s.cfg.Limits.MaxSiblings)
+	}
+	return nil
+}
+
+func errStateTooLarge(key []byte, n, limit int) error {
+	return fmt.Errorf("%w: key %q would hold %d bytes of siblings, the limit is %d", ErrValueTooLarge, key, n, limit)
 }
 
 // forward hands a write to the first reachable replica of key, which
@@ -646,9 +681,10 @@ func (s *Store) handle(ctx context.Context, raw []byte) ([]byte, error) {
 	if m.Cluster != s.wireCluster {
 		return s.errorMessage(fmt.Errorf("%w: message from another cluster or partition count", ErrProtocol)), nil
 	}
-	if s.isClosed() {
+	if !s.beginOp() {
 		return s.errorMessage(ErrClosed), nil
 	}
+	defer s.ops.Done()
 	switch m.Kind {
 	case kindAERanges, kindAEKeys, kindAEExchange:
 		return s.handleAE(m), nil

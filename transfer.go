@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +22,8 @@ type transferState struct {
 	wake chan struct{}
 	// drops counts partitions dropped after their owners took them.
 	drops, pulls int64
+	// loopRounds counts the background loop's finished rounds.
+	loopRounds atomic.Int64
 }
 
 func newTransferState() *transferState {
@@ -128,6 +131,7 @@ func (s *Store) transferLoop(ctx context.Context) {
 		if err := s.TransferRound(ctx); err != nil && ctx.Err() == nil {
 			s.log.Debug("transfer round incomplete", "err", err)
 		}
+		s.transfer.loopRounds.Add(1)
 		select {
 		case <-ctx.Done():
 			return

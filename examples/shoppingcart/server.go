@@ -101,6 +101,12 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 	}
 	<-served
 	leave = f.leaveOnExit
+	if leave {
+		// Hand every partition to the owners that take over before announcing the leave.
+		if err := n.Decommission(sctx); err != nil {
+			log.Warn("decommission incomplete; leaving anyway", "err", err)
+		}
+	}
 	return nil
 }
 
@@ -117,6 +123,8 @@ type api struct {
 //	GET    /cart/{user}?r=N           {"items":[...],"siblings":N,"context":"..."}
 //	PUT    /kv/{key}?context=C&w=N    store the request body as key's value
 //	GET    /kv/{key}?r=N              {"siblings":[base64...],"context":"..."}
+//	GET    /local/{key}               {"siblings":[base64...]}: this node's own copy
+//	GET    /pref/{key}?n=N            {"ids":[...]}: key's preference list, best first
 //	GET    /healthz                   the node's view of the ring
 //
 // Cart writes take ?r= and ?w= too. Errors are {"error":"..."}, with 503
@@ -129,6 +137,8 @@ func newAPI(n *dynamo.Node, g *membership.Gossip) http.Handler {
 	mux.HandleFunc("GET /cart/{user}", a.getCart)
 	mux.HandleFunc("PUT /kv/{key...}", a.putKV)
 	mux.HandleFunc("GET /kv/{key...}", a.getKV)
+	mux.HandleFunc("GET /local/{key...}", a.getLocal)
+	mux.HandleFunc("GET /pref/{key...}", a.getPref)
 	mux.HandleFunc("GET /healthz", a.health)
 	return mux
 }
@@ -208,6 +218,55 @@ func (a *api) getKV(w http.ResponseWriter, r *http.Request) {
 	rep := kvReply{Siblings: make([][]byte, 0, len(sibs)), Context: c.String()}
 	for _, s := range sibs {
 		rep.Siblings = append(rep.Siblings, s.Value)
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// localReply is the body of GET /local/{key}; Siblings encode as base64.
+type localReply struct {
+	Siblings [][]byte `json:"siblings"`
+}
+
+// getLocal answers with the live siblings this node alone holds for key, in
+// its replica and in hints it keeps for others (Store.LocalGet): no peer is
+// asked and nothing is repaired, so tests can look at one replica.
+func (a *api) getLocal(w http.ResponseWriter, r *http.Request) {
+	sibs, err := a.node.LocalGet([]byte(r.PathValue("key")))
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	rep := localReply{Siblings: make([][]byte, 0, len(sibs))}
+	for _, s := range sibs {
+		rep.Siblings = append(rep.Siblings, s.Value)
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// prefReply is the body of GET /pref/{key}: node IDs, best first.
+type prefReply struct {
+	IDs []string `json:"ids"`
+}
+
+// getPref answers with the first n (?n=, default N) nodes of key's
+// preference list in this node's ring: its N replicas, then its fallbacks.
+func (a *api) getPref(w http.ResponseWriter, r *http.Request) {
+	key := []byte(r.PathValue("key"))
+	if len(key) == 0 {
+		writeError(w, dynamo.ErrEmptyKey)
+		return
+	}
+	n := dynamo.DefaultN
+	if v := r.URL.Query().Get("n"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			writeError(w, fmt.Errorf("%w: n=%q is not a positive number", dynamo.ErrBadOption, v))
+			return
+		}
+	}
+	rep := prefReply{IDs: []string{}}
+	for _, m := range a.node.PreferenceList(key, n) {
+		rep.IDs = append(rep.IDs, m.ID)
 	}
 	writeJSON(w, http.StatusOK, rep)
 }
