@@ -259,8 +259,14 @@ func (c Config) Validate() error {
 		add("Limits.MaxSiblings (%d) exceeds %d", l.MaxSiblings, maxDecodedSiblings)
 	}
 	h := c.Handoff
-	if h.Interval < 0 || h.MaxBackoff < 0 || h.MaxHints < 0 || h.MaxHintBytes < 0 || h.Rate < 0 || h.Concurrency < 0 {
-		add("Handoff fields must not be negative (%+v)", h)
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"Interval", int64(h.Interval)}, {"MaxBackoff", int64(h.MaxBackoff)}, {"MaxHints", int64(h.MaxHints)},
+		{"MaxHintBytes", h.MaxHintBytes}, {"Rate", int64(h.Rate)}, {"Concurrency", int64(h.Concurrency)}} {
+		if f.v < 0 {
+			add("Handoff.%s (%d) is negative", f.name, f.v)
+		}
 	}
 	if c.AntiEntropy.KeysPerSecond < 0 {
 		add("AntiEntropy.KeysPerSecond (%d) is negative", c.AntiEntropy.KeysPerSecond)

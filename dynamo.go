@@ -264,6 +264,13 @@ func (s *Store) rebuildRing() {
 	if old != nil && slices.Equal(old.members, ms) {
 		return
 	}
+	if len(ms) > maxMembers {
+		s.log.Error("membership lists more nodes than a ring can hold; keeping the current ring", "members", len(ms), "limit", maxMembers)
+		if old != nil {
+			return
+		}
+		ms = ms[:maxMembers]
+	}
 	next := newRing(ms, s.cfg.Partitions, 2*s.cfg.N+2)
 	s.ring.Store(next)
 	s.planPulls(old, next)

@@ -252,9 +252,12 @@ func (s *Store) DeliverHints(ctx context.Context) int {
 		delivered += n
 		h.mu.Lock()
 		if err != nil {
-			b.delay = min(max(2*b.delay, s.cfg.Handoff.Interval), s.cfg.Handoff.MaxBackoff)
+			// The first retry comes soon (an owner seen alive by gossip may not
+			// serve yet), then the delay doubles up to MaxBackoff.
+			b.delay = min(max(2*b.delay, s.cfg.Handoff.Interval/8), s.cfg.Handoff.MaxBackoff)
 			b.until = time.Now().Add(b.delay)
 			h.backoff[target] = b
+			time.AfterFunc(b.delay, s.wakeHandoff)
 			s.log.Debug("hint delivery failed", "target", target, "retry_in", b.delay, "err", err)
 		} else {
 			delete(h.backoff, target)

@@ -100,7 +100,7 @@ func (r *ring) partition(key []byte) int {
 // list (all nodes if k exceeds the ring's size), best first. The caller owns
 // the slice.
 func (r *ring) preference(p, k int) []Member {
-	k = min(k, len(r.members))
+	k = max(0, min(k, len(r.members)))
 	out := make([]Member, 0, k)
 	if k <= r.keep {
 		for _, i := range r.prefs[p*r.keep : p*r.keep+k] {

@@ -51,7 +51,7 @@ func (v versionVector) covers(d dot) bool { return v.get(d.Actor) >= d.Counter }
 // with returns a copy of v whose actor entry is at least counter.
 func (v versionVector) with(actor string, counter uint64) versionVector {
 	i, ok := v.find(actor)
-	if ok && v[i].Counter >= counter {
+	if counter == 0 || (ok && v[i].Counter >= counter) {
 		return v
 	}
 	out := make(versionVector, 0, len(v)+1)
@@ -196,7 +196,7 @@ func syncStates(a, b state) state {
 			j++
 		default: // both: one event, so one value; pick deterministically if a disk lied
 			sa, sb := a.Siblings[i], b.Siblings[j]
-			if sb.Time > sa.Time || (sb.Time == sa.Time && bytes.Compare(sb.Value, sa.Value) > 0) {
+			if siblingAfter(sb, sa) {
 				sa = sb
 			}
 			out.Siblings = append(out.Siblings, sa)
@@ -243,4 +243,16 @@ func concurrentCount(st state, ctx versionVector) int {
 		}
 	}
 	return n
+}
+
+// siblingAfter orders two siblings that claim the same dot (which only a
+// damaged disk produces) so that every replica keeps the same one.
+func siblingAfter(x, y sibling) bool {
+	if x.Time != y.Time {
+		return x.Time > y.Time
+	}
+	if x.Tombstone != y.Tombstone {
+		return x.Tombstone
+	}
+	return bytes.Compare(x.Value, y.Value) > 0
 }

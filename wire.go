@@ -212,11 +212,17 @@ func decodeMessage(b []byte) (*message, error) {
 	if u, err = d.DecodeUint64(); err != nil {
 		return fail("kind", err)
 	}
+	if u > 0xff {
+		return fail("kind", fmt.Errorf("%d out of range", u))
+	}
 	m.Kind = kind(u)
 	for i := 2; i < n; i++ {
 		switch i {
 		case 2:
 			u, err = d.DecodeUint64()
+			if err == nil && u > 0xffffffff {
+				err = fmt.Errorf("cluster %d out of range", u)
+			}
 			m.Cluster = uint32(u)
 		case 3:
 			m.Key, err = d.bytes()
@@ -236,6 +242,9 @@ func decodeMessage(b []byte) (*message, error) {
 			m.TimeoutMS, err = d.DecodeInt64()
 		case 10:
 			u, err = d.DecodeUint64()
+			if err == nil && u > 0xff {
+				err = fmt.Errorf("code %d out of range", u)
+			}
 			m.Code = errCode(u)
 		case 11:
 			m.Msg, err = d.str()
@@ -251,6 +260,9 @@ func decodeMessage(b []byte) (*message, error) {
 			m.Hint, err = d.str()
 		case 15:
 			u, err = d.DecodeUint64()
+			if err == nil && u > 0xff {
+				err = fmt.Errorf("flags %d out of range", u)
+			}
 			m.Flags = uint8(u)
 		case 16:
 			m.Parts, err = decodeUints[uint32](d)
