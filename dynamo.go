@@ -113,6 +113,10 @@ type Store struct {
 	aePace     pacer
 	transfer   *transferState
 	mints      *mintTable
+	epochs     epochLease
+	forwarded  dedupe
+	reqSeq     atomic.Uint64
+	reqBase    uint64
 	// uncleanMint is set when a minted write failed to reach this node's own
 	// storage: Close then keeps metaRunning so the next run takes a new
 	// incarnation.
@@ -166,6 +170,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.actor = cfg.NodeID + "/" + inc
+	s.reqBase = hashString(s.actor)
 	s.bg, s.stop = context.WithCancel(context.Background())
 	s.rebuildRing()
 	if err := s.loadHints(); err != nil {
@@ -614,6 +619,7 @@ func (s *Store) forward(ctx context.Context, op string, key, value []byte, tombs
 	msg := &message{
 		Version: protocolVersion, Kind: kindPut, Cluster: s.wireCluster, Key: key,
 		Value: value, Tombstone: tombstone, Context: cvv, W: o.w, TimeoutMS: max(1, budget.Milliseconds()),
+		ReqID: mix64(s.reqBase + s.reqSeq.Add(1)),
 	}
 	if o.primariesOnly {
 		msg.Flags |= flagPrimariesOnly
@@ -741,8 +747,27 @@ func (s *Store) ackMessage() []byte {
 	return encodeMessage(&message{Version: protocolVersion, Kind: kindAck, Cluster: s.wireCluster})
 }
 
-// handlePut coordinates a write forwarded by a node that is not a replica.
+// handlePut coordinates a write forwarded by a node that is not a replica. A
+// request delivered twice (same ReqID) is coordinated once.
 func (s *Store) handlePut(ctx context.Context, m *message) []byte {
+	if m.ReqID == 0 {
+		return s.coordinateForwarded(ctx, m)
+	}
+	f, first := s.forwarded.begin(m.ReqID, 2*s.cfg.RequestTimeout)
+	if !first {
+		select {
+		case <-f.done:
+			return f.reply
+		case <-ctx.Done():
+			return s.errorMessage(ctx.Err())
+		}
+	}
+	reply := s.coordinateForwarded(ctx, m)
+	s.forwarded.end(f, reply)
+	return reply
+}
+
+func (s *Store) coordinateForwarded(ctx context.Context, m *message) []byte {
 	if !m.Tombstone && len(m.Value) > s.cfg.Limits.MaxValueSize {
 		return s.errorMessage(fmt.Errorf("%w: %d bytes, the limit is %d", ErrValueTooLarge, len(m.Value), s.cfg.Limits.MaxValueSize))
 	}

@@ -121,9 +121,10 @@ type message struct {
 	RingHash  uint64   // anti-entropy: the sender's ring, when Parts is implicit
 	Keys      [][]byte
 	States    [][]byte
+	ReqID     uint64 // kindPut: the forwarding node's request ID, for deduplication
 }
 
-const messageFields = 22
+const messageFields = 23
 
 // maxDecodedList bounds every list in a message.
 const maxDecodedList = 1 << 20
@@ -187,6 +188,7 @@ func encodeMessage(m *message) []byte {
 	_ = e.EncodeUint(m.RingHash)
 	encodeByteLists(e, m.Keys)
 	encodeByteLists(e, m.States)
+	_ = e.EncodeUint(m.ReqID)
 	return p.finish()
 }
 
@@ -276,6 +278,8 @@ func decodeMessage(b []byte) (*message, error) {
 			m.Keys, err = decodeByteLists(d)
 		case 21:
 			m.States, err = decodeByteLists(d)
+		case 22:
+			m.ReqID, err = d.DecodeUint64()
 		default:
 			err = d.Skip()
 		}

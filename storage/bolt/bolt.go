@@ -60,10 +60,11 @@ type Store struct {
 }
 
 // Stats counts a Store's work since Open. Updates/Commits is the mean
-// number of Updates that shared one fsync.
+// number of Updates that shared one commit and its fsyncs.
 type Stats struct {
-	// Commits is how many read-write transactions committed; each is fsynced
-	// once.
+	// Commits is how many read-write transactions committed. bbolt fsyncs
+	// each commit twice: its data pages, then its meta page. A batch whose
+	// every fn failed rolls back and is not counted.
 	Commits uint64
 	// Updates is how many Update calls returned nil.
 	Updates uint64
@@ -108,15 +109,17 @@ func Open(path string, opts *Options) (*Store, error) {
 // bad meta pages, or a bbolt panic while reading them, into
 // storage.ErrCorrupt.
 //
-// A panic inside bbolt.Open leaves its memory map behind (there is no
-// handle to unmap it with); the file itself is closed.
+// A panic inside bbolt.Open leaves its memory map of the file behind, as
+// there is no handle to unmap it with; the lock is released and the file
+// closed, so the damaged file can be moved aside or repaired.
 func openDB(path string, o Options) (db *bbolt.DB, err error) {
 	var file *os.File // captured so the lock can be released after a panic
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
 			if file != nil {
-				_ = file.Close() // also drops the flock
+				unlock(file)
+				_ = file.Close()
 			}
 			db, err = nil, fmt.Errorf("bolt: open %s: %w: bbolt panicked: %v", path, storage.ErrCorrupt, p)
 		}

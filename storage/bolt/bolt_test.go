@@ -3,10 +3,13 @@ package bolt_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -112,43 +115,93 @@ func TestBolt_Open_GarbageFile_ErrCorrupt(t *testing.T) {
 	}
 }
 
-// TestBolt_DamagedPages_NeverPanics overwrites every page past the two meta
+// TestBolt_DamagedPages_NeverPanics overwrites each page past the two meta
 // pages of a real database with garbage, one page at a time, and checks that
-// Open, Get, ForEach and Update return errors (or, where bbolt cannot tell,
-// some answer) but never panic.
+// Open, Get, ForEach and Update report the damage as storage.ErrCorrupt (or,
+// where bbolt cannot tell, answer) but never panic.
 func TestBolt_DamagedPages_NeverPanics(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, nil)
-	for i := range 200 {
-		set(t, s, string(rune('a'+i%26))+string(bytes.Repeat([]byte{'x'}, i)), string(bytes.Repeat([]byte{'v'}, 100+i*10)))
-	}
-	require.NoError(t, s.Close())
-	clean, err := os.ReadFile(s.Path())
-	require.NoError(t, err)
-	const pageSize = 4096
-	require.Zero(t, len(clean)%pageSize)
-
+	clean := cleanFile(t, dir)
 	rng := rand.New(rand.NewPCG(1, 1))
+	var openErrs, readErrs int
 	for page := 2; page < len(clean)/pageSize; page++ {
 		damaged := bytes.Clone(clean)
 		for i := page * pageSize; i < (page+1)*pageSize; i++ {
 			damaged[i] = byte(rng.Uint32())
 		}
-		path := filepath.Join(t.TempDir(), "damaged.db")
+		path := filepath.Join(dir, fmt.Sprintf("damaged-%d.db", page))
 		require.NoError(t, os.WriteFile(path, damaged, 0o600))
 		require.NotPanics(t, func() {
 			s, err := bolt.Open(path, nil)
 			if err != nil {
 				require.ErrorIs(t, err, storage.ErrCorrupt, "page %d", page)
+				openErrs++
 				return
 			}
 			defer func() { require.NoError(t, s.Close()) }()
-			_, _ = s.Get([]byte("a"))
-			_, _ = s.Get([]byte("zzzz"))
-			_ = s.ForEach(nil, func(_, _ []byte) error { return nil })
+			for _, key := range []string{"a", "m" + strings.Repeat("x", 12), "zzzz"} {
+				if _, err := s.Get([]byte(key)); err != nil {
+					require.ErrorIs(t, err, storage.ErrCorrupt, "page %d", page)
+					readErrs++
+				}
+			}
+			if err := s.ForEach(nil, func(_, _ []byte) error { return nil }); err != nil {
+				require.ErrorIs(t, err, storage.ErrCorrupt, "page %d", page)
+				readErrs++
+			}
 			_ = s.Update([]byte("new"), func([]byte) ([]byte, error) { return []byte("v"), nil })
 		}, "page %d", page)
+		require.NoError(t, os.Remove(path))
 	}
+	t.Logf("%d damaged pages: Open failed on %d, reads failed %d times", len(clean)/pageSize-2, openErrs, readErrs)
+	require.NotZero(t, openErrs+readErrs, "no damage was detected at all")
+}
+
+// TestBolt_Open_DamagedFreelist_ErrCorrupt_ReleasesLock damages the freelist
+// page, on which bbolt.Open panics, and checks that the panic becomes
+// ErrCorrupt and that the failed Open does not keep the file locked.
+func TestBolt_Open_DamagedFreelist_ErrCorrupt_ReleasesLock(t *testing.T) {
+	dir := t.TempDir()
+	damaged := cleanFile(t, dir)
+	// Each meta page: 16-byte page header, then magic, version, pageSize,
+	// flags (4 bytes each), root bucket (16), freelist pgid (8), pgid (8),
+	// txid (8). The live meta is the one with the larger txid.
+	meta := func(i int) []byte { return damaged[i*pageSize+16:] }
+	live := meta(0)
+	if binary.LittleEndian.Uint64(meta(1)[48:]) > binary.LittleEndian.Uint64(live[48:]) {
+		live = meta(1)
+	}
+	freelist := int(binary.LittleEndian.Uint64(live[32:]))
+	require.Greater(t, freelist, 1)
+	binary.LittleEndian.PutUint16(damaged[freelist*pageSize+8:], 0x0) // page flags: no known type
+	path := filepath.Join(dir, "damaged.db")
+	require.NoError(t, os.WriteFile(path, damaged, 0o600))
+
+	for range 2 {
+		_, err := bolt.Open(path, &bolt.Options{Timeout: 100 * time.Millisecond})
+		require.ErrorIs(t, err, storage.ErrCorrupt)
+		require.NotErrorIs(t, err, bolt.ErrLocked)
+	}
+}
+
+// pageSize is the page size cleanFile's database uses, the OS default.
+var pageSize = os.Getpagesize()
+
+// cleanFile writes a database of a few hundred keys of assorted sizes in dir
+// and returns its bytes.
+func cleanFile(t *testing.T, dir string) []byte {
+	t.Helper()
+	s, err := bolt.Open(filepath.Join(dir, "clean.db"), nil)
+	require.NoError(t, err)
+	for i := range 200 {
+		key := string(rune('a'+i%26)) + strings.Repeat("x", i)
+		set(t, s, key, strings.Repeat("v", 100+i*10))
+	}
+	require.NoError(t, s.Close())
+	clean, err := os.ReadFile(s.Path())
+	require.NoError(t, err)
+	require.Zero(t, len(clean)%pageSize)
+	return clean
 }
 
 func TestBolt_Update_KeyTooLarge(t *testing.T) {

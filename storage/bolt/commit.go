@@ -131,12 +131,15 @@ func (s *Store) commit(batch []*request) {
 		default:
 			applied++
 		}
-		close(r.done)
 	}
+	// Count before completing, so Stats covers every Update that returned.
 	if committed {
 		s.commits.Add(1)
 	}
 	s.updates.Add(applied)
+	for _, r := range batch {
+		close(r.done)
+	}
 }
 
 // errNothingStaged makes a batch whose every fn failed roll back instead

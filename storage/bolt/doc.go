@@ -45,7 +45,12 @@
 //
 // A file that is not a bbolt database, or whose structure is damaged, is
 // reported with an error matching storage.ErrCorrupt where bbolt detects
-// it (bbolt panics on some damaged pages; the Store turns those panics
-// into errors). bbolt checks only its meta pages at Open; damage elsewhere
-// surfaces when the damaged pages are read.
+// it: bbolt panics on many damaged pages, and reading through a damaged
+// offset can fault outside its memory map; the Store turns both into
+// errors. bbolt checksums only its meta pages, at Open; damage elsewhere
+// surfaces when the damaged pages are read, and some damage (a bit flipped
+// in a value or in a page's overflow count) is not detected at all and
+// may make a commit run very long. Check a suspect file offline with the
+// bbolt command's check. An Open that fails inside bbolt on a damaged file
+// leaves bbolt's memory map of it behind until the process exits.
 package bolt
