@@ -169,7 +169,7 @@ func vcpRequireSameState(t require.TestingT, a, b state, msg string) {
 // checkAlgebra checks property (c) on three states reached by this history.
 func (m *vcpModel) checkAlgebra(t *rapid.T) {
 	if len(m.pool) == 0 {
-		t.Skip("no states yet")
+		return // nothing to check before the first state exists
 	}
 	pick := rapid.IntRange(0, len(m.pool)-1)
 	a := m.pool[pick.Draw(t, "a")]

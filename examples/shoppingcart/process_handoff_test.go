@@ -32,7 +32,7 @@ const maxKeyProbes = 400
 // back at R=3.
 func TestProcesses_HintedHandoff_FallbackCrash(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts OS processes")
+		t.Skip("skipped in -short mode: starts OS processes")
 	}
 	exe, err := os.Executable()
 	require.NoError(t, err)

@@ -40,7 +40,7 @@ const maxOutageWrites = 2000
 // every node exits 0 on SIGTERM.
 func TestProcesses(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts OS processes")
+		t.Skip("skipped in -short mode: starts OS processes")
 	}
 	exe, err := os.Executable()
 	require.NoError(t, err)
@@ -125,7 +125,7 @@ func TestProcesses(t *testing.T) {
 // nodes left serve reads and writes, with node-c still a replica.
 func TestProcesses_LeaveOnExit(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts OS processes")
+		t.Skip("skipped in -short mode: starts OS processes")
 	}
 	exe, err := os.Executable()
 	require.NoError(t, err)
