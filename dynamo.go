@@ -170,7 +170,17 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.actor = cfg.NodeID + "/" + inc
-	s.reqBase = hashString(s.actor)
+	// Forwarded-request IDs must not repeat across runs of one actor (a clean
+	// restart keeps it), or a replica's dedupe table would swallow new writes.
+	var rb [8]byte
+	src := cfg.Rand
+	if src == nil {
+		src = rand.Reader
+	}
+	if _, err := io.ReadFull(src, rb[:]); err != nil {
+		return nil, fmt.Errorf("dynamo: request-id entropy: %w", err)
+	}
+	s.reqBase = binary.BigEndian.Uint64(rb[:])
 	s.bg, s.stop = context.WithCancel(context.Background())
 	s.rebuildRing()
 	if err := s.loadHints(); err != nil {

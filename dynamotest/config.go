@@ -1,0 +1,166 @@
+// config.go: SimConfig, the simulation's modes and their defaults.
+package dynamotest
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/dynamo-kv/dynamo"
+)
+
+// Mode selects how the simulated stores reconcile siblings.
+type Mode int
+
+const (
+	// ModeUnion keeps siblings and merges them by set union (dynamo.Union):
+	// no acknowledged write may be lost.
+	ModeUnion Mode = iota
+	// ModeLWW sets Config.Resolver to dynamo.Latest on every store: Get
+	// returns the sibling with the latest timestamp, and writes that lose are
+	// discarded. Losses are expected and reported, never asserted away.
+	ModeLWW
+)
+
+func (m Mode) String() string {
+	switch m {
+	case ModeUnion:
+		return "union"
+	case ModeLWW:
+		return "lww"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// BrokenMode switches on a deliberate bug, to show that the checker catches it.
+type BrokenMode int
+
+const (
+	// BrokenNone runs the stores as they are.
+	BrokenNone BrokenMode = iota
+	// BrokenAckBeforeCommit wraps every node's storage so that half of the
+	// updates to workload keys return nil without being applied: a disk that
+	// acknowledges a write before committing it and then crashes. Acknowledged
+	// writes get lost.
+	BrokenAckBeforeCommit
+	// BrokenStaleDelete makes clients delete with the zero Context instead of
+	// the one their read returned: the tombstone covers nothing, so deleted
+	// elements come back.
+	BrokenStaleDelete
+)
+
+func (b BrokenMode) String() string {
+	switch b {
+	case BrokenNone:
+		return "none"
+	case BrokenAckBeforeCommit:
+		return "ack-before-commit"
+	case BrokenStaleDelete:
+		return "stale-delete"
+	}
+	return fmt.Sprintf("BrokenMode(%d)", int(b))
+}
+
+// Defaults for zero fields of SimConfig.
+const (
+	DefaultNodes   = 5
+	DefaultKeys    = 4
+	DefaultClients = 4
+	DefaultOps     = 300
+)
+
+// SimConfig configures one simulated run. Zero fields take the defaults in
+// their comments.
+type SimConfig struct {
+	// Seed seeds every random decision of the run; the same seed replays the
+	// same run (see the package doc, # Determinism).
+	Seed int64
+	// Nodes is the number of stores; default 5.
+	Nodes int
+	// N, R and W are the stores' replication settings; default 3, 2, 2.
+	N, R, W int
+	// Keys is the number of set-valued keys; default 4.
+	Keys int
+	// Clients is the number of clients; each runs one operation at a time, and
+	// a step runs up to Clients operations concurrently. Default 4.
+	Clients int
+	// Ops is the number of client operations; default 300.
+	Ops int
+	// Faults lets the nemesis act: partitions, bridges, one-way blocks, drops,
+	// lost replies, delays, duplicates, crashes, amnesia, restarts, clock skew
+	// and pauses.
+	Faults bool
+	// Mode selects sibling reconciliation; default ModeUnion.
+	Mode Mode
+	// Broken switches on a deliberate bug; default BrokenNone.
+	Broken BrokenMode
+	// PrimariesOnly sets Config.PrimariesOnly on every store: strict quorums
+	// instead of the sloppy quorum of §4.6. With R+W > N every read then
+	// overlaps every write acknowledged before it, so the resurrection check
+	// is stronger: it needs no quiet cluster to know a Delete saw a write.
+	PrimariesOnly bool
+
+	// Resolver, if set, is installed as Config.Resolver on every store,
+	// replacing the one Mode implies. Values are msgpack-encoded []int64 sets
+	// (dynamo.MsgpackCodec[[]int64]).
+	Resolver dynamo.Resolver
+	// Merge, if set, is what clients pass to dynamo.Modify to merge siblings,
+	// instead of dynamo.Union[int64].
+	Merge dynamo.Merge[[]int64]
+	// Logf, if set, receives a line for every decision and every operation's
+	// outcome, stamped with fake time since the start.
+	Logf func(format string, args ...any)
+}
+
+// withDefaults returns cfg with zero fields filled.
+func (cfg SimConfig) withDefaults() SimConfig {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&cfg.Nodes, DefaultNodes)
+	def(&cfg.N, dynamo.DefaultN)
+	def(&cfg.R, dynamo.DefaultR)
+	def(&cfg.W, dynamo.DefaultW)
+	def(&cfg.Keys, DefaultKeys)
+	def(&cfg.Clients, DefaultClients)
+	def(&cfg.Ops, DefaultOps)
+	return cfg
+}
+
+// validate reports every problem with a defaulted cfg at once.
+func (cfg SimConfig) validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if cfg.Nodes < 1 || cfg.Nodes > 64 {
+		add("Nodes (%d) must be between 1 and 64", cfg.Nodes)
+	}
+	if cfg.N < 1 || cfg.N > cfg.Nodes {
+		add("N (%d) must be between 1 and Nodes (%d)", cfg.N, cfg.Nodes)
+	}
+	if cfg.R < 1 || cfg.R > cfg.N {
+		add("R (%d) must be between 1 and N (%d)", cfg.R, cfg.N)
+	}
+	if cfg.W < 1 || cfg.W > cfg.N {
+		add("W (%d) must be between 1 and N (%d)", cfg.W, cfg.N)
+	}
+	if cfg.Keys < 1 || cfg.Keys > 1000 {
+		add("Keys (%d) must be between 1 and 1000", cfg.Keys)
+	}
+	if cfg.Clients < 1 || cfg.Clients > 999 {
+		add("Clients (%d) must be between 1 and 999", cfg.Clients)
+	}
+	if cfg.Ops < 1 || cfg.Ops >= 1e6 {
+		add("Ops (%d) must be between 1 and 999999", cfg.Ops)
+	}
+	if cfg.Mode != ModeUnion && cfg.Mode != ModeLWW {
+		add("Mode (%d) is unknown", int(cfg.Mode))
+	}
+	if cfg.Broken < BrokenNone || cfg.Broken > BrokenStaleDelete {
+		add("Broken (%d) is unknown", int(cfg.Broken))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("dynamotest: invalid SimConfig: %w", errors.Join(errs...))
+}
