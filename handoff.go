@@ -248,8 +248,16 @@ func (s *Store) DeliverHints(ctx context.Context) int {
 		if time.Now().Before(b.until) {
 			continue
 		}
-		n, err := s.deliverTo(ctx, r.members[i])
-		delivered += n
+		// Batch after batch while full batches go through; the pacer keeps
+		// the rate, and one failure ends this target's turn.
+		var err error
+		for {
+			n, full, derr := s.deliverTo(ctx, r.members[i])
+			delivered += n
+			if err = derr; err != nil || !full || ctx.Err() != nil {
+				break
+			}
+		}
 		h.mu.Lock()
 		if err != nil {
 			// The first retry comes soon (an owner seen alive by gossip may not
@@ -286,9 +294,10 @@ func (s *Store) resetBackoff() {
 type hintRecord struct{ hk, key, val []byte }
 
 // deliverTo sends one batch of target's hints. It stops at the first failure.
-func (s *Store) deliverTo(ctx context.Context, target Member) (int, error) {
+// full reports whether the batch was full, so more may be waiting.
+func (s *Store) deliverTo(ctx context.Context, target Member) (n int, full bool, err error) {
 	var batch []hintRecord
-	err := s.cfg.Storage.ForEach(hintTargetPrefix(target.ID), func(k, v []byte) error {
+	err = s.cfg.Storage.ForEach(hintTargetPrefix(target.ID), func(k, v []byte) error {
 		_, dk, ok := parseHintKey(k)
 		if !ok || len(batch) >= hintBatch {
 			return errStopIteration
@@ -297,8 +306,9 @@ func (s *Store) deliverTo(ctx context.Context, target Member) (int, error) {
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStopIteration) {
-		return 0, err
+		return 0, false, err
 	}
+	full = len(batch) >= hintBatch
 	sem := make(chan struct{}, s.cfg.Handoff.Concurrency)
 	var (
 		wg        sync.WaitGroup
@@ -306,8 +316,13 @@ func (s *Store) deliverTo(ctx context.Context, target Member) (int, error) {
 		firstErr  error
 		delivered int
 	)
-	for _, rec := range batch {
-		if err := s.hints.pace.wait(ctx, 1, s.cfg.Handoff.Rate); err != nil {
+	// A chunk takes at least a tenth of a second at the configured rate, so
+	// the throttle shapes the traffic rather than letting a burst through.
+	chunkSize := min(hintChunk, max(1, s.cfg.Handoff.Rate/10))
+	for len(batch) > 0 {
+		chunk := batch[:min(len(batch), chunkSize)]
+		batch = batch[len(chunk):]
+		if err := s.hints.pace.wait(ctx, len(chunk), s.cfg.Handoff.Rate); err != nil {
 			break
 		}
 		mu.Lock()
@@ -328,40 +343,64 @@ func (s *Store) deliverTo(ctx context.Context, target Member) (int, error) {
 					break
 				}
 			}
-			err := s.deliverOne(ctx, target, rec)
+			done, err := s.deliverChunk(ctx, target, chunk)
 			s.hints.inFlight.Add(-1)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
-				if firstErr == nil {
-					firstErr = err
-				}
-				return
+			delivered += done
+			if err != nil && firstErr == nil {
+				firstErr = err
 			}
-			delivered++
 		}()
 	}
 	wg.Wait()
-	return delivered, firstErr
+	return delivered, full, firstErr
+}
+
+// hintChunk is how many hints one delivery message carries.
+const hintChunk = 32
+
+// deliverChunk sends hints to their owner in one message; the owner merges
+// them durably (its group commit shares the fsyncs), and each hint is then
+// deleted unless it changed meanwhile.
+func (s *Store) deliverChunk(ctx context.Context, target Member, chunk []hintRecord) (int, error) {
+	m := &message{Version: protocolVersion, Kind: kindAEExchange, Cluster: s.wireCluster, Hint: s.cfg.NodeID, Flags: flagPushOnly}
+	var sent []hintRecord
+	for _, rec := range chunk {
+		if _, err := decodeState(rec.val); err != nil {
+			s.log.Error("dropping undecodable hint", "target", target.ID, "err", err)
+			_ = s.deleteHint(rec.hk, rec.val)
+			continue
+		}
+		m.Keys = append(m.Keys, rec.key)
+		m.States = append(m.States, rec.val)
+		sent = append(sent, rec)
+	}
+	if len(sent) == 0 {
+		return 0, nil
+	}
+	resp, err := s.call(ctx, target, encodeMessage(m))
+	if err != nil {
+		return 0, err
+	}
+	if resp.Kind != kindAEStates {
+		return 0, fmt.Errorf("%w: %s answered a hint delivery with %v", ErrProtocol, target.ID, resp.Kind)
+	}
+	s.hints.delivered.Add(int64(len(sent)))
+	errs := make([]error, len(sent))
+	var wg sync.WaitGroup
+	for i, rec := range sent {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.deleteHint(rec.hk, rec.val)
+		}()
+	}
+	wg.Wait()
+	return len(sent), errors.Join(errs...)
 }
 
 var errStopIteration = errors.New("stop iteration")
-
-// deliverOne sends one hint to its owner and deletes it once acknowledged,
-// unless it changed meanwhile (a newer hint merged in: the next round sends it).
-func (s *Store) deliverOne(ctx context.Context, target Member, rec hintRecord) error {
-	st, err := decodeState(rec.val)
-	if err != nil {
-		s.log.Error("dropping undecodable hint", "target", target.ID, "err", err)
-		return s.deleteHint(rec.hk, rec.val)
-	}
-	req := encodeMessage(&message{Version: protocolVersion, Kind: kindReplicate, Cluster: s.wireCluster, Key: rec.key, State: rec.val})
-	if err := s.writeReplica(ctx, target, rec.key, st, req); err != nil {
-		return err
-	}
-	s.hints.delivered.Add(1)
-	return s.deleteHint(rec.hk, rec.val)
-}
 
 func (s *Store) deleteHint(hk, sent []byte) error {
 	size := 0

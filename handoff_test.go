@@ -199,7 +199,8 @@ func TestHandoff_Throttle(t *testing.T) {
 			busiest = max(busiest, int(c.stores[i].Stats().Hints.Delivered))
 			require.LessOrEqual(t, c.stores[i].hints.maxInFlight.Load(), int64(2), "concurrency bound on node %d", i)
 		}
-		require.GreaterOrEqual(t, elapsed, time.Duration(busiest-1)*time.Second/20, "rate bound")
+		// hints go in chunks of Rate/10 = 2; the first chunk is not delayed
+		require.GreaterOrEqual(t, elapsed, time.Duration(busiest-2)*time.Second/20, "rate bound")
 	})
 }
 

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -490,19 +491,35 @@ func (s *Store) handleAE(m *message) []byte {
 		}
 		reply.Kind = kindAEStates
 		reply.States = make([][]byte, len(m.Keys))
+		pushed := make([]state, len(m.Keys))
 		for i, k := range m.Keys {
 			if err := s.checkKey(k); err != nil {
 				return s.errorMessage(err)
 			}
-			pushed, err := decodeState(m.States[i])
+			st, err := decodeState(m.States[i])
 			if err != nil {
 				return s.errorMessage(err)
 			}
-			if !pushed.empty() {
-				if err := s.localMerge(k, pushed); err != nil {
-					return s.errorMessage(err)
-				}
+			pushed[i] = st
+		}
+		// Merge in parallel, so the storage's group commit shares the fsyncs.
+		errs := make([]error, len(m.Keys))
+		var wg sync.WaitGroup
+		for i, k := range m.Keys {
+			if pushed[i].empty() {
+				continue
 			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = s.localMerge(k, pushed[i])
+			}()
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return s.errorMessage(err)
+		}
+		for i, k := range m.Keys {
 			raw, err := s.cfg.Storage.Get(s.dataKey(s.ring.Load(), k))
 			if err != nil {
 				return s.errorMessage(err)

@@ -1,0 +1,348 @@
+// bench.go: the closed-loop clients, the preload, and one measured run per
+// workload. The workloads are described in the command's doc (main.go).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dynamo-kv/dynamo"
+)
+
+// errMissing is counted when a Get of a preloaded key finds no value.
+var errMissing = errors.New("preloaded key not found")
+
+// bench is one benchmark run: the cluster, the preloaded keys and, per key,
+// the Context of its latest Get.
+type bench struct {
+	cfg       config
+	cl        *cluster
+	stderr    io.Writer
+	keys      [][]byte                         // "key-%08d"; never modified, since a Store may read a key after its call returns
+	contexts  []atomic.Pointer[dynamo.Context] // by key index; set by the preload, replaced after every Get
+	preloaded bool
+}
+
+// benchmark starts the cluster in a fresh directory under cfg.dir, runs
+// every workload, prints each result as it completes, and removes the
+// directory.
+func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) (err error) {
+	dir, err := os.MkdirTemp(cfg.dir, "dynamo-bench-")
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, os.RemoveAll(dir)) }()
+	cl, err := startCluster(cfg, dir)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, cl.Close()) }()
+
+	b := &bench{cfg: cfg, cl: cl, stderr: stderr, keys: make([][]byte, cfg.keys), contexts: make([]atomic.Pointer[dynamo.Context], cfg.keys)}
+	for i := range b.keys {
+		b.keys[i] = fmt.Appendf(nil, "key-%08d", i)
+	}
+	out := newReporter(stdout, cfg)
+	for i, w := range cfg.workloads {
+		if w != "put" && !b.preloaded {
+			if err := b.preload(ctx); err != nil {
+				return err
+			}
+		}
+		res, err := b.run(ctx, i, w)
+		if err != nil {
+			return err
+		}
+		if err := out.print(res); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// preload writes every key to all N replicas (so reads of it need no repair)
+// and reads it back to learn its Context. It runs once, before the first
+// workload that reads.
+func (b *bench) preload(ctx context.Context) error {
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for wkr := range errs {
+		wg.Go(func() {
+			value := randomBytes(rand.New(rand.NewPCG(b.cfg.seed, uint64(1<<32+wkr))), b.cfg.valueSize)
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= len(b.keys) || ctx.Err() != nil {
+					errs[wkr] = ctx.Err()
+					return
+				}
+				st := b.cl.stores[k%len(b.cl.stores)]
+				err := putRetry(ctx, st, b.keys[k], value, dynamo.WithW(b.cfg.n))
+				var sibs []dynamo.Sibling
+				var c dynamo.Context
+				if err == nil {
+					sibs, c, err = st.Get(ctx, b.keys[k])
+				}
+				if err == nil && len(sibs) == 0 {
+					err = errMissing
+				}
+				if err != nil {
+					errs[wkr] = fmt.Errorf("preload %s: %w", b.keys[k], err)
+					return
+				}
+				b.contexts[k].Store(&c)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	b.preloaded = true
+	fmt.Fprintf(b.stderr, "dynamo-bench: preloaded %d keys of %d B in %v\n", len(b.keys), b.cfg.valueSize, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// putRetry writes value under a new key, retrying up to 4 times after a
+// quorum failure. A failed Put may have been stored by some replicas, so each
+// retry first reads the key and writes with that Context: the retry
+// supersedes the partial write instead of becoming its sibling.
+func putRetry(ctx context.Context, st *dynamo.Store, key, value []byte, opts ...dynamo.Option) error {
+	var c dynamo.Context
+	for attempt := 0; ; attempt++ {
+		err := st.Put(ctx, key, value, c, opts...)
+		if err == nil || attempt == 4 || ctx.Err() != nil ||
+			!(errors.Is(err, dynamo.ErrWriteQuorum) || errors.Is(err, dynamo.ErrReadQuorum)) {
+			return err
+		}
+		if _, cur, err := st.Get(ctx, key); err == nil {
+			c = cur
+		}
+	}
+}
+
+// client is one closed-loop client: it sends its next request as soon as the
+// last one returns. Its fields are its own until the run ends.
+type client struct {
+	b     *bench
+	id    int
+	st    *dynamo.Store
+	rng   *rand.Rand
+	buf   []byte // random bytes; values are windows of it
+	putNS string // prefix of the put workload's fresh keys
+	seq   int64
+
+	hist     histogram // latencies of the successful requests in the window
+	errs     uint64
+	firstErr error
+	maxSibs  int
+}
+
+// phases of a run, read by every client before each request.
+const (
+	phaseWarmup = iota
+	phaseMeasure
+	phaseStop
+)
+
+// run runs workload w (the i-th of the command line) and measures it.
+func (b *bench) run(ctx context.Context, i int, w string) (result, error) {
+	cfg := b.cfg
+	clients := make([]*client, cfg.clients)
+	for id := range clients {
+		rng := rand.New(rand.NewPCG(cfg.seed, uint64(i)<<32|uint64(id)))
+		clients[id] = &client{
+			b: b, id: id, st: b.cl.stores[id%len(b.cl.stores)], rng: rng,
+			buf:   randomBytes(rng, cfg.valueSize+4096),
+			putNS: "put-" + strconv.Itoa(i) + "-" + strconv.Itoa(id) + "-",
+		}
+	}
+	var prof *os.File
+	if cfg.cpuProfile != "" {
+		var err error
+		if prof, err = os.Create(profilePath(cfg.cpuProfile, w, len(cfg.workloads))); err != nil {
+			return result{}, err
+		}
+		defer prof.Close()
+	}
+
+	var phase atomic.Int32
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		op := c.opFor(w)
+		wg.Go(func() { c.loop(ctx, &phase, op) })
+	}
+	stopped := func() error {
+		phase.Store(phaseStop)
+		wg.Wait()
+		return ctx.Err()
+	}
+	if err := sleep(ctx, cfg.warmup); err != nil {
+		return result{}, stopped()
+	}
+	if prof != nil {
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			_ = stopped()
+			return result{}, err
+		}
+	}
+	cpu0, cpuOK := processCPU()
+	t0 := time.Now()
+	phase.Store(phaseMeasure)
+	werr := sleep(ctx, cfg.duration)
+	phase.Store(phaseStop)
+	elapsed := time.Since(t0)
+	cpu1, _ := processCPU()
+	if prof != nil {
+		pprof.StopCPUProfile()
+	}
+	if werr != nil {
+		return result{}, stopped()
+	}
+	wg.Wait()
+	if prof != nil {
+		if err := prof.Close(); err != nil {
+			return result{}, err
+		}
+	}
+
+	var h histogram
+	res := result{Workload: w, Clients: cfg.clients, ValueSize: cfg.valueSize, Keys: cfg.keys, Duration: elapsed.Seconds()}
+	for _, c := range clients {
+		h.merge(&c.hist)
+		res.Errors += c.errs
+		res.MaxSiblings = max(res.MaxSiblings, c.maxSibs)
+		if c.firstErr != nil && res.firstErr == nil {
+			res.firstErr = c.firstErr
+		}
+	}
+	res.Ops = h.total
+	res.OpsPerSec = float64(h.total) / elapsed.Seconds()
+	res.P50, res.P99, res.P999 = micros(h.quantile(0.5)), micros(h.quantile(0.99)), micros(h.quantile(0.999))
+	if cpuOK && h.total > 0 {
+		res.CPUPerOp = micros((cpu1 - cpu0) / time.Duration(h.total))
+	}
+	if res.Errors > 0 {
+		fmt.Fprintf(b.stderr, "dynamo-bench: %s: %d errors, the first: %v\n", w, res.Errors, res.firstErr)
+	}
+	return res, nil
+}
+
+// loop sends requests until the phase is phaseStop, recording those sent in
+// phaseMeasure.
+func (c *client) loop(ctx context.Context, phase *atomic.Int32, op func(context.Context) error) {
+	for {
+		p := phase.Load()
+		if p == phaseStop {
+			return
+		}
+		start := time.Now()
+		err := op(ctx)
+		d := time.Since(start)
+		switch {
+		case p != phaseMeasure:
+		case err != nil:
+			c.errs++
+			if c.firstErr == nil {
+				c.firstErr = err
+			}
+		default:
+			c.hist.record(d)
+		}
+	}
+}
+
+func (c *client) opFor(w string) func(context.Context) error {
+	switch w {
+	case "put":
+		return c.putFresh
+	case "get":
+		return c.get
+	}
+	return func(ctx context.Context) error {
+		if c.rng.Float64() < c.b.cfg.readRatio {
+			return c.get(ctx)
+		}
+		return c.putRead(ctx)
+	}
+}
+
+// putFresh writes a key never written before with the zero Context.
+func (c *client) putFresh(ctx context.Context) error {
+	c.seq++
+	key := strconv.AppendInt([]byte(c.putNS), c.seq, 10) // a new slice: the Store may read it after Put returns
+	return c.st.Put(ctx, key, c.value(), dynamo.Context{})
+}
+
+// get reads a random preloaded key and keeps its Context for putRead.
+func (c *client) get(ctx context.Context) error {
+	k := c.rng.IntN(len(c.b.keys))
+	sibs, cx, err := c.st.Get(ctx, c.b.keys[k])
+	if err != nil {
+		return err
+	}
+	if len(sibs) == 0 {
+		return fmt.Errorf("%w: %s", errMissing, c.b.keys[k])
+	}
+	c.maxSibs = max(c.maxSibs, len(sibs))
+	c.b.contexts[k].Store(&cx)
+	return nil
+}
+
+// putRead overwrites a random preloaded key with the Context of its latest Get.
+func (c *client) putRead(ctx context.Context) error {
+	k := c.rng.IntN(len(c.b.keys))
+	return c.st.Put(ctx, c.b.keys[k], c.value(), *c.b.contexts[k].Load())
+}
+
+// value returns a window of the client's random bytes; Put copies it.
+func (c *client) value() []byte {
+	off := c.rng.IntN(len(c.buf) - c.b.cfg.valueSize + 1)
+	return c.buf[off : off+c.b.cfg.valueSize]
+}
+
+func randomBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// sleep waits for d or until ctx ends, returning ctx's error then.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// profilePath names the CPU profile of workload w: path itself when it is
+// the only workload, else path with "-w" before its extension.
+func profilePath(path, w string, workloads int) string {
+	if workloads == 1 {
+		return path
+	}
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "-" + w + ext
+}
+
+func micros(d time.Duration) float64 {
+	return float64(d.Round(100*time.Nanosecond)) / float64(time.Microsecond)
+}

@@ -1,0 +1,119 @@
+// flags.go: the command line and its validation.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+)
+
+// errHelp is returned when -h or -help was given; the usage is printed.
+var errHelp = flag.ErrHelp
+
+// workloadNames lists the workloads in the order -workloads may name them.
+var workloadNames = []string{"put", "get", "mixed"}
+
+// config is the parsed command line.
+type config struct {
+	nodes      int
+	n, r, w    int
+	storage    string // "bolt" or "memory"
+	dir        string // parent of the temporary data directory; "" is os.TempDir
+	clients    int
+	duration   time.Duration
+	warmup     time.Duration
+	workloads  []string
+	valueSize  int
+	keys       int
+	readRatio  float64
+	seed       uint64
+	json       bool
+	cpuProfile string
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	var workloads string
+	fs := flag.NewFlagSet("dynamo-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&c.nodes, "nodes", 3, "cluster size: nodes started in this process")
+	fs.IntVar(&c.n, "n", 3, "N: replicas of each key")
+	fs.IntVar(&c.r, "r", 2, "R: replicas a Get waits for")
+	fs.IntVar(&c.w, "w", 2, "W: replicas a Put waits for")
+	fs.StringVar(&c.storage, "storage", "bolt", `node storage: "bolt" (bbolt, fsync on) or "memory"`)
+	fs.StringVar(&c.dir, "dir", "", "parent of the temporary data directory (default: the system temp dir); removed on exit")
+	fs.IntVar(&c.clients, "clients", 16, "closed-loop clients; client i sends to node i mod -nodes")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured window of each workload")
+	fs.DurationVar(&c.warmup, "warmup", time.Second, "warm-up before each measured window; its samples are discarded")
+	fs.StringVar(&workloads, "workloads", strings.Join(workloadNames, ","), "comma-separated workloads: put, get, mixed")
+	fs.IntVar(&c.valueSize, "value-size", 1024, "bytes in each written value")
+	fs.IntVar(&c.keys, "keys", 10000, "keys preloaded for get and mixed")
+	fs.Float64Var(&c.readRatio, "read-ratio", 0.5, "fraction of mixed operations that are Gets")
+	fs.Uint64Var(&c.seed, "seed", 1, "seed of the clients' key and value choices")
+	fs.BoolVar(&c.json, "json", false, "print one JSON object per workload instead of a table")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to `file`; with several workloads, one file each, named file with -<workload> before its extension")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	for w := range strings.SplitSeq(workloads, ",") {
+		if w = strings.TrimSpace(w); w != "" {
+			c.workloads = append(c.workloads, w)
+		}
+	}
+	return c, c.validate()
+}
+
+// validate reports every problem with c at once.
+func (c config) validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.nodes < 1 {
+		add("-nodes (%d) must be at least 1", c.nodes)
+	}
+	if c.n < 1 || c.n > c.nodes {
+		add("-n (%d) must be between 1 and -nodes (%d)", c.n, c.nodes)
+	}
+	if c.r < 1 || c.r > c.n {
+		add("-r (%d) must be between 1 and -n (%d)", c.r, c.n)
+	}
+	if c.w < 1 || c.w > c.n {
+		add("-w (%d) must be between 1 and -n (%d)", c.w, c.n)
+	}
+	if c.storage != "bolt" && c.storage != "memory" {
+		add(`-storage (%q) must be "bolt" or "memory"`, c.storage)
+	}
+	if c.clients < 1 {
+		add("-clients (%d) must be at least 1", c.clients)
+	}
+	if c.duration <= 0 {
+		add("-duration (%v) must be positive", c.duration)
+	}
+	if c.warmup < 0 {
+		add("-warmup (%v) must not be negative", c.warmup)
+	}
+	if len(c.workloads) == 0 {
+		add("-workloads names no workload")
+	}
+	for _, w := range c.workloads {
+		if !slices.Contains(workloadNames, w) {
+			add("-workloads: unknown workload %q (want put, get or mixed)", w)
+		}
+	}
+	if c.valueSize < 0 || c.valueSize > 1<<20 {
+		add("-value-size (%d) must be between 0 and 1048576", c.valueSize)
+	}
+	if c.keys < 1 {
+		add("-keys (%d) must be at least 1", c.keys)
+	}
+	if c.readRatio < 0 || c.readRatio > 1 {
+		add("-read-ratio (%v) must be between 0 and 1", c.readRatio)
+	}
+	return errors.Join(errs...)
+}

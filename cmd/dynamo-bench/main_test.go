@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"os"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestRun_JSON_ReportsEveryWorkload(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	err := run([]string{"-duration", "300ms", "-warmup", "0", "-keys", "100", "-clients", "2", "-json", "-dir", dir}, &out)
+	require.NoError(t, err)
+
+	var got []string
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var res result
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &res), "line %q", sc.Text())
+		got = append(got, res.Workload)
+		require.Positive(t, res.Ops, res.Workload)
+		require.Positive(t, res.OpsPerSec, res.Workload)
+		require.Zero(t, res.Errors, res.Workload)
+		require.Equal(t, 2, res.Clients)
+		require.Equal(t, 100, res.Keys)
+		require.Equal(t, 1024, res.ValueSize)
+		require.Positive(t, res.P50, res.Workload)
+		require.LessOrEqual(t, res.P50, res.P99, res.Workload)
+		require.LessOrEqual(t, res.P99, res.P999, res.Workload)
+		require.InDelta(t, 0.3, res.Duration, 0.2, res.Workload)
+	}
+	require.NoError(t, sc.Err())
+	require.Equal(t, []string{"put", "get", "mixed"}, got)
+
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, entries, "the data directory is removed")
+}
+
+func TestRun_Table(t *testing.T) {
+	var out bytes.Buffer
+	err := run([]string{"-duration", "100ms", "-warmup", "0", "-keys", "10", "-clients", "1", "-storage", "memory", "-workloads", "mixed", "-dir", t.TempDir()}, &out)
+	require.NoError(t, err)
+	require.Contains(t, out.String(), "workload")
+	require.Contains(t, out.String(), "mixed")
+}
+
+func TestParseFlags_ReportsEveryProblem(t *testing.T) {
+	var stderr bytes.Buffer
+	_, err := parseFlags([]string{"-nodes", "2", "-n", "3", "-r", "0", "-workloads", "put,scan", "-read-ratio", "2"}, &stderr)
+	require.Error(t, err)
+	for _, want := range []string{"-n (3) must be between 1 and -nodes (2)", "-r (0)", `unknown workload "scan"`, "-read-ratio (2)"} {
+		require.ErrorContains(t, err, want)
+	}
+}

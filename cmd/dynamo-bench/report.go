@@ -1,0 +1,60 @@
+// report.go: one workload's result, printed as a table row or a JSON line.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+)
+
+// result is what one workload measured. Latencies are of successful requests.
+type result struct {
+	Workload    string  `json:"workload"`
+	Clients     int     `json:"clients"`
+	ValueSize   int     `json:"value_size"`
+	Keys        int     `json:"keys"`
+	Ops         uint64  `json:"ops"` // successful requests sent in the window
+	OpsPerSec   float64 `json:"ops_per_sec"`
+	P50         float64 `json:"p50_us"`
+	P99         float64 `json:"p99_us"`
+	P999        float64 `json:"p999_us"`
+	CPUPerOp    float64 `json:"cpu_us_per_op"` // process user+sys CPU over the window / Ops; 0 if unknown
+	Errors      uint64  `json:"errors"`
+	Duration    float64 `json:"duration_s"`   // the measured window
+	MaxSiblings int     `json:"max_siblings"` // most siblings one Get returned; 0 for put
+
+	firstErr error
+}
+
+// reporter prints results as they come: a table with a header, or JSON lines.
+type reporter struct {
+	w       io.Writer
+	cfg     config
+	started bool
+}
+
+func newReporter(w io.Writer, cfg config) *reporter { return &reporter{w: w, cfg: cfg} }
+
+const rowFormat = "%-8s %9s %10s %9s %9s %10s %10s %7s %5s\n"
+
+func (r *reporter) print(res result) error {
+	if r.cfg.json {
+		b, err := json.Marshal(res)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(r.w, "%s\n", b)
+		return err
+	}
+	if !r.started {
+		r.started = true
+		c := r.cfg
+		fmt.Fprintf(r.w, "%d nodes (%s, tcp 127.0.0.1), N=%d R=%d W=%d; %d clients, %d B values, %d keys, read ratio %.2f; %v per workload after %v warm-up\n",
+			c.nodes, c.storage, c.n, c.r, c.w, c.clients, c.valueSize, c.keys, c.readRatio, c.duration, c.warmup)
+		fmt.Fprintf(r.w, rowFormat, "workload", "ops", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "cpu µs/op", "errors", "sibs")
+	}
+	_, err := fmt.Fprintf(r.w, rowFormat, res.Workload, fmt.Sprint(res.Ops), fmt.Sprintf("%.0f", res.OpsPerSec),
+		fmt.Sprintf("%.1f", res.P50), fmt.Sprintf("%.1f", res.P99), fmt.Sprintf("%.1f", res.P999),
+		fmt.Sprintf("%.1f", res.CPUPerOp), fmt.Sprint(res.Errors), fmt.Sprint(res.MaxSiblings))
+	return err
+}

@@ -1,0 +1,122 @@
+// handoff_bench_test.go: how long 10k hinted writes take to drain once their
+// owner returns, and what foreground puts get meanwhile (the hinted-handoff
+// issue's report). Run: go test -run XXX -bench Handoff_Drain -benchtime 1x .
+package dynamo
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dynamo-kv/dynamo/storage/bolt"
+)
+
+func BenchmarkHandoff_Drain10k(b *testing.B) {
+	for b.Loop() {
+		dir := b.TempDir()
+		c := newTestCluster(b, 4, func(cfg *Config) { cfg.Partitions = 1024; cfg.AntiEntropy.Interval = -1 })
+		for i := range c.stores { // every node on bbolt
+			c.stop(i)
+			db, err := bolt.Open(filepath.Join(dir, nodeID(i)+".db"), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { db.Close() })
+			tr, _ := c.net.Listen(nodeID(i))
+			c.trans[i] = tr
+			if c.stores[i], err = New(c.config(i, db)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		owner := nodeID(3)
+		c.down(owner)
+		value := make([]byte, 1024)
+		ctx := context.Background()
+		// 10k writes for which the owner is a primary, from 16 writers.
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := next.Add(1)
+					if i > 10_000 {
+						return
+					}
+					var key []byte
+					for j := i; ; j += 10_000_000 {
+						key = strconv.AppendInt([]byte("h-"), j, 10)
+						if containsID(c.stores[0].PreferenceList(key, 3), owner) {
+							break
+						}
+					}
+					via := c.stores[0].PreferenceList(key, 1)[0].ID
+					if via == owner {
+						via = c.stores[0].PreferenceList(key, 2)[1].ID
+					}
+					if err := c.stores[indexOf(via)].Put(ctx, key, value, Context{}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		time.Sleep(200 * time.Millisecond) // let the last hints land: background writes after W acks
+		pending := c.totalPending()
+		if pending < 10_000 {
+			b.Fatalf("only %d hints pending", pending)
+		}
+
+		foreground := func(stop <-chan struct{}) int64 {
+			var ops atomic.Int64
+			var wg sync.WaitGroup
+			for w := range 16 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						key := strconv.AppendInt([]byte("fg-"+strconv.Itoa(w)+"-"), int64(i), 10)
+						via := c.stores[i%3]
+						if err := via.Put(ctx, key, value, Context{}); err == nil {
+							ops.Add(1)
+						}
+					}
+				}()
+			}
+			<-stop
+			wg.Wait()
+			return ops.Load()
+		}
+
+		start := time.Now()
+		c.upAll()
+		stop := make(chan struct{})
+		done := make(chan int64)
+		go func() { done <- foreground(stop) }()
+		for c.totalPending() > 0 {
+			time.Sleep(10 * time.Millisecond) // a measurement loop, not a test assertion
+		}
+		drain := time.Since(start)
+		close(stop)
+		during := <-done
+		stop2 := make(chan struct{})
+		go func() { time.Sleep(drain); close(stop2) }()
+		after := foreground(stop2)
+		b.ReportMetric(drain.Seconds(), "drain-s")
+		b.ReportMetric(float64(pending), "hints")
+		b.ReportMetric(float64(during)/drain.Seconds(), "puts/s-during")
+		b.ReportMetric(float64(after)/drain.Seconds(), "puts/s-after")
+		c.close()
+	}
+}
