@@ -431,6 +431,7 @@ func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling,
 	if err != nil {
 		return nil, Context{}, err
 	}
+	key = slices.Clone(key) // read repair may outlive the call
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	primaries, fallbacks := s.placement(key, o.primariesOnly)
@@ -497,6 +498,7 @@ func (s *Store) write(ctx context.Context, op string, key, value []byte, tombsto
 	if err := s.checkContext(c); err != nil {
 		return err
 	}
+	key = slices.Clone(key) // replica writes may outlive the call
 	o, err := s.options(opts)
 	if err != nil {
 		return err
@@ -681,16 +683,16 @@ func (s *Store) localRead(key []byte) (state, error) {
 
 // localMerge merges st into this node's state of key, durably.
 func (s *Store) localMerge(key []byte, st state) error {
-	return s.updateData(key, func(cur []byte) ([]byte, error) {
+	return s.updateData(key, func(cur []byte) ([]byte, bool, error) {
 		old, err := decodeState(cur)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		merged := syncStates(old, st)
 		if sameVersion(merged, old) && cur != nil {
-			return slices.Clone(cur), nil
+			return slices.Clone(cur), onlyTombstones(old), nil
 		}
-		return encodeState(merged), nil
+		return encodeState(merged), onlyTombstones(merged), nil
 	})
 }
 

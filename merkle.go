@@ -9,7 +9,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -54,16 +53,25 @@ func digest(key, enc []byte) uint64 {
 	if len(enc) == 0 {
 		return 0
 	}
-	h := fnv.New64a()
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(key)))
-	h.Write(n[:])
-	h.Write(key)
-	h.Write(enc)
-	if d := mix64(h.Sum64()); d != 0 {
+	d := hashWords(hashWords(uint64(len(key)), key), enc)
+	if d != 0 {
 		return d
 	}
 	return 1
+}
+
+// hashWords folds b into h eight bytes at a time (a splitmix64 chain): several
+// times faster than byte-wise FNV on states of a few KiB, and the same on
+// every node and platform.
+func hashWords(h uint64, b []byte) uint64 {
+	h = mix64(h ^ uint64(len(b)) ^ 0x9e3779b97f4a7c15)
+	for len(b) >= 8 {
+		h = mix64(h ^ binary.LittleEndian.Uint64(b))
+		b = b[8:]
+	}
+	var tail [8]byte
+	copy(tail[:], b)
+	return mix64(h ^ binary.LittleEndian.Uint64(tail[:]) ^ uint64(len(b))<<56)
 }
 
 // rebuildTree hashes every stored key into the tree (at start-up).
@@ -91,24 +99,20 @@ func (s *Store) scanTree(t *hashTree, tombs bool) error {
 }
 
 // updateData is the one path by which the key space changes: it runs fn as a
-// Storage.Update of key's data and applies the change to the hash tree.
-func (s *Store) updateData(key []byte, fn func(cur []byte) ([]byte, error)) error {
+// Storage.Update of key's data and applies the change to the hash tree. fn
+// returns the new encoded state and whether it holds only tombstones.
+func (s *Store) updateData(key []byte, fn func(cur []byte) ([]byte, bool, error)) error {
 	r := s.ring.Load()
 	p := r.partition(key)
 	var change uint64
 	var tombs bool
 	err := s.cfg.Storage.Update(s.dataKey(r, key), func(cur []byte) ([]byte, error) {
-		out, err := fn(cur)
+		out, t, err := fn(cur)
 		if err != nil {
 			return nil, err
 		}
 		change = digest(key, cur) ^ digest(key, out)
-		tombs = false
-		if len(out) > 0 {
-			if st, err := decodeState(out); err == nil {
-				tombs = onlyTombstones(st)
-			}
-		}
+		tombs = t
 		return out, nil
 	})
 	if err == nil {

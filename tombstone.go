@@ -119,11 +119,12 @@ func (s *Store) purgeKey(ctx context.Context, key []byte, st state, primaries []
 
 // localPurge deletes key if its stored state's digest is still d.
 func (s *Store) localPurge(key []byte, d uint64) error {
-	err := s.updateData(key, func(cur []byte) ([]byte, error) {
+	err := s.updateData(key, func(cur []byte) ([]byte, bool, error) {
 		if digest(key, cur) != d {
-			return bytes.Clone(cur), nil
+			st, err := decodeState(cur) // changed since: keep it for a later round
+			return bytes.Clone(cur), err == nil && onlyTombstones(st), nil
 		}
-		return nil, nil
+		return nil, false, nil
 	})
 	if err != nil {
 		return fmt.Errorf("purge: %w", err)

@@ -271,7 +271,7 @@ func (s *Store) dropPartition(p int) error {
 		return err
 	}
 	for _, k := range keys {
-		if err := s.updateData(k, func([]byte) ([]byte, error) { return nil, nil }); err != nil {
+		if err := s.updateData(k, func([]byte) ([]byte, bool, error) { return nil, false, nil }); err != nil {
 			return fmt.Errorf("drop partition %d: %w", p, err)
 		}
 	}
