@@ -469,7 +469,13 @@ func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling,
 // the Context from Get; the zero Context supersedes nothing). It returns once
 // W replicas (WithW overrides W) hold the write durably, or a *QuorumError
 // matching ErrWriteQuorum. A failed Put may still have been stored by some
-// replicas. Put only reads value; the caller may reuse it afterwards.
+// replicas. Put only reads key and value; the caller may reuse them
+// afterwards.
+//
+// Put returns no new context, on purpose: the version it created may sit
+// beside concurrent siblings the caller never saw, and a context covering
+// them would let the next write discard them. To write the key again, Get
+// it first (Modify does both), or the writes become siblings of each other.
 func (s *Store) Put(ctx context.Context, key, value []byte, c Context, opts ...Option) error {
 	if len(value) > s.cfg.Limits.MaxValueSize {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrValueTooLarge, len(value), s.cfg.Limits.MaxValueSize)
