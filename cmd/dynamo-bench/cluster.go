@@ -52,6 +52,7 @@ func startCluster(c config, dir string) (_ *cluster, err error) {
 		cfg := dynamo.DefaultConfig()
 		cfg.NodeID = members[i].ID
 		cfg.N, cfg.R, cfg.W = c.n, c.r, c.w
+		cfg.AntiEntropy.Interval = c.aeInterval
 		cfg.Transport = cl.transports[i]
 		cfg.Storage = cl.storages[i]
 		cfg.Members = members

@@ -33,6 +33,7 @@ type config struct {
 	seed       uint64
 	json       bool
 	cpuProfile string
+	aeInterval time.Duration // anti-entropy round interval; 0 is the library default
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -54,6 +55,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.keys, "keys", 10000, "keys preloaded for get and mixed")
 	fs.Float64Var(&c.readRatio, "read-ratio", 0.5, "fraction of mixed operations that are Gets")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the clients' key and value choices")
+	fs.DurationVar(&c.aeInterval, "ae-interval", 0, "anti-entropy round interval (0: the library default of 1 min; negative disables), to measure what background rounds cost")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object per workload instead of a table")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to `file`; with several workloads, one file each, named file with -<workload> before its extension")
 	if err := fs.Parse(args); err != nil {
