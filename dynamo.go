@@ -72,9 +72,6 @@ const (
 var (
 	metaIncarnation = []byte("mincarnation")
 	metaPartitions  = []byte("mpartitions")
-	// metaRunning is present while a Store runs on the storage. Finding it at
-	// start means the last run did not close cleanly.
-	metaRunning = []byte("mrunning")
 )
 
 // Sibling is one concurrent version of a key's value.
@@ -112,16 +109,11 @@ type Store struct {
 	tombstones tombstoneSet
 	aePace     pacer
 	transfer   *transferState
-	mints      *mintTable
 	epochs     epochLease
 	forwarded  dedupe
 	reqSeq     atomic.Uint64
 	reqBase    uint64
-	// uncleanMint is set when a minted write failed to reach this node's own
-	// storage: Close then keeps metaRunning so the next run takes a new
-	// incarnation.
-	uncleanMint atomic.Bool
-	ops         sync.WaitGroup // requests in flight, waited for by Close
+	ops        sync.WaitGroup // requests in flight, waited for by Close
 }
 
 type storeStats struct {
@@ -159,7 +151,6 @@ func New(cfg Config) (*Store, error) {
 		hints:       newHintStore(),
 		tree:        newHashTree(cfg.Partitions),
 		transfer:    newTransferState(),
-		mints:       newMintTable(),
 		tombstones:  tombstoneSet{keys: map[string]struct{}{}},
 	}
 	if s.members == nil {
@@ -213,8 +204,7 @@ func New(cfg Config) (*Store, error) {
 }
 
 // loadIncarnation returns the node's incarnation, creating a random one on
-// empty storage or after an unclean stop (DESIGN §2, Riak kv679): a node that
-// lost its data, or crashed with versions minted but not yet stored, never
+// empty storage (DESIGN §2, Riak kv679): a node that lost its data never
 // reissues the dots of its earlier life. It also pins Partitions.
 func (s *Store) loadIncarnation() (string, error) {
 	st := s.cfg.Storage
@@ -243,24 +233,16 @@ func (s *Store) loadIncarnation() (string, error) {
 	if _, err := io.ReadFull(src, fresh); err != nil {
 		return "", fmt.Errorf("dynamo: incarnation entropy: %w", err)
 	}
-	unclean := false
-	err = st.Update(metaRunning, func(cur []byte) ([]byte, error) {
-		unclean = cur != nil
-		return []byte{1}, nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("dynamo: open storage: %w", err)
-	}
 	var inc []byte
 	err = st.Update(metaIncarnation, func(cur []byte) ([]byte, error) {
-		if cur != nil && !unclean {
+		if cur != nil {
 			if len(cur) != 6 {
 				return nil, fmt.Errorf("%w: incarnation record of %d bytes", ErrCorrupt, len(cur))
 			}
 			inc = slices.Clone(cur)
 			return cur, nil
 		}
-		inc = fresh // first start, lost storage, or a crash: a new actor
+		inc = fresh // first start, or the storage was lost: a new actor
 		return fresh, nil
 	})
 	if err != nil {
@@ -333,11 +315,6 @@ func (s *Store) Close() error {
 		s.ops.Wait()
 		s.stop()
 		s.wg.Wait()
-		if !s.uncleanMint.Load() {
-			if err := s.cfg.Storage.Update(metaRunning, func([]byte) ([]byte, error) { return nil, nil }); err != nil {
-				s.closeErr = fmt.Errorf("dynamo: close: %w", err)
-			}
-		}
 	})
 	return s.closeErr
 }
@@ -579,7 +556,7 @@ func (s *Store) readTargets(primaries, fallbacks []Member) []Member {
 }
 
 // coordinate runs a write on this node, a replica of key: it mints the new
-// version in local storage, then replicates the key's new state to the other
+// version durably in local storage (mintDurably), then replicates the key's new state to the other
 // primaries and waits for w durable acknowledgements, its own included. A
 // primary that is unreachable, or whose write fails, is replaced by the next
 // reachable fallback, which keeps the state as a hint (§4.6 sloppy quorum).
@@ -601,7 +578,7 @@ func (s *Store) coordinate(ctx context.Context, op string, key, value []byte, to
 		}
 	}
 	now := s.cfg.Clock().UnixNano()
-	next, token, err := s.mintLocal(key, value, tombstone, cvv, now)
+	next, err := s.mintDurably(key, value, tombstone, cvv, now)
 	if err != nil {
 		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrCorrupt) {
 			return err
@@ -612,8 +589,8 @@ func (s *Store) coordinate(ctx context.Context, op string, key, value []byte, to
 	if !primariesOnly {
 		pool = &fallbackPool{list: fallbacks}
 	}
-	// Every primary, this node included, stores the new state in parallel.
-	return s.writeAll(ctx, op, key, next, primaries, pool, w, 0, token)
+	others := slices.DeleteFunc(slices.Clone(primaries), func(m Member) bool { return m.ID == s.cfg.NodeID })
+	return s.writeAll(ctx, op, key, next, others, pool, w, 1)
 }
 
 func (s *Store) checkMint(key []byte, st state, cvv versionVector) error {

@@ -266,13 +266,13 @@ func TestStore_RejectsOtherClusterMessages(t *testing.T) {
 	require.ErrorIs(t, qe.PerReplica["b"], ErrProtocol)
 }
 
-// Reference: DESIGN §2: versions are minted in memory and stored in parallel
-// with the replicas, so after an unclean stop (a crash) the node takes a new
-// incarnation: counters minted but never stored locally are never reissued.
-func TestStore_Incarnation_NewAfterCrash(t *testing.T) {
+// Reference: DESIGN §2: a version's dot is durable on its coordinator before
+// any other replica sees it, so a node that crashes (keeping its storage)
+// keeps its actor: it can never reissue a dot a replica already holds.
+func TestStore_Incarnation_KeptAfterCrash(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	actor := c.stores[0].Actor()
-	put(t, c.stores[0], "k", "v", Context{})
+	put(t, c.stores[0], "k", "v1", Context{})
 
 	// A crash: the storage as it is while the store runs.
 	crashed := memory.New()
@@ -281,12 +281,12 @@ func TestStore_Incarnation_NewAfterCrash(t *testing.T) {
 	}))
 	c.stop(0)
 	c.start(0, crashed)
-	require.NotEqual(t, actor, c.stores[0].Actor(), "a crash retires the actor")
-	vals, _ := get(t, c.stores[0], "k", WithR(3))
-	require.Equal(t, []string{"v"}, vals, "the data survived")
-
-	second := c.stores[0].Actor()
-	c.stop(0) // a clean stop
-	c.start(0, crashed)
-	require.Equal(t, second, c.stores[0].Actor(), "a clean restart keeps the actor")
+	require.Equal(t, actor, c.stores[0].Actor(), "the actor survives a crash")
+	_, cx := get(t, c.stores[0], "k", WithR(3))
+	put(t, c.stores[0], "k", "v2", cx)
+	put(t, c.stores[0], "other", "v3", Context{})
+	vals, _ := get(t, c.stores[1], "k", WithR(3))
+	require.Equal(t, []string{"v2"}, vals, "the write after the crash superseded the one before")
+	vals, _ = get(t, c.stores[2], "other", WithR(3))
+	require.Equal(t, []string{"v3"}, vals)
 }

@@ -1,11 +1,11 @@
-// mint.go: §4.4 minting a write's version in memory, so the coordinator's own
-// durable write runs in parallel with the replicas' instead of before them.
+// mint.go: §4.4 minting a write's version at its coordinator: per-key actor
+// epochs, the lease that hands them out, and deduplication of forwarded writes.
 package dynamo
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
-	"hash/maphash"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,99 +13,65 @@ import (
 	"time"
 )
 
-// mintStripes is the number of independent locks over keys being minted.
-const mintStripes = 64
+var errNeedEpoch = errors.New("dynamo: key needs a fresh epoch")
 
-// mintTable serialises mints per key and remembers each minted state until
-// the coordinator's own storage holds it. A mint reads the newest state
-// minted for its key (or, when none is pending, the stored state), so
-// concurrent writes through one coordinator never reuse a counter even while
-// their local commits are in flight.
-//
-// Counters minted in memory are lost if the process crashes before the local
-// commit, while a replica may already hold them. New therefore takes a fresh
-// incarnation (a new actor) after any unclean stop: the crashed actor's
-// counters can never be reissued (DESIGN §2, Riak kv679).
-type mintTable struct {
-	seed    maphash.Seed
-	stripes [mintStripes]mintStripe
-}
-
-type mintStripe struct {
-	mu      sync.Mutex
-	pending map[string]*pendingMint
-}
-
-type pendingMint struct{ st state }
-
-func newMintTable() *mintTable {
-	t := &mintTable{seed: maphash.MakeSeed()}
-	for i := range t.stripes {
-		t.stripes[i].pending = map[string]*pendingMint{}
-	}
-	return t
-}
-
-func (t *mintTable) stripe(key []byte) *mintStripe {
-	return &t.stripes[maphash.Bytes(t.seed, key)%mintStripes]
-}
-
-// mintLocal mints a write of key at this coordinator. It returns the key's new
-// state and a token for committed, which the caller runs once the local
-// storage holds the state.
-func (s *Store) mintLocal(key, value []byte, tombstone bool, cvv versionVector, now int64) (state, *pendingMint, error) {
-	sp := s.mints.stripe(key)
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
-	var base state
-	if p, ok := sp.pending[string(key)]; ok {
-		base = p.st
-	} else {
-		raw, err := s.cfg.Storage.Get(s.dataKey(s.ring.Load(), key))
-		if err != nil {
-			return state{}, nil, err
+// mintDurably applies a write coordinated by this node to its own replica of
+// key, inside one storage update: the new version's dot is minted from the
+// stored state and is durable here before any other replica sees it. So a
+// crash can never leave a dot on other replicas that this node might issue
+// again, and the node keeps its actor across restarts (only lost storage
+// takes a new incarnation).
+func (s *Store) mintDurably(key, value []byte, tombstone bool, cvv versionVector, now int64) (state, error) {
+	fresh := "" // a new epoch actor, allocated outside the storage update when the key needs one
+	for {
+		var next state
+		err := s.updateData(key, func(cur []byte) ([]byte, bool, error) {
+			base, err := decodeState(cur)
+			if err != nil {
+				return nil, false, err
+			}
+			if err := s.checkMint(key, base, cvv); err != nil {
+				return nil, false, err
+			}
+			actor := s.ownActor(base)
+			if actor == "" {
+				if fresh == "" {
+					return nil, false, errNeedEpoch
+				}
+				actor = fresh
+			}
+			next, _ = mint(base, cvv, actor, value, tombstone, now)
+			enc := encodeState(next)
+			if len(enc) > s.cfg.Limits.MaxStateSize {
+				return nil, false, errStateTooLarge(key, len(enc), s.cfg.Limits.MaxStateSize)
+			}
+			return enc, onlyTombstones(next), nil
+		})
+		if errors.Is(err, errNeedEpoch) && fresh == "" {
+			epoch, eerr := s.epochs.next(s)
+			if eerr != nil {
+				return state{}, eerr
+			}
+			fresh = s.actor + "." + strconv.FormatUint(epoch, 36)
+			continue
 		}
-		if base, err = decodeState(raw); err != nil {
-			return state{}, nil, err
-		}
-	}
-	if err := s.checkMint(key, base, cvv); err != nil {
-		return state{}, nil, err
-	}
-	actor, err := s.keyActor(base)
-	if err != nil {
-		return state{}, nil, err
-	}
-	next, _ := mint(base, cvv, actor, value, tombstone, now)
-	if n := len(encodeState(next)); n > s.cfg.Limits.MaxStateSize {
-		return state{}, nil, errStateTooLarge(key, n, s.cfg.Limits.MaxStateSize)
-	}
-	p := &pendingMint{st: next}
-	sp.pending[string(key)] = p
-	return next, p, nil
-}
-
-// committed forgets p once the local storage holds it, unless a newer mint of
-// the key (which includes p's version) replaced it.
-func (s *Store) committed(key []byte, p *pendingMint) {
-	sp := s.mints.stripe(key)
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
-	if sp.pending[string(key)] == p {
-		delete(sp.pending, string(key))
+		return next, err
 	}
 }
 
-// keyActor picks the actor that mints this node's next version of a key whose
-// local state is st. Counters are per actor and per key, so the actor must
-// know the highest counter it has issued for the key. While this node holds
-// the key, its own entry in st's vector says so. When it holds nothing (a new
-// key, a purged tombstone, a partition it gave away and got back), that
-// history may be gone while other replicas still remember it, so it takes a
-// fresh actor: the node's incarnation plus a new epoch (Riak's fix for kv679,
-// per-key epochs). A fresh epoch starts at counter 1 that no replica can have
-// seen.
-func (s *Store) keyActor(st state) (string, error) {
+// ownActor returns the actor this node mints a key's next version with: its
+// own entry in the key's version vector (the newest epoch, if several).
+// Counters are per actor and per key, so the actor must know the highest
+// counter it has issued for the key; while this node holds the key, its
+// entry says so. When it holds nothing (a new key, a purged tombstone, a
+// partition it gave away and got back), that history may be gone while other
+// replicas still remember it: ownActor returns "" and the caller takes a
+// fresh epoch, whose counter 1 no replica can have seen (Riak's fix for
+// kv679, per-key epochs).
+func (s *Store) ownActor(st state) string {
+	if st.empty() {
+		return ""
+	}
 	prefix := s.actor + "."
 	best := ""
 	bestEpoch := uint64(0)
@@ -116,14 +82,7 @@ func (s *Store) keyActor(st state) (string, error) {
 			}
 		}
 	}
-	if best != "" && !st.empty() {
-		return best, nil
-	}
-	epoch, err := s.epochs.next(s)
-	if err != nil {
-		return "", err
-	}
-	return prefix + strconv.FormatUint(epoch, 36), nil
+	return best
 }
 
 // epochLease hands out key epochs, unique for the life of an incarnation.

@@ -133,11 +133,7 @@ func (s *Store) readRepair(ctx context.Context, key []byte, replicas, primaries 
 // durably, or the quorum cannot be met. A replica that is unreachable or
 // fails is replaced by a fallback from pool (nil: none), which stores st as a
 // hint for it; the fallback's acknowledgement counts toward need (§4.6).
-//
-// When token is set, this node minted st and is among replicas: its own
-// write forgets the token once stored, or, if it fails, marks the run
-// unclean so the next start takes a new incarnation (see mintTable).
-func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, replicas []Member, pool *fallbackPool, need, already int, token *pendingMint) error {
+func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, replicas []Member, pool *fallbackPool, need, already int) error {
 	if len(replicas) == 0 {
 		if already >= need {
 			return nil
@@ -156,15 +152,6 @@ func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, r
 			err := errUnreachable
 			if s.reachable(m.ID) {
 				err = s.writeReplica(bg, m, key, st, req)
-			}
-			if m.ID == s.cfg.NodeID && token != nil {
-				if err == nil {
-					s.committed(key, token)
-				} else {
-					s.uncleanMint.Store(true)
-				}
-				ch <- ack{m, err} // the coordinator is never replaced by a fallback
-				return
 			}
 			for err != nil {
 				f, ok := pool.take()
