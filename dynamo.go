@@ -416,8 +416,17 @@ func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling,
 		return nil, Context{}, ErrNoReplica
 	}
 	targets := s.readTargets(primaries, fallbacks)
+	var spare *fallbackPool
+	if !o.primariesOnly {
+		spare = &fallbackPool{}
+		for _, m := range fallbacks {
+			if !slices.Contains(targets, m) {
+				spare.list = append(spare.list, m)
+			}
+		}
+	}
 	need := min(o.r, len(primaries))
-	st, err := s.readAll(ctx, key, targets, primaries, need)
+	st, err := s.readAll(ctx, key, targets, primaries, need, spare)
 	if err != nil {
 		return nil, Context{}, err
 	}
