@@ -574,3 +574,18 @@ func FuzzContextUnmarshalText(f *testing.F) {
 		require.Equal(t, enc, enc2)
 	})
 }
+
+// The performance issue's memory target: a key with one sibling costs at most
+// 100 bytes beyond its key and value, as stored (data key prefix plus encoded
+// state), with a realistic actor (node ID, incarnation, epoch).
+func TestWire_StoredOverheadPerKey(t *testing.T) {
+	actor := "node-12/0123456789ab.1c"
+	key := []byte("user:12345:cart")
+	value := make([]byte, 1024)
+	st := state{VV: versionVector{{actor, 7}}, Siblings: []sibling{{Dot: dot{actor, 7}, Time: 1_795_000_000_000_000_000, Value: value}}}
+	r := newRing([]Member{{ID: "a"}}, 1024, 1)
+	stored := len((&Store{}).dataKey(r, key)) + len(encodeState(st))
+	overhead := stored - len(key) - len(value)
+	t.Logf("stored bytes beyond key and value, one sibling: %d", overhead)
+	require.Less(t, overhead, 100)
+}
