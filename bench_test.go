@@ -4,12 +4,9 @@ package dynamo
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"testing"
-
-	"github.com/dynamo-kv/dynamo/storage/bolt"
 )
 
 func benchKeys(n int) [][]byte {
@@ -58,49 +55,16 @@ func BenchmarkStore_Memory(b *testing.B) {
 }
 
 func BenchmarkStore_Bolt(b *testing.B) {
-	dir := b.TempDir()
 	c := newTestCluster(b, 3, func(cfg *Config) { cfg.Partitions = 1024 })
-	for i := range c.stores { // reopen every node on bbolt
-		c.stop(i)
-		db, err := bolt.Open(filepath.Join(dir, nodeID(i)+".db"), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { db.Close() })
-		tr, err := c.net.Listen(nodeID(i))
-		if err != nil {
-			b.Fatal(err)
-		}
-		c.trans[i] = tr
-		cfg := c.config(i, db)
-		if c.stores[i], err = New(cfg); err != nil {
-			b.Fatal(err)
-		}
-	}
+	c.onBolt(b, b.TempDir())
 	benchmarkPutGet(b, c)
 }
 
 // BenchmarkStore_Bolt_Parallel measures puts from 16 concurrent clients, where
 // group commit shares each fsync among the writes in flight.
 func BenchmarkStore_Bolt_Parallel(b *testing.B) {
-	dir := b.TempDir()
 	c := newTestCluster(b, 3, func(cfg *Config) { cfg.Partitions = 1024 })
-	for i := range c.stores {
-		c.stop(i)
-		db, err := bolt.Open(filepath.Join(dir, nodeID(i)+".db"), nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { db.Close() })
-		tr, err := c.net.Listen(nodeID(i))
-		if err != nil {
-			b.Fatal(err)
-		}
-		c.trans[i] = tr
-		if c.stores[i], err = New(c.config(i, db)); err != nil {
-			b.Fatal(err)
-		}
-	}
+	c.onBolt(b, b.TempDir())
 	value := make([]byte, 1024)
 	var n atomic.Int64
 	b.SetParallelism(8) // 16 clients on 2 cores

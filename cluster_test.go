@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/storage/bolt"
 	"github.com/dynamo-kv/dynamo/storage/memory"
 	"github.com/dynamo-kv/dynamo/transport/memnet"
 )
@@ -58,6 +60,23 @@ func newTestCluster(t testing.TB, n int, mut func(*Config)) *testCluster {
 	t.Cleanup(c.close)
 	c.settle()
 	return c
+}
+
+// onBolt restarts every node on a bbolt file in dir (fsync on), keeping the
+// network and membership: for benchmarks that must pay for durability.
+func (c *testCluster) onBolt(tb testing.TB, dir string) {
+	tb.Helper()
+	for i := range c.stores {
+		c.stop(i)
+		db, err := bolt.Open(filepath.Join(dir, nodeID(i)+".db"), nil)
+		require.NoError(tb, err)
+		tb.Cleanup(func() { db.Close() })
+		tr, err := c.net.Listen(nodeID(i))
+		require.NoError(tb, err)
+		c.trans[i] = tr
+		c.stores[i], err = New(c.config(i, db))
+		require.NoError(tb, err)
+	}
 }
 
 // settle runs every node's start-up transfers (the pulls a node plans when it

@@ -5,33 +5,17 @@ package dynamo
 
 import (
 	"context"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/dynamo-kv/dynamo/storage/bolt"
 )
 
 func BenchmarkHandoff_Drain10k(b *testing.B) {
 	for b.Loop() {
-		dir := b.TempDir()
 		c := newTestCluster(b, 4, func(cfg *Config) { cfg.Partitions = 1024; cfg.AntiEntropy.Interval = -1 })
-		for i := range c.stores { // every node on bbolt
-			c.stop(i)
-			db, err := bolt.Open(filepath.Join(dir, nodeID(i)+".db"), nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { db.Close() })
-			tr, _ := c.net.Listen(nodeID(i))
-			c.trans[i] = tr
-			if c.stores[i], err = New(c.config(i, db)); err != nil {
-				b.Fatal(err)
-			}
-		}
+		c.onBolt(b, b.TempDir())
 		owner := nodeID(3)
 		c.down(owner)
 		value := make([]byte, 1024)
