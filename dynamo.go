@@ -30,8 +30,11 @@
 // promises: it is not linearizability. A Get that runs concurrently with a
 // Put may or may not see it; a Put that failed its quorum may still have been
 // stored on some replicas and may surface later; and when nodes fail, writes
-// may land on fallback nodes (sloppy quorum), where a read of the primaries
-// does not find them until hinted handoff brings them home.
+// may land on fallback nodes (sloppy quorum). Reads go to the first N
+// reachable nodes of the preference list, fallbacks included, so a read
+// during the outage finds them; a read restricted to the primaries
+// (WithPrimariesOnly) does not until hinted handoff brings them home.
+// Anti-entropy and read repair make replicas converge once the network heals.
 //
 // # Caveats
 //
@@ -42,6 +45,11 @@
 //     Storage. A node restarted on empty Storage takes a new incarnation;
 //     NodeID must never be shared by two live nodes.
 //   - Partitions can never change for a data directory.
+//   - The first time a node writes a key it holds nothing of, it takes a fresh
+//     actor epoch (DESIGN §2, kv679), so a key's context holds one entry per
+//     coordinating node and epoch; it is bounded by Limits.MaxContextSize.
+//   - Tombstones are purged after TombstoneGrace by the purging node's clock;
+//     clock skew shortens the grace.
 package dynamo
 
 import (
