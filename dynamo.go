@@ -424,17 +424,8 @@ func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling,
 		return nil, Context{}, ErrNoReplica
 	}
 	targets := s.readTargets(primaries, fallbacks)
-	var spare *fallbackPool
-	if !o.primariesOnly {
-		spare = &fallbackPool{}
-		for _, m := range fallbacks {
-			if !slices.Contains(targets, m) {
-				spare.list = append(spare.list, m)
-			}
-		}
-	}
 	need := min(o.r, len(primaries))
-	st, err := s.readAll(ctx, key, targets, primaries, need, spare)
+	st, err := s.readAll(ctx, key, targets, primaries, need)
 	if err != nil {
 		return nil, Context{}, err
 	}

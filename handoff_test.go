@@ -225,21 +225,3 @@ func TestHandoff_FallbackRestart_StillDelivers(t *testing.T) {
 		require.Equal(t, []string{"v"}, c.local(p3, key))
 	})
 }
-
-// Reference: §4.6: a read whose replica fails before the failure detector
-// notices is completed by the next fallback, as a write would be.
-func TestHandoff_ReadFallsBackWhenAReplicaFails(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 5, nil)
-		key := "k"
-		pref := c.stores[0].PreferenceList([]byte(key), 5)
-		p1 := indexOf(pref[0].ID)
-		put(t, c.stores[p1], key, "v", Context{}, WithW(3))
-		c.net.Isolate(pref[2].ID) // cut off, but still believed up
-		vals, _ := get(t, c.stores[p1], key, WithR(3))
-		require.Equal(t, []string{"v"}, vals)
-		err := c.stores[p1].Put(context.Background(), []byte(key), []byte("w"), Context{}, WithW(3))
-		require.NoError(t, err, "writes fall back too")
-		c.net.Heal()
-	})
-}

@@ -55,25 +55,12 @@ type readReply struct {
 // readAll fans a read of key out to replicas in parallel, returns once r have
 // answered (or the quorum cannot be met, or ctx ends), and repairs stale
 // primaries in the background once every replica has answered or timed out.
-//
-// A replica whose read fails is replaced by the next node from spare (nil:
-// none), as a write would be: in the second or two before the failure
-// detector notices a dead node, reads still reach R.
-func (s *Store) readAll(ctx context.Context, key []byte, replicas, primaries []Member, r int, spare *fallbackPool) (state, error) {
+func (s *Store) readAll(ctx context.Context, key []byte, replicas, primaries []Member, r int) (state, error) {
 	ch := make(chan readReply, len(replicas))
 	req := encodeMessage(&message{Version: protocolVersion, Kind: kindGet, Cluster: s.wireCluster, Key: key})
 	for _, m := range replicas {
 		s.goBackground(func(bg context.Context) {
 			st, err := s.readReplica(bg, m, key, req)
-			for err != nil {
-				f, ok := spare.take()
-				if !ok {
-					break
-				}
-				if fst, ferr := s.readReplica(bg, f, key, req); ferr == nil {
-					m, st, err = f, fst, nil
-				}
-			}
 			ch <- readReply{m, st, err}
 		})
 	}
