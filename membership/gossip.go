@@ -20,10 +20,11 @@ import (
 // failure detector holds alive).
 //
 // Each node publishes a ring record (ID, data address, incarnation, left
-// flag) in its memberlist metadata. Records also spread in broadcasts and in
-// memberlist's periodic push/pull state exchange, and every node merges them
-// by one rule: a later incarnation wins, and a leave is final for its
-// incarnation. So:
+// flag) in its memberlist metadata, and receivers complete it with the
+// node's gossip address, which memberlist carries itself. Records, gossip
+// address included, also spread in broadcasts and in memberlist's periodic
+// push/pull state exchange, and every node merges them by one rule: a later
+// incarnation wins, and a leave is final for its incarnation. So:
 //
 //   - A node that joins is a member everywhere, and reachable while
 //     memberlist holds it alive.
@@ -33,6 +34,10 @@ import (
 //     again.
 //   - A node that calls Leave, or that an operator removes with Remove, is
 //     no longer a member anywhere.
+//   - Two sides of a network partition that outlasts failure detection find
+//     each other again after it heals: a reconnect loop joins the members
+//     memberlist does not hold alive at the gossip addresses in their
+//     records (see GossipConfig.ReconnectInterval).
 //
 // All methods are safe for concurrent use.
 type Gossip struct {
@@ -44,21 +49,25 @@ type Gossip struct {
 	closed atomic.Bool  // set before memberlist shuts down; news is ignored from then on
 	subs   notifier
 
-	mu   sync.Mutex
-	view view
-	self entry  // the record this node publishes about itself
-	meta []byte // self encoded as memberlist metadata
+	mu    sync.Mutex
+	view  view
+	self  entry    // the record this node publishes about itself
+	meta  []byte   // self encoded as memberlist metadata
+	seeds []string // JoinGossip's seeds, for the reconnect loop
 
 	life     sync.Mutex
 	stopping bool
 	done     chan struct{}  // closed when Close or Leave has finished
+	quit     chan struct{}  // closed when Close or Leave begins; ends the reconnect loop
+	loop     sync.WaitGroup // the reconnect loop
 	pending  sync.WaitGroup // Joins and leave messages still in flight
 }
 
 var _ Membership = (*Gossip)(nil)
 
 // NewGossip validates cfg and starts memberlist listening as a cluster of
-// one; Join adds it to an existing cluster. cfg.Seeds is not used here.
+// one, and the reconnect loop unless cfg.ReconnectInterval is negative; Join
+// adds it to an existing cluster. cfg.Seeds is not used here.
 func NewGossip(cfg GossipConfig) (*Gossip, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -76,8 +85,9 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 		logger: logger.With("node", cfg.NodeID),
 		self:   entry{ID: cfg.NodeID, Addr: cfg.DataAddr, Incarnation: inc},
 		done:   make(chan struct{}),
+		quit:   make(chan struct{}),
 	}
-	meta, err := encode(metaV1, g.self)
+	meta, err := encode(metaV1, metaRecord(g.self))
 	if err != nil {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
@@ -102,12 +112,29 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 		return nil, fmt.Errorf("membership: start gossip for %q: %w", cfg.NodeID, err)
 	}
 	g.ml = ml
+	// The address memberlist advertises is known now. Nobody has this
+	// node's record yet, unless a peer dialled the bound address already:
+	// that peer takes the address from memberlist and the record from the
+	// next exchange.
+	g.mu.Lock()
+	g.self.GossipAddr = ml.LocalNode().Address()
+	g.view.merge(g.self)
+	g.mu.Unlock()
+	if every := cfg.reconnectInterval(); every > 0 {
+		g.loop.Add(1)
+		go g.reconnectLoop(every)
+	}
 	return g, nil
 }
 
 // JoinGossip starts a Gossip with NewGossip and joins it to the cluster
 // through cfg.Seeds; with no seeds it starts a new cluster. If no seed
-// answers, or ctx ends first, it closes the Gossip and returns the error.
+// answers, it closes the Gossip and returns an error wrapping ErrJoin, unless
+// cfg.JoinRetry is set: then it returns the Gossip, alone in its ring, and
+// the reconnect loop keeps contacting the seeds until one answers. If ctx
+// ends first, it closes the Gossip and returns ctx's error. From then on the
+// reconnect loop contacts the seeds again whenever memberlist holds no other
+// node alive.
 func JoinGossip(ctx context.Context, cfg GossipConfig) (*Gossip, error) {
 	g, err := NewGossip(cfg)
 	if err != nil {
@@ -115,10 +142,16 @@ func JoinGossip(ctx context.Context, cfg GossipConfig) (*Gossip, error) {
 	}
 	if len(cfg.Seeds) > 0 {
 		if _, err := g.Join(ctx, cfg.Seeds...); err != nil {
-			_ = g.Close()
-			return nil, err
+			if !cfg.JoinRetry || !errors.Is(err, ErrJoin) {
+				_ = g.Close()
+				return nil, err
+			}
+			g.logger.Warn("membership: no seed answered; starting alone and retrying in the background", "seeds", cfg.Seeds, "err", err)
 		}
 	}
+	g.mu.Lock()
+	g.seeds = slices.Clone(cfg.Seeds)
+	g.mu.Unlock()
 	return g, nil
 }
 
@@ -241,8 +274,10 @@ func (g *Gossip) Remove(id string) error {
 func (g *Gossip) Leave(timeout time.Duration) error { return g.stop(true, timeout) }
 
 // Close shuts the node down without leaving, as a crash would: other nodes
-// keep it in the ring and report it unreachable. Calls after the first, and
-// after Leave, return nil.
+// keep it in the ring and report it unreachable. Like Leave, it stops the
+// reconnect loop and waits for a reconnect attempt in flight, up to
+// memberlist's TCP timeout. Calls after the first, and after Leave, return
+// nil.
 func (g *Gossip) Close() error { return g.stop(false, 0) }
 
 // stop runs Leave or Close once; later callers wait for it and return nil.
@@ -254,6 +289,7 @@ func (g *Gossip) stop(leave bool, timeout time.Duration) error {
 		return nil
 	}
 	g.stopping = true
+	close(g.quit)
 	g.life.Unlock()
 	defer close(g.done)
 
@@ -265,6 +301,7 @@ func (g *Gossip) stop(leave bool, timeout time.Duration) error {
 	if serr := g.ml.Shutdown(); serr != nil {
 		err = errors.Join(err, fmt.Errorf("membership: shut down gossip: %w", serr))
 	}
+	g.loop.Wait()
 	g.pending.Wait()
 	return err
 }
@@ -281,7 +318,7 @@ func (g *Gossip) leave(timeout time.Duration) error {
 	g.mu.Lock()
 	g.self.Left = true
 	g.view.merge(g.self)
-	if meta, err := encode(metaV1, g.self); err == nil {
+	if meta, err := encode(metaV1, metaRecord(g.self)); err == nil {
 		g.meta = meta
 	}
 	g.broadcast(g.self)
@@ -515,6 +552,9 @@ func (d *gossipDelegate) node(n *memberlist.Node, alive bool) {
 	if err != nil {
 		d.g.logger.Warn("membership: ignoring a node without a dynamo ring record", "member", n.Name, "err", err)
 		return
+	}
+	if e.GossipAddr == "" {
+		e.GossipAddr = n.Address()
 	}
 	d.g.observe(e, alive)
 }

@@ -57,8 +57,33 @@ type GossipConfig struct {
 	DataAddr string
 
 	// Seeds are gossip addresses ("host:port") of nodes already in the
-	// cluster; JoinGossip contacts them. Empty starts a new cluster.
+	// cluster; JoinGossip contacts them. Empty starts a new cluster. After
+	// JoinGossip, the reconnect loop (see ReconnectInterval) contacts them
+	// again whenever memberlist holds no other node alive. NewGossip does
+	// not use them.
 	Seeds []string
+
+	// JoinRetry makes JoinGossip start the node alone, instead of failing
+	// with ErrJoin, when no seed answers; the reconnect loop then keeps
+	// contacting the seeds until one does. A node restarted inside a network
+	// partition so starts, and joins when the partition heals. Until then it
+	// sees a ring of one. JoinGossip still fails if its ctx ends first.
+	// JoinRetry needs the reconnect loop: ReconnectInterval must not be
+	// negative.
+	JoinRetry bool
+
+	// ReconnectInterval is how often the reconnect loop runs. memberlist
+	// gives up on a node it holds dead: after GossipToTheDeadTime it forgets
+	// the node and never contacts it again, so the two sides of a partition
+	// that outlasts failure detection would stay apart after it heals. The
+	// loop, as Serf's reconnect does, joins again each ring member that is
+	// not alive in memberlist, at the gossip address the member's ring
+	// record carries, and the Seeds given to JoinGossip while no other node
+	// is alive. It tries at most three targets a round, and backs off on
+	// each target that stays dead: retried after 1, 2, 4, then every 8
+	// intervals. Zero means the profile's default: 500 ms for ProfileLocal,
+	// 10 s for ProfileLAN, 30 s for ProfileWAN. Negative disables the loop.
+	ReconnectInterval time.Duration
 
 	// SecretKey, when set, encrypts and authenticates all gossip with
 	// AES-GCM (memberlist's keyring). It must be 16, 24 or 32 bytes, and
@@ -114,9 +139,12 @@ func (c GossipConfig) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("Profile (%q) must be %q, %q or %q", c.Profile, ProfileLAN, ProfileWAN, ProfileLocal))
 	}
+	if c.JoinRetry && c.ReconnectInterval < 0 {
+		errs = append(errs, fmt.Errorf("JoinRetry needs the reconnect loop, which a negative ReconnectInterval (%v) disables", c.ReconnectInterval))
+	}
 	// The largest metadata this node will ever publish: the left flag set
 	// and the widest incarnation.
-	meta, err := encode(metaV1, entry{ID: c.NodeID, Addr: c.DataAddr, Incarnation: math.MaxUint64, Left: true})
+	meta, err := encode(metaV1, metaRecord(entry{ID: c.NodeID, Addr: c.DataAddr, Incarnation: math.MaxUint64, Left: true}))
 	if err != nil {
 		errs = append(errs, err)
 	} else if len(meta) > memberlist.MetaMaxSize {
@@ -143,6 +171,22 @@ func splitBindAddr(addr string) (string, int, error) {
 		return "", 0, fmt.Errorf("BindAddr (%q) has a bad port %q: %w", addr, portStr, err)
 	}
 	return host, int(port), nil
+}
+
+// reconnectInterval returns how often the reconnect loop runs; <= 0 means
+// never.
+func (c GossipConfig) reconnectInterval() time.Duration {
+	if c.ReconnectInterval != 0 {
+		return c.ReconnectInterval
+	}
+	switch c.Profile {
+	case ProfileLocal:
+		return 500 * time.Millisecond
+	case ProfileWAN:
+		return 30 * time.Second
+	default:
+		return 10 * time.Second
+	}
 }
 
 // memberlistConfig returns the memberlist configuration for c, which must be

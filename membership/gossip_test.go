@@ -329,6 +329,10 @@ func TestGossipConfig_Validate(t *testing.T) {
 			[]string{"NodeID is empty", "DataAddr is empty", `BindAddr ("localhost:7946") must have an IP address`,
 				"SecretKey is 5 bytes", `Profile ("fast")`, `Seeds[0] ("nohost")`},
 		},
+		"JoinRetry without the reconnect loop": {
+			func(c *membership.GossipConfig) { c.JoinRetry, c.ReconnectInterval = true, -time.Second },
+			[]string{"JoinRetry needs the reconnect loop", "ReconnectInterval (-1s)"},
+		},
 		"bad port": {
 			func(c *membership.GossipConfig) { c.BindAddr = "127.0.0.1:70000" },
 			[]string{`BindAddr ("127.0.0.1:70000") has a bad port`},

@@ -24,8 +24,16 @@
 // operator calls Remove; a crash only makes Reachable false, even long after
 // memberlist has forgotten the node, and a process restarted with the same
 // NodeID is reachable again. Nodes exchange ring records (ID, data address,
-// incarnation, left flag) so that a node joining later sees the same ring,
-// failed members included.
+// incarnation, left flag, gossip address) so that a node joining later sees
+// the same ring, failed members included.
+//
+// memberlist forgets a node it has held dead for a while and never contacts
+// it again. So that a partition heals however long it lasted, a reconnect
+// loop joins each ring member memberlist does not hold alive, at the gossip
+// address from its record, with a backoff per member; and, after JoinGossip,
+// the seeds while no other node is alive (GossipConfig.ReconnectInterval).
+// With GossipConfig.JoinRetry, JoinGossip starts a node whose seeds do not
+// answer alone instead of failing, and the loop joins it later.
 //
 // # Caveats
 //
@@ -45,6 +53,17 @@
 //     30 s on a LAN); restarting on the same address avoids the wait.
 //   - Two live processes with one NodeID are a configuration error that
 //     memberlist reports as an address conflict.
+//   - After a partition heals, the sides find each other within about 8
+//     reconnect intervals (4 s with ProfileLocal, 80 s with ProfileLAN) plus
+//     a join: that is how far the backoff on a member that stayed dead has
+//     grown by then.
+//   - The reconnect loop joins the gossip address a dead member last had. If
+//     a node of another cluster now listens there, the two clusters merge;
+//     give each cluster its own SecretKey so that they cannot.
+//   - Ring records of this release carry a fifth field (the gossip
+//     address). Releases before it decode records strictly and reject
+//     them, so a cluster cannot mix the two; from this release on, records
+//     with fields appended later decode, their new fields skipped.
 package membership
 
 // Member is one node of the ring.

@@ -18,7 +18,8 @@ import (
 type entry struct {
 	_msgpack struct{} `msgpack:",as_array"` // encode as a compact array, fields in order
 
-	// Fields in wire order. ONLY APPEND TO THIS LIST.
+	// Fields in wire order. ONLY APPEND TO THIS LIST, and teach
+	// entry.DecodeMsgpack (wire.go) the new field.
 
 	// ID is the node's ring identity (the memberlist node name).
 	ID string
@@ -28,15 +29,24 @@ type entry struct {
 	Incarnation uint64
 	// Left marks the node's departure from the ring.
 	Left bool
+	// GossipAddr is the "ip:port" memberlist advertises for this run of the
+	// node, which the reconnect loop joins when memberlist has given the
+	// node up. Empty in node metadata, whose receiver takes the address
+	// memberlist itself carries, and in records written before the field.
+	GossipAddr string
 }
 
 // supersedes reports whether e replaces old, a record with the same ID: a
-// later incarnation wins, and within one incarnation a leave is final.
+// later incarnation wins, and within one incarnation a leave is final. A
+// record that is otherwise the same replaces one without a gossip address.
 func (e entry) supersedes(old entry) bool {
 	if e.Incarnation != old.Incarnation {
 		return e.Incarnation > old.Incarnation
 	}
-	return e.Left && !old.Left
+	if e.Left != old.Left {
+		return e.Left
+	}
+	return old.GossipAddr == "" && e.GossipAddr != ""
 }
 
 // visibility is what Membership shows of one ID; a change in it is what

@@ -13,18 +13,24 @@ import (
 func TestEntry_Supersedes(t *testing.T) {
 	live := func(inc uint64) entry { return entry{ID: "a", Addr: "x", Incarnation: inc} }
 	left := func(inc uint64) entry { return entry{ID: "a", Addr: "x", Incarnation: inc, Left: true} }
+	withGossip := func(e entry) entry { e.GossipAddr = "127.0.0.1:7946"; return e }
 	tests := map[string]struct {
 		e, old entry
 		want   bool
 	}{
-		"later incarnation wins":            {live(2), live(1), true},
-		"earlier incarnation loses":         {live(1), live(2), false},
-		"same record is no news":            {live(1), live(1), false},
-		"leave is final for an incarnation": {left(1), live(1), true},
-		"live does not undo a leave":        {live(1), left(1), false},
-		"restart after leave rejoins":       {live(2), left(1), true},
-		"stale leave loses to a restart":    {left(1), live(2), false},
-		"same leave is no news":             {left(1), left(1), false},
+		"later incarnation wins":             {live(2), live(1), true},
+		"earlier incarnation loses":          {live(1), live(2), false},
+		"same record is no news":             {live(1), live(1), false},
+		"leave is final for an incarnation":  {left(1), live(1), true},
+		"live does not undo a leave":         {live(1), left(1), false},
+		"restart after leave rejoins":        {live(2), left(1), true},
+		"stale leave loses to a restart":     {left(1), live(2), false},
+		"same leave is no news":              {left(1), left(1), false},
+		"gossip address fills in":            {withGossip(live(1)), live(1), true},
+		"missing gossip address is no news":  {live(1), withGossip(live(1)), false},
+		"gossip address does not undo leave": {withGossip(live(1)), left(1), false},
+		"leave without gossip address":       {left(1), withGossip(live(1)), true},
+		"same gossip address is no news":     {withGossip(live(1)), withGossip(live(1)), false},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -61,7 +67,7 @@ func TestView_FailureIsNotDeparture(t *testing.T) {
 }
 
 func TestWire_RoundTripAndRejects(t *testing.T) {
-	e := entry{ID: "node-1", Addr: "127.0.0.1:7000", Incarnation: math.MaxUint64, Left: true}
+	e := entry{ID: "node-1", Addr: "127.0.0.1:7000", Incarnation: math.MaxUint64, Left: true, GossipAddr: "127.0.0.1:7946"}
 	b, err := encode(metaV1, e)
 	require.NoError(t, err)
 	got, err := decodeEntry(metaV1, b)
@@ -86,10 +92,72 @@ func TestWire_RoundTripAndRejects(t *testing.T) {
 	require.Equal(t, []entry{e, {ID: "b"}}, records)
 }
 
+// TestWire_OtherReleases decodes the entries of the first release (four
+// fields, no gossip address) and of a later one that appended a field.
+func TestWire_OtherReleases(t *testing.T) {
+	type v1 struct {
+		_msgpack    struct{} `msgpack:",as_array"`
+		ID, Addr    string
+		Incarnation uint64
+		Left        bool
+	}
+	old, err := encode(msgEntryV1, v1{ID: "a", Addr: "x", Incarnation: 7, Left: true})
+	require.NoError(t, err)
+	got, err := decodeEntry(msgEntryV1, old)
+	require.NoError(t, err)
+	require.Equal(t, entry{ID: "a", Addr: "x", Incarnation: 7, Left: true}, got)
+
+	type later struct {
+		_msgpack    struct{} `msgpack:",as_array"`
+		ID, Addr    string
+		Incarnation uint64
+		Left        bool
+		GossipAddr  string
+		Zone        map[string]int
+		Weight      float64
+	}
+	recs := []later{
+		{ID: "a", Addr: "x", Incarnation: 7, GossipAddr: "g:1", Zone: map[string]int{"z": 1}, Weight: 0.5},
+		{ID: "b", Addr: "y", Incarnation: 8, Left: true},
+	}
+	state, err := encode(stateV1, recs)
+	require.NoError(t, err)
+	var records []entry
+	require.NoError(t, decode(stateV1, state, &records))
+	require.Equal(t, []entry{
+		{ID: "a", Addr: "x", Incarnation: 7, GossipAddr: "g:1"},
+		{ID: "b", Addr: "y", Incarnation: 8, Left: true},
+	}, records)
+
+	short, err := encode(metaV1, []any{"a", "x", 7})
+	require.NoError(t, err)
+	_, err = decodeEntry(metaV1, short)
+	require.ErrorIs(t, err, errMalformed, "fewer fields than the first release")
+	wrongType, err := encode(metaV1, []any{"a", "x", 7, false, 42})
+	require.NoError(t, err)
+	_, err = decodeEntry(metaV1, wrongType)
+	require.ErrorIs(t, err, errMalformed, "a gossip address that is not a string")
+	withNil, err := encode(stateV1, []any{nil, []any{"a", "x", 1, false}})
+	require.NoError(t, err)
+	require.NoError(t, decode(stateV1, withNil, &records))
+	require.Equal(t, []entry{{}, {ID: "a", Addr: "x", Incarnation: 1}}, records)
+}
+
+func TestWire_MetaOmitsGossipAddr(t *testing.T) {
+	e := entry{ID: "a", Addr: "x", Incarnation: 1, GossipAddr: "127.0.0.1:7946"}
+	b, err := encode(metaV1, metaRecord(e))
+	require.NoError(t, err)
+	got, err := decodeEntry(metaV1, b)
+	require.NoError(t, err)
+	require.Empty(t, got.GossipAddr, "memberlist carries the address itself")
+	require.Equal(t, "127.0.0.1:7946", e.GossipAddr, "metaRecord copies")
+}
+
 func TestWire_MetaOfReasonableNodeFits(t *testing.T) {
 	// A 200-byte ID and a 253-byte DNS name with a port still fit.
-	e := entry{ID: string(make([]byte, 200)), Addr: string(make([]byte, 259)), Incarnation: math.MaxUint64, Left: true}
-	b, err := encode(metaV1, e)
+	e := entry{ID: string(make([]byte, 200)), Addr: string(make([]byte, 259)), Incarnation: math.MaxUint64, Left: true,
+		GossipAddr: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"}
+	b, err := encode(metaV1, metaRecord(e))
 	require.NoError(t, err)
 	require.LessOrEqual(t, len(b), memberlist.MetaMaxSize)
 }

@@ -11,6 +11,12 @@ import (
 
 // Every payload opens with one byte naming its layout; msgpack follows.
 // ONLY APPEND TO THIS LIST: nodes of different releases share a cluster.
+//
+// An entry is a msgpack array of its fields in order. Fields are appended to
+// it without a new layout: entry.DecodeMsgpack reads the fields it knows,
+// leaves missing trailing ones zero and skips unknown trailing ones. (Before
+// GossipAddr was appended, entries were decoded strictly, so releases from
+// before it reject today's five-field entries.)
 const (
 	// metaV1 opens node metadata: one entry describing the node itself.
 	metaV1 byte = 1
@@ -44,6 +50,65 @@ func decode(tag byte, b []byte, v any) error {
 		return fmt.Errorf("%w: layout %d: %w", errMalformed, tag, err)
 	}
 	return nil
+}
+
+// minEntryFields is the number of fields of the first entry layout: ID,
+// Addr, Incarnation and Left.
+const minEntryFields = 4
+
+var _ msgpack.CustomDecoder = (*entry)(nil)
+
+// DecodeMsgpack decodes an entry of any release: an array of at least
+// minEntryFields fields, the first ones those of entry in order. Fields a
+// shorter array lacks stay zero; fields after those entry knows are skipped.
+// msgpack nil decodes as the zero entry.
+func (e *entry) DecodeMsgpack(d *msgpack.Decoder) error {
+	n, err := d.DecodeArrayLen()
+	if err != nil {
+		return err
+	}
+	if n == -1 {
+		*e = entry{}
+		return nil
+	}
+	if n < minEntryFields {
+		return fmt.Errorf("ring record of %d fields, want at least %d", n, minEntryFields)
+	}
+	var r entry
+	if r.ID, err = d.DecodeString(); err != nil {
+		return fmt.Errorf("ring record ID: %w", err)
+	}
+	if r.Addr, err = d.DecodeString(); err != nil {
+		return fmt.Errorf("ring record Addr: %w", err)
+	}
+	if r.Incarnation, err = d.DecodeUint64(); err != nil {
+		return fmt.Errorf("ring record Incarnation: %w", err)
+	}
+	if r.Left, err = d.DecodeBool(); err != nil {
+		return fmt.Errorf("ring record Left: %w", err)
+	}
+	known := minEntryFields
+	if n > known {
+		if r.GossipAddr, err = d.DecodeString(); err != nil {
+			return fmt.Errorf("ring record GossipAddr: %w", err)
+		}
+		known++
+	}
+	for range n - known {
+		if err := d.Skip(); err != nil {
+			return fmt.Errorf("ring record, field of a later release: %w", err)
+		}
+	}
+	*e = r
+	return nil
+}
+
+// metaRecord is e as it goes into node metadata: without GossipAddr, which
+// memberlist carries itself, so that the metadata's size budget
+// (memberlist.MetaMaxSize) is left to the ID and data address.
+func metaRecord(e entry) entry {
+	e.GossipAddr = ""
+	return e
 }
 
 // decodeEntry decodes one entry and checks that it names a node.
