@@ -37,6 +37,10 @@ type NodeConfig struct {
 	// GossipKey, if set, encrypts gossip (16, 24 or 32 bytes, the same on
 	// every node).
 	GossipKey []byte
+	// JoinRetry starts the node alone when no seed answers (a node restarted
+	// inside a partition) and keeps contacting the seeds until one does.
+	// Without it, Open fails when no seed answers.
+	JoinRetry bool
 	// TLS, if set, secures peer traffic; set ClientAuth to
 	// tls.RequireAndVerifyClientCert for mutual TLS.
 	TLS *tls.Config
@@ -87,7 +91,7 @@ func Open(ctx context.Context, dir string, cfg NodeConfig) (_ *Node, err error) 
 		}
 		n.gossip, err = membership.JoinGossip(ctx, membership.GossipConfig{
 			NodeID: cfg.NodeID, BindAddr: bind, DataAddr: cfg.Transport.Addr(), Seeds: cfg.Seeds,
-			SecretKey: cfg.GossipKey, Profile: cfg.GossipProfile, Logger: cfg.Logger,
+			SecretKey: cfg.GossipKey, Profile: cfg.GossipProfile, Logger: cfg.Logger, JoinRetry: cfg.JoinRetry,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("dynamo: join: %w", err)
