@@ -5,6 +5,7 @@ package dynamo
 
 import (
 	"context"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,7 +52,11 @@ func BenchmarkHandoff_Drain10k(b *testing.B) {
 			}()
 		}
 		wg.Wait()
-		time.Sleep(200 * time.Millisecond) // let the last hints land: background writes after W acks
+		// The last hints land in the background, after their Puts met W.
+		deadline := time.Now().Add(10 * time.Second)
+		for c.totalPending() < 10_000 && time.Now().Before(deadline) {
+			runtime.Gosched()
+		}
 		pending := c.totalPending()
 		if pending < 10_000 {
 			b.Fatalf("only %d hints pending", pending)
@@ -88,14 +93,16 @@ func BenchmarkHandoff_Drain10k(b *testing.B) {
 		stop := make(chan struct{})
 		done := make(chan int64)
 		go func() { done <- foreground(stop) }()
+		tick := time.NewTicker(10 * time.Millisecond) // measurement resolution
 		for c.totalPending() > 0 {
-			time.Sleep(10 * time.Millisecond) // a measurement loop, not a test assertion
+			<-tick.C
 		}
+		tick.Stop()
 		drain := time.Since(start)
 		close(stop)
 		during := <-done
 		stop2 := make(chan struct{})
-		go func() { time.Sleep(drain); close(stop2) }()
+		time.AfterFunc(drain, func() { close(stop2) })
 		after := foreground(stop2)
 		b.ReportMetric(drain.Seconds(), "drain-s")
 		b.ReportMetric(float64(pending), "hints")

@@ -36,6 +36,12 @@ func (c *testCluster) upAll() {
 
 func pendingFor(s *Store, id string) int { return s.Stats().Hints.Pending[id] }
 
+// advance moves a synctest bubble's fake clock forward by d: every timer due
+// meanwhile fires, as the background loops expect.
+func advance(d time.Duration) {
+	time.Sleep(d) // inside a bubble: fake time, returns once every goroutine is idle
+}
+
 // untilFake advances a synctest bubble's fake clock in small steps until cond
 // holds, failing if that takes longer than limit (of fake time).
 func untilFake(t *testing.T, limit time.Duration, cond func() bool, msg string) {
@@ -45,7 +51,7 @@ func untilFake(t *testing.T, limit time.Duration, cond func() bool, msg string) 
 		if time.Since(start) > limit {
 			t.Fatalf("after %v of fake time: %s", limit, msg)
 		}
-		time.Sleep(10 * time.Millisecond) // inside a bubble: moves the fake clock
+		advance(10 * time.Millisecond)
 	}
 }
 

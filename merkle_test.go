@@ -145,7 +145,7 @@ func TestAntiEntropy_MissedDelete_NoResurrection(t *testing.T) {
 		synctest.Wait()
 		require.Equal(t, []string{"v"}, c.local(2, "k"), "replica 2 missed the delete")
 
-		time.Sleep(2 * time.Minute) // fake time: past the grace period
+		advance(2 * time.Minute) // past the grace period
 		for _, s := range c.stores[:2] {
 			require.Zero(t, s.purgeTombstones(ctx), "no purge while a replica lacks the tombstone")
 		}

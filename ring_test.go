@@ -54,7 +54,7 @@ func rgIDs(ms []Member) []string {
 // Reference: §4.3 "the preference list for a key is constructed by skipping
 // positions in the ring to ensure that the list contains only distinct
 // physical nodes".
-func TestRing_PreferenceList_SkipsSameNode(t *testing.T) {
+func TestRing_PreferenceList_NeverRepeatsANode(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	tests := map[string]struct {
 		members, partitions, keep int

@@ -159,12 +159,7 @@ func TestTransfer_Leave(t *testing.T) {
 		c.stop(leaver)
 		c.stores = c.stores[:leaver]
 
-		rounds := 0
-		for !c.settledTransfers() {
-			time.Sleep(100 * time.Millisecond)
-			rounds++
-			require.Less(t, rounds, 600, "transfer did not finish")
-		}
+		untilFake(t, time.Minute, c.settledTransfers, "transfer did not finish")
 		readAllKeys(t, c, rng, keys)
 		for _, k := range keys {
 			require.Equal(t, ids(c.stores[0].PreferenceList([]byte(k), 3)), c.holders(k), "key %s is on its new owners", k)
@@ -188,13 +183,13 @@ func TestTransfer_Join_ResumesAfterCrash(t *testing.T) {
 		c.trans = append(c.trans, nil)
 		c.members.Add(Member{ID: nodeID(3), Addr: nodeID(3)})
 		c.start(3, memory.New())
-		time.Sleep(2 * time.Second) // fake time: part of the throttled transfer
+		advance(2 * time.Second) // part of the throttled transfer
 		require.Positive(t, c.stores[3].PendingTransfers(), "the transfer is still under way")
 		saved := c.storages[3]
 		c.stop(3) // crash: the store stops, its storage survives
 		c.members.SetReachable(nodeID(3), false)
 
-		time.Sleep(5 * time.Second)
+		advance(5 * time.Second)
 		for _, k := range keys {
 			old := 0
 			for _, h := range c.holders(k) {
@@ -207,12 +202,7 @@ func TestTransfer_Join_ResumesAfterCrash(t *testing.T) {
 
 		c.start(3, saved)
 		c.members.SetReachable(nodeID(3), true)
-		rounds := 0
-		for !c.settledTransfers() {
-			time.Sleep(100 * time.Millisecond)
-			rounds++
-			require.Less(t, rounds, 6000, "the resumed transfer did not finish")
-		}
+		untilFake(t, 10*time.Minute, c.settledTransfers, "the resumed transfer did not finish")
 		readAllKeys(t, c, rng, keys)
 		for _, k := range keys {
 			require.Equal(t, ids(c.stores[0].PreferenceList([]byte(k), 3)), c.holders(k), "key %s", k)

@@ -108,7 +108,7 @@ func TestGossip_ReconnectDisabled_StaysApartAfterForgetting(t *testing.T) {
 	// The control for the partition test: with the loop off, memberlist
 	// alone does not heal a partition it has forgotten.
 	if testing.Short() {
-		t.Skip("waits out memberlist's forgetting")
+		t.Skip("skipped in -short mode: waits out memberlist's forgetting")
 	}
 	var fn faultNet
 	off := func(c *membership.GossipConfig) { c.ReconnectInterval = -1 }

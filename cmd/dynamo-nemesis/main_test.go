@@ -35,7 +35,7 @@ func TestMain(m *testing.M) {
 // resurrected element, convergence, and that faults were really injected.
 func TestNemesis_Short(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts OS processes")
+		t.Skip("skipped in -short mode: starts OS processes")
 	}
 	cfg := defaultConfig()
 	cfg.Duration = 9 * time.Second
