@@ -134,11 +134,19 @@ type Stats struct {
 	Hints       HintStats `json:"hints"`
 	// PendingTransfers is the partitions this node still has to pull.
 	PendingTransfers int `json:"pending_transfers"`
+	// PartitionsPulled and PartitionsDropped count finished transfers: pulls
+	// of newly owned partitions, and drops of partitions handed to their owners.
+	PartitionsPulled  int64 `json:"partitions_pulled"`
+	PartitionsDropped int64 `json:"partitions_dropped"`
 }
 
 // Stats returns the Store's counters.
 func (s *Store) Stats() Stats {
-	return Stats{ReadRepairs: s.stats.readRepairs.Load(), Hints: s.hintStats(), PendingTransfers: s.PendingTransfers()}
+	s.transfer.mu.Lock()
+	pulled, dropped := s.transfer.pulls, s.transfer.drops
+	s.transfer.mu.Unlock()
+	return Stats{ReadRepairs: s.stats.readRepairs.Load(), Hints: s.hintStats(), PendingTransfers: s.PendingTransfers(),
+		PartitionsPulled: pulled, PartitionsDropped: dropped}
 }
 
 // New starts a Store: it validates cfg, loads or creates the node's

@@ -140,6 +140,7 @@ func TestTransfer_Join(t *testing.T) {
 				moved++
 			}
 		}
+		require.Positive(t, c.stores[3].Stats().PartitionsPulled, "the newcomer pulled its partitions")
 		frac := float64(moved) / float64(total)
 		t.Logf("replicas moved to the new node: %d of %d (%.3f)", moved, total, frac)
 		require.InDelta(t, 0.25, frac, 0.03)
