@@ -335,12 +335,6 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-func (s *Store) isClosed() bool {
-	s.bgMu.RLock()
-	defer s.bgMu.RUnlock()
-	return s.closing
-}
-
 // beginOp registers a request in flight; false means the Store is closing.
 // The caller calls s.ops.Done when it returns.
 func (s *Store) beginOp() bool {

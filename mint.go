@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -92,7 +91,6 @@ type epochLease struct {
 	mu    sync.Mutex
 	cur   uint64
 	limit uint64
-	used  atomic.Uint64
 }
 
 const epochLeaseBlock = 4096
@@ -121,7 +119,6 @@ func (l *epochLease) next(s *Store) (uint64, error) {
 	}
 	e := l.cur
 	l.cur++
-	l.used.Add(1)
 	return e, nil
 }
 
