@@ -648,8 +648,12 @@ func (s *Store) forward(ctx context.Context, op string, key, value []byte, tombs
 			qe.Op = op
 			return qe
 		}
-		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrBadContext) || ctx.Err() != nil {
+		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrBadContext) {
 			return err
+		}
+		if ctx.Err() != nil { // out of time: the write may or may not have been applied
+			errs[m.ID] = err
+			return &QuorumError{Op: op, Need: o.w, PerReplica: errs}
 		}
 		errs[m.ID] = err // unreachable, closed, or a failed local write there: try the next
 	}
