@@ -96,7 +96,8 @@ func (c *testCluster) settle() {
 			continue
 		}
 		target := s.transfer.loopRounds.Load() + 2
-		for s.transfer.loopRounds.Load() < target {
+		for spins := 0; s.transfer.loopRounds.Load() < target; spins++ {
+			require.Less(c.t, spins, 10_000_000, "node %s's transfer loop never finished a round", s.cfg.NodeID)
 			select {
 			case s.transfer.wake <- struct{}{}:
 			default:
