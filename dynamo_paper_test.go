@@ -7,6 +7,7 @@ import (
 	"errors"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -150,10 +151,15 @@ func TestPaper_ReadRepair_LateReplies(t *testing.T) {
 		put(t, c.stores[0], "k", "v", Context{})
 		c.net.Heal()
 		synctest.Wait()
+		// Remote replies come 50 ms after the coordinator's own, so R=1 is
+		// met locally and the stale replica answers after Get returned.
+		c.net.SetDelay(50*time.Millisecond, 50*time.Millisecond)
 		vals, _ := get(t, c.stores[0], "k", WithR(1))
 		require.Equal(t, []string{"v"}, vals)
-		synctest.Wait()
+		require.Empty(t, c.local(2, "k"), "replica 2 is still stale when Get returns")
+		advance(time.Second) // the late replies arrive and read repair runs
 		require.Equal(t, []string{"v"}, c.local(2, "k"))
+		c.net.SetDelay(0, 0)
 	})
 }
 
