@@ -149,8 +149,8 @@ func TestPaper_ReadRepair_LateReplies(t *testing.T) {
 		c := newTestCluster(t, 3, nil)
 		c.net.Isolate(nodeID(2))
 		put(t, c.stores[0], "k", "v", Context{})
+		synctest.Wait() // the write to replica 2 is under way and lost, not yet to be sent after the heal
 		c.net.Heal()
-		synctest.Wait()
 		// Remote replies come 50 ms after the coordinator's own, so R=1 is
 		// met locally and the stale replica answers after Get returned.
 		c.net.SetDelay(50*time.Millisecond, 50*time.Millisecond)
