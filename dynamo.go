@@ -588,7 +588,7 @@ func (s *Store) coordinate(ctx context.Context, op string, key, value []byte, to
 		}
 	}
 	now := s.cfg.Clock().UnixNano()
-	next, err := s.mintDurably(key, value, tombstone, cvv, now)
+	next, enc, err := s.mintDurably(key, value, tombstone, cvv, now)
 	if err != nil {
 		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrCorrupt) {
 			return err
@@ -600,7 +600,7 @@ func (s *Store) coordinate(ctx context.Context, op string, key, value []byte, to
 		pool = &fallbackPool{list: fallbacks}
 	}
 	others := slices.DeleteFunc(slices.Clone(primaries), func(m Member) bool { return m.ID == s.cfg.NodeID })
-	return s.writeAll(ctx, op, key, next, others, pool, w, 1)
+	return s.writeAll(ctx, op, key, next, enc, others, pool, w, 1)
 }
 
 func (s *Store) checkMint(key []byte, st state, cvv versionVector) error {

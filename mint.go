@@ -20,10 +20,12 @@ var errNeedEpoch = errors.New("dynamo: key needs a fresh epoch")
 // crash can never leave a dot on other replicas that this node might issue
 // again, and the node keeps its actor across restarts (only lost storage
 // takes a new incarnation).
-func (s *Store) mintDurably(key, value []byte, tombstone bool, cvv versionVector, now int64) (state, error) {
+// It returns the new state and its encoding, which the caller replicates.
+func (s *Store) mintDurably(key, value []byte, tombstone bool, cvv versionVector, now int64) (state, []byte, error) {
 	fresh := "" // a new epoch actor, allocated outside the storage update when the key needs one
 	for {
 		var next state
+		var stored []byte
 		err := s.updateData(key, func(cur []byte) ([]byte, bool, error) {
 			base, err := decodeState(cur)
 			if err != nil {
@@ -40,21 +42,21 @@ func (s *Store) mintDurably(key, value []byte, tombstone bool, cvv versionVector
 				actor = fresh
 			}
 			next, _ = mint(base, cvv, actor, value, tombstone, now)
-			enc := encodeState(next)
-			if len(enc) > s.cfg.Limits.MaxStateSize {
-				return nil, false, errStateTooLarge(key, len(enc), s.cfg.Limits.MaxStateSize)
+			stored = encodeState(next)
+			if len(stored) > s.cfg.Limits.MaxStateSize {
+				return nil, false, errStateTooLarge(key, len(stored), s.cfg.Limits.MaxStateSize)
 			}
-			return enc, onlyTombstones(next), nil
+			return stored, onlyTombstones(next), nil
 		})
 		if errors.Is(err, errNeedEpoch) && fresh == "" {
 			epoch, eerr := s.epochs.next(s)
 			if eerr != nil {
-				return state{}, eerr
+				return state{}, nil, eerr
 			}
 			fresh = s.actor + "." + strconv.FormatUint(epoch, 36)
 			continue
 		}
-		return next, err
+		return next, stored, err
 	}
 }
 

@@ -133,7 +133,8 @@ func (s *Store) readRepair(ctx context.Context, key []byte, replicas, primaries 
 // durably, or the quorum cannot be met. A replica that is unreachable or
 // fails is replaced by a fallback from pool (nil: none), which stores st as a
 // hint for it; the fallback's acknowledgement counts toward need (§4.6).
-func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, replicas []Member, pool *fallbackPool, need, already int) error {
+// enc is st encoded (the coordinator already encoded it to store it).
+func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, enc []byte, replicas []Member, pool *fallbackPool, need, already int) error {
 	if len(replicas) == 0 {
 		if already >= need {
 			return nil
@@ -145,7 +146,6 @@ func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, r
 		err error
 	}
 	ch := make(chan ack, len(replicas))
-	enc := encodeState(st)
 	req := encodeMessage(&message{Version: protocolVersion, Kind: kindReplicate, Cluster: s.wireCluster, Key: key, State: enc})
 	for _, m := range replicas {
 		s.goBackground(func(bg context.Context) {
