@@ -36,6 +36,24 @@ func (c *testCluster) upAll() {
 
 func pendingFor(s *Store, id string) int { return s.Stats().Hints.Pending[id] }
 
+// ownerDownWithHint starts 5 nodes in a bubble, takes down the third primary
+// of key "k", writes "v" through the first at (3,2,2), and checks the first
+// fallback took a hint. It returns the cluster indexes of the first primary,
+// the down owner and that fallback.
+func ownerDownWithHint(t *testing.T) (c *testCluster, key string, pref []Member, p1, p3, f1 int) {
+	t.Helper()
+	c = newTestCluster(t, 5, nil)
+	key = "k"
+	pref = c.stores[0].PreferenceList([]byte(key), 5)
+	p1, p3, f1 = indexOf(pref[0].ID), indexOf(pref[2].ID), indexOf(pref[3].ID)
+	c.down(pref[2].ID)
+	put(t, c.stores[p1], key, "v", Context{})
+	synctest.Wait()
+	require.Equal(t, 1, pendingFor(c.stores[f1], pref[2].ID), "the first fallback holds a hint for the owner")
+	require.Empty(t, c.local(p3, key), "the owner missed the write")
+	return c, key, pref, p1, p3, f1
+}
+
 // advance moves a synctest bubble's fake clock forward by d: every timer due
 // meanwhile fires, as the background loops expect.
 func advance(d time.Duration) {
@@ -60,16 +78,7 @@ func untilFake(t *testing.T, limit time.Duration, cond func() bool, msg string) 
 // the value and the fallback deletes the hint.
 func TestHandoff_OwnerDown_HintDeliveredOnReturn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 5, nil)
-		key := "k"
-		pref := c.stores[0].PreferenceList([]byte(key), 5)
-		p1, p3, f1 := indexOf(pref[0].ID), indexOf(pref[2].ID), indexOf(pref[3].ID)
-		c.down(pref[2].ID)
-
-		put(t, c.stores[p1], key, "v", Context{})
-		synctest.Wait()
-		require.Equal(t, 1, pendingFor(c.stores[f1], pref[2].ID), "the first fallback holds a hint for the owner")
-		require.Empty(t, c.local(p3, key))
+		c, key, pref, p1, p3, f1 := ownerDownWithHint(t)
 
 		vals, _ := get(t, c.stores[p1], key)
 		require.Equal(t, []string{"v"}, vals, "reads during the outage see the write")
@@ -214,14 +223,7 @@ func TestHandoff_Throttle(t *testing.T) {
 // delivers them.
 func TestHandoff_FallbackRestart_StillDelivers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 5, nil)
-		key := "k"
-		pref := c.stores[0].PreferenceList([]byte(key), 5)
-		p1, p3, f1 := indexOf(pref[0].ID), indexOf(pref[2].ID), indexOf(pref[3].ID)
-		c.down(pref[2].ID)
-		put(t, c.stores[p1], key, "v", Context{})
-		synctest.Wait()
-		require.Equal(t, 1, pendingFor(c.stores[f1], pref[2].ID))
+		c, key, pref, _, p3, f1 := ownerDownWithHint(t)
 
 		c.stop(f1)
 		c.start(f1, c.storages[f1])

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -34,11 +33,7 @@ func TestProcesses_HintedHandoff_FallbackCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode: starts OS processes")
 	}
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	t.Cleanup(client.CloseIdleConnections)
-	w := newWorkload(t, client)
+	exe, w := processTest(t)
 
 	begin := time.Now()
 	ids := []string{"node-a", "node-b", "node-c", "node-d"}

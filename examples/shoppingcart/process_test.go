@@ -30,6 +30,18 @@ const procTimeout = 20 * time.Second
 // detector.
 const maxOutageWrites = 2000
 
+// processTest returns the binary to start node processes from (this test
+// binary, which TestMain turns into a node) and a workload with an HTTP
+// client that closes its connections when the test ends.
+func processTest(t *testing.T) (exe string, w *workload) {
+	t.Helper()
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	t.Cleanup(client.CloseIdleConnections)
+	return exe, newWorkload(t, client)
+}
+
 // TestProcesses runs a 3-node cluster as 3 OS processes on 127.0.0.1,
 // writes through every node's HTTP API, SIGKILLs one node, keeps writing
 // through the other two (W=2 is still met), restarts the killed node on the
@@ -42,11 +54,7 @@ func TestProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode: starts OS processes")
 	}
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	t.Cleanup(client.CloseIdleConnections)
-	w := newWorkload(t, client)
+	exe, w := processTest(t)
 
 	begin := time.Now()
 	dirs := map[string]string{"node-a": t.TempDir(), "node-b": t.TempDir(), "node-c": t.TempDir()}
@@ -125,11 +133,7 @@ func TestProcesses_LeaveOnExit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped in -short mode: starts OS processes")
 	}
-	exe, err := os.Executable()
-	require.NoError(t, err)
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	t.Cleanup(client.CloseIdleConnections)
-	w := newWorkload(t, client)
+	exe, w := processTest(t)
 
 	a := startProc(t, exe, "node-a", t.TempDir(), "")
 	b := startProc(t, exe, "node-b", t.TempDir(), a.gossip)
