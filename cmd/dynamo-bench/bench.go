@@ -199,12 +199,14 @@ func (b *bench) run(ctx context.Context, i int, w string) (result, error) {
 		}
 	}
 	cpu0, cpuOK := processCPU()
+	disk0 := b.cl.diskStats()
 	t0 := time.Now()
 	phase.Store(phaseMeasure)
 	werr := sleep(ctx, cfg.duration)
 	phase.Store(phaseStop)
 	elapsed := time.Since(t0)
 	cpu1, _ := processCPU()
+	disk1 := b.cl.diskStats()
 	if prof != nil {
 		pprof.StopCPUProfile()
 	}
@@ -233,6 +235,9 @@ func (b *bench) run(ctx context.Context, i int, w string) (result, error) {
 	res.P50, res.P99, res.P999 = micros(h.quantile(0.5)), micros(h.quantile(0.99)), micros(h.quantile(0.999))
 	if cpuOK && h.total > 0 {
 		res.CPUPerOp = micros((cpu1 - cpu0) / time.Duration(h.total))
+	}
+	if commits := disk1.Commits - disk0.Commits; commits > 0 {
+		res.UpdatesPerCommit = float64(disk1.Updates-disk0.Updates) / float64(commits)
 	}
 	if res.Errors > 0 {
 		fmt.Fprintf(b.stderr, "dynamo-bench: %s: %d errors, the first: %v\n", w, res.Errors, res.firstErr)

@@ -80,6 +80,20 @@ func openStorage(kind, dir string) (dynamo.Storage, error) {
 	return st, nil
 }
 
+// diskStats sums the bbolt storages' counters (zero with memory storage).
+func (cl *cluster) diskStats() bolt.Stats {
+	var sum bolt.Stats
+	for _, st := range cl.storages {
+		if b, ok := st.(*bolt.Store); ok {
+			s := b.Stats()
+			sum.Commits += s.Commits
+			sum.Updates += s.Updates
+			sum.Checkpoints += s.Checkpoints
+		}
+	}
+	return sum
+}
+
 // Close stops every Store before closing any transport, so no Store's
 // background work (read repair, the last replica of a write) runs against a
 // closed transport, and closes the storages last.

@@ -22,6 +22,10 @@ type result struct {
 	Errors      uint64  `json:"errors"`
 	Duration    float64 `json:"duration_s"`   // the measured window
 	MaxSiblings int     `json:"max_siblings"` // most siblings one Get returned; 0 for put
+	// UpdatesPerCommit is the mean number of storage writes that shared one
+	// log append and fdatasync (group commit), over every node; 0 without
+	// bbolt or without writes.
+	UpdatesPerCommit float64 `json:"updates_per_commit"`
 
 	firstErr error
 }
@@ -35,7 +39,7 @@ type reporter struct {
 
 func newReporter(w io.Writer, cfg config) *reporter { return &reporter{w: w, cfg: cfg} }
 
-const rowFormat = "%-8s %9s %10s %9s %9s %10s %10s %7s %5s\n"
+const rowFormat = "%-8s %9s %10s %9s %9s %10s %10s %7s %5s %11s\n"
 
 func (r *reporter) print(res result) error {
 	if r.cfg.json {
@@ -51,10 +55,10 @@ func (r *reporter) print(res result) error {
 		c := r.cfg
 		fmt.Fprintf(r.w, "%d nodes (%s, tcp 127.0.0.1), N=%d R=%d W=%d; %d clients, %d B values, %d keys, read ratio %.2f; %v per workload after %v warm-up\n",
 			c.nodes, c.storage, c.n, c.r, c.w, c.clients, c.valueSize, c.keys, c.readRatio, c.duration, c.warmup)
-		fmt.Fprintf(r.w, rowFormat, "workload", "ops", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "cpu µs/op", "errors", "sibs")
+		fmt.Fprintf(r.w, rowFormat, "workload", "ops", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "cpu µs/op", "errors", "sibs", "upd/commit")
 	}
 	_, err := fmt.Fprintf(r.w, rowFormat, res.Workload, fmt.Sprint(res.Ops), fmt.Sprintf("%.0f", res.OpsPerSec),
 		fmt.Sprintf("%.1f", res.P50), fmt.Sprintf("%.1f", res.P99), fmt.Sprintf("%.1f", res.P999),
-		fmt.Sprintf("%.1f", res.CPUPerOp), fmt.Sprint(res.Errors), fmt.Sprint(res.MaxSiblings))
+		fmt.Sprintf("%.1f", res.CPUPerOp), fmt.Sprint(res.Errors), fmt.Sprint(res.MaxSiblings), fmt.Sprintf("%.1f", res.UpdatesPerCommit))
 	return err
 }

@@ -35,6 +35,7 @@ type Store struct {
 	db       *bbolt.DB
 	path     string
 	maxBatch int
+	logSize  int64
 
 	// mu makes "not yet closed, so enqueue" atomic with respect to Close:
 	// Update holds it shared while it sends, Close exclusively to set closed.
@@ -46,28 +47,57 @@ type Store struct {
 	quit    chan struct{} // closed by Close to stop the committer
 	stopped chan struct{} // closed by the committer when it returns
 
+	// Owned by the committer goroutine (and by Open and Close while it is
+	// not running).
+	logs    [2]*os.File // the log segments
+	cur     int         // index in logs of the segment being appended to
+	off     int64       // where the next record goes in logs[cur]
+	nextLSN uint64      // LSN of the next record
+	rec     []byte      // the record being built, reused
+	// allocated is, per segment, how many bytes the file has written
+	// (records or zeros), which appends can overwrite without growing it.
+	allocated [2]int64
+	zeroChunk int64             // how far zeroAhead extends a segment at a time
+	zeros     []byte            // zeroChunk zeros, made on first use
+	overlay   map[string][]byte // the batch's results so far, by key; nil value: deleted
+
+	// memMu guards active's contents and the active and imm fields. Only
+	// the committer writes active; imm, once frozen, is only read.
+	memMu  sync.RWMutex
+	active *memtable // durable changes since the last rotation
+	imm    *memtable // the frozen table being checkpointed, or nil
+
+	ckpt        chan ckptJob  // to the checkpointer
+	ckptIdle    chan struct{} // holds a token while no checkpoint runs
+	ckptStopped chan struct{} // closed when the checkpointer returns
+
+	failure atomic.Pointer[error] // the first write failure; see ErrFailed
+
 	closeOnce sync.Once
 	closeErr  error
 
-	commits atomic.Uint64
-	updates atomic.Uint64
+	commits     atomic.Uint64
+	updates     atomic.Uint64
+	checkpoints atomic.Uint64
 
 	// Test hooks, set through export_test.go before the Store is used;
 	// always nil in production.
 	onEnqueue    func()       // called by Update once its request is queued
-	beforeCommit func() error // called in the batch transaction after every fn
+	beforeCommit func() error // called before a batch's log write, after every fn
 	onQuit       func()       // called by Close once the committer is told to stop
 }
 
 // Stats counts a Store's work since Open. Updates/Commits is the mean
-// number of Updates that shared one commit and its fsyncs.
+// number of Updates that shared one log write and its fdatasync.
 type Stats struct {
-	// Commits is how many read-write transactions committed. bbolt fsyncs
-	// each commit twice: its data pages, then its meta page. A batch whose
-	// every fn failed rolls back and is not counted.
+	// Commits is how many batches were appended to the log and fsynced. A
+	// batch whose every fn failed writes nothing and is not counted.
 	Commits uint64
 	// Updates is how many Update calls returned nil.
 	Updates uint64
+	// Checkpoints is how many times a log segment's changes were copied
+	// into bbolt (one bbolt transaction, fsynced twice, each).
+	Checkpoints uint64
 }
 
 // Open opens the bbolt file at path, creating it (but not its directory) if
@@ -89,20 +119,78 @@ func Open(path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ensureBucket(db); err != nil {
+	s := &Store{
+		db:          db,
+		path:        path,
+		maxBatch:    o.MaxBatch,
+		logSize:     o.LogSize,
+		overlay:     make(map[string][]byte),
+		active:      newMemtable(),
+		reqs:        make(chan *request, o.MaxBatch),
+		quit:        make(chan struct{}),
+		stopped:     make(chan struct{}),
+		ckpt:        make(chan ckptJob, 1),
+		ckptIdle:    make(chan struct{}, 1),
+		ckptStopped: make(chan struct{}),
+	}
+	if err := s.recover(o); err != nil {
+		for _, f := range s.logs {
+			if f != nil {
+				_ = f.Close()
+			}
+		}
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
-	s := &Store{
-		db:       db,
-		path:     path,
-		maxBatch: o.MaxBatch,
-		reqs:     make(chan *request, o.MaxBatch),
-		quit:     make(chan struct{}),
-		stopped:  make(chan struct{}),
-	}
+	s.ckptIdle <- struct{}{}
 	go s.run()
+	go s.checkpointer()
 	return s, nil
+}
+
+// recover makes sure the buckets exist, opens the log and replays the
+// records after the last checkpoint: it copies them into bbolt in one
+// checkpoint, so the Store starts with an empty log.
+func (s *Store) recover(o Options) error {
+	if err := ensureBucket(s.db); err != nil {
+		return err
+	}
+	after, err := checkpointLSN(s.db)
+	if err != nil {
+		return err
+	}
+	files, recs, err := openSegments(s.path, o.FileMode, after)
+	if err != nil {
+		if errors.Is(err, errLogGap) {
+			return fmt.Errorf("%w: %w", storage.ErrCorrupt, err)
+		}
+		return err
+	}
+	s.logs = files
+	for i, f := range files {
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		s.allocated[i] = fi.Size()
+	}
+	s.zeroChunk = min(1<<20, max(o.LogSize/4, 4096))
+	s.nextLSN = after + 1
+	if len(recs) == 0 {
+		return nil
+	}
+	mem := newMemtable()
+	for _, r := range recs {
+		if err := decodeEntries(r.payload, mem.put); err != nil {
+			return fmt.Errorf("%w: record %d: %w", storage.ErrCorrupt, r.lsn, err)
+		}
+	}
+	last := recs[len(recs)-1].lsn
+	if err := s.checkpoint(mem, last); err != nil {
+		return err
+	}
+	s.nextLSN = last + 1
+	return nil
 }
 
 // openDB opens the bbolt file, turning a lock timeout into ErrLocked and
@@ -158,7 +246,7 @@ func ensureBucket(db *bbolt.DB) (err error) {
 	}()
 	var found bool
 	if err := db.View(func(tx *bbolt.Tx) error {
-		found = tx.Bucket(bucketName) != nil
+		found = tx.Bucket(bucketName) != nil && tx.Bucket(metaBucket) != nil
 		return nil
 	}); err != nil {
 		return err
@@ -167,7 +255,10 @@ func ensureBucket(db *bbolt.DB) (err error) {
 		return nil
 	}
 	return db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(bucketName)
+		if _, err := tx.CreateBucketIfNotExists(bucketName); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucketIfNotExists(metaBucket)
 		return err
 	})
 }
@@ -177,7 +268,7 @@ func (s *Store) Path() string { return s.path }
 
 // Stats returns the Store's counters. It may be called after Close.
 func (s *Store) Stats() Stats {
-	return Stats{Commits: s.commits.Load(), Updates: s.updates.Load()}
+	return Stats{Commits: s.commits.Load(), Updates: s.updates.Load(), Checkpoints: s.checkpoints.Load()}
 }
 
 // Get returns a copy of key's value, owned by the caller, or nil and no
@@ -190,8 +281,21 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 	if s.isClosed.Load() {
 		return nil, storage.ErrClosed
 	}
+	s.memMu.RLock()
+	v, ok := s.memGet(key)
+	s.memMu.RUnlock()
+	if ok {
+		if v == nil {
+			return nil, nil // deleted since the last checkpoint
+		}
+		return append(make([]byte, 0, len(v)), v...), nil
+	}
 	var value []byte
-	err := s.view(func(b *bbolt.Bucket) error {
+	err := s.view(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketName)
+		if b == nil {
+			return errNoBucket
+		}
 		if v := b.Get(key); v != nil {
 			value = append(make([]byte, 0, len(v)), v...) // non-nil even when empty
 		}
@@ -203,13 +307,28 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 	return value, nil
 }
 
-// ForEach visits, in byte order, every key that starts with prefix, all in
-// one read transaction, so it sees one consistent state. It stops at the
-// first error fn returns and returns that error unwrapped. key and value
-// are copies into buffers that ForEach reuses: they are valid only until fn
-// returns. fn must not call Update (see the package doc). prefix is only
-// read during the call. A panic in fn propagates after the transaction is
-// released.
+// memGet returns key's latest value in the memtables (nil: deleted) and
+// whether either holds a change of key. The caller holds memMu; the value's
+// bytes stay valid after it is released.
+func (s *Store) memGet(key []byte) ([]byte, bool) {
+	if n := s.active.get(key); n != nil {
+		return n.value, true
+	}
+	if s.imm != nil {
+		if n := s.imm.get(key); n != nil {
+			return n.value, true
+		}
+	}
+	return nil, false
+}
+
+// ForEach visits, in byte order, every key that starts with prefix, in one
+// consistent state: the memtables and a bbolt read transaction taken
+// together. It stops at the first error fn returns and returns that error
+// unwrapped. key and value are copies into buffers that ForEach reuses:
+// they are valid only until fn returns. fn must not call Update (see the
+// package doc). prefix is only read during the call. A panic in fn
+// propagates after the transaction is released.
 func (s *Store) ForEach(prefix []byte, fn func(key, value []byte) error) error {
 	if s.isClosed.Load() {
 		return storage.ErrClosed
@@ -218,22 +337,72 @@ func (s *Store) ForEach(prefix []byte, fn func(key, value []byte) error) error {
 		inFn  bool
 		fnErr error
 	)
-	err := s.view(func(b *bbolt.Bucket) error {
+	// The memtables are read and the transaction begun under memMu, so no
+	// checkpoint can move changes from the one to the other in between.
+	s.memMu.RLock()
+	if s.active.needsMerge() || (s.imm != nil && s.imm.needsMerge()) {
+		s.memMu.RUnlock()
+		s.memMu.Lock()
+		s.active.merge()
+		if s.imm != nil {
+			s.imm.merge()
+		}
+		s.memMu.Unlock()
+		s.memMu.RLock()
+	}
+	locked := true
+	defer func() {
+		if locked {
+			s.memMu.RUnlock()
+		}
+	}()
+	err := s.view(func(tx *bbolt.Tx) error {
+		mem := s.memPrefix(prefix)
+		s.memMu.RUnlock()
+		locked = false
+		b := tx.Bucket(bucketName)
+		if b == nil {
+			return errNoBucket
+		}
 		kb := make([]byte, 0, 64)
 		vb := make([]byte, 0, 256) // non-nil, so an empty value is never nil
-		c := b.Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if v == nil {
-				continue // a nested bucket; this package never makes one
-			}
+		emit := func(k, v []byte) error {
 			kb = append(kb[:0], k...)
 			vb = append(vb[:0], v...)
 			inFn = true
 			fnErr = fn(kb, vb)
 			inFn = false
-			if fnErr != nil {
-				return fnErr
+			return fnErr
+		}
+		c := b.Cursor()
+		next := func(k, v []byte) ([]byte, []byte) {
+			for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+				if v != nil { // nil: a nested bucket; this package never makes one
+					return k, v
+				}
 			}
+			return nil, nil
+		}
+		k, v := next(c.Seek(prefix))
+		for k != nil || len(mem) > 0 {
+			if len(mem) > 0 && (k == nil || bytes.Compare(mem[0].key, k) <= 0) {
+				n := mem[0]
+				mem = mem[1:]
+				if k != nil && bytes.Equal(n.key, k) {
+					k, v = next(c.Next()) // the memtable's change is newer
+				}
+				if n.value == nil {
+					continue // deleted
+				}
+				if err := emit(n.key, n.value); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := emit(k, v); err != nil {
+				return err
+			}
+			k, v = next(c.Next())
 		}
 		return nil
 	}, &inFn)
@@ -246,13 +415,39 @@ func (s *Store) ForEach(prefix []byte, fn func(key, value []byte) error) error {
 	return nil
 }
 
-// view runs fn on the bucket in a read-only transaction. A panic raised by
-// bbolt on a damaged page, or a memory fault from following a damaged
-// offset out of the memory map, becomes an error matching
-// storage.ErrCorrupt; a panic raised while *inFn is true came from the
-// caller's code and is raised again. A closed database yields
-// storage.ErrClosed.
-func (s *Store) view(fn func(b *bbolt.Bucket) error, inFn *bool) (err error) {
+// memPrefix returns, in key order, the latest change of every key with
+// prefix in the memtables: active's where both hold one. The caller holds
+// memMu; the entries stay valid after it is released.
+func (s *Store) memPrefix(prefix []byte) []memEntry {
+	a := s.active.collect(nil, prefix)
+	if s.imm == nil {
+		return a
+	}
+	b := s.imm.collect(nil, prefix)
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]memEntry, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		switch c := bytes.Compare(a[0].key, b[0].key); {
+		case c < 0:
+			out, a = append(out, a[0]), a[1:]
+		case c > 0:
+			out, b = append(out, b[0]), b[1:]
+		default:
+			out, a, b = append(out, a[0]), a[1:], b[1:]
+		}
+	}
+	out = append(out, a...)
+	return append(out, b...)
+}
+
+// view runs fn in a read-only transaction. A panic raised by bbolt on a
+// damaged page, or a memory fault from following a damaged offset out of
+// the memory map, becomes an error matching storage.ErrCorrupt; a panic
+// raised while *inFn is true came from the caller's code and is raised
+// again. A closed database yields storage.ErrClosed.
+func (s *Store) view(fn func(tx *bbolt.Tx) error, inFn *bool) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
@@ -262,13 +457,7 @@ func (s *Store) view(fn func(b *bbolt.Bucket) error, inFn *bool) (err error) {
 			err = fmt.Errorf("%w: bbolt panicked: %v", storage.ErrCorrupt, p)
 		}
 	}()
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketName)
-		if b == nil {
-			return errNoBucket
-		}
-		return fn(b)
-	})
+	err = s.db.View(fn)
 	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
 		return storage.ErrClosed
 	}
@@ -276,8 +465,9 @@ func (s *Store) view(fn func(b *bbolt.Bucket) error, inFn *bool) (err error) {
 }
 
 // Close fails every queued Update with storage.ErrClosed, waits for the
-// batch being committed (if any) to finish, stops the committer and closes
-// the file. Get and ForEach calls in flight finish first. Later calls of
+// batch being committed (if any) and the checkpoint in progress (if any) to
+// finish, stops the committer, checkpoints the rest of the log into bbolt
+// and closes the files. Get and ForEach calls in flight finish first. Later calls of
 // Get, Update and ForEach return storage.ErrClosed; Close itself is
 // idempotent, and later calls return nil.
 func (s *Store) Close() error {
@@ -297,12 +487,44 @@ func (s *Store) Close() error {
 		}
 		<-s.stopped
 		s.failQueued(storage.ErrClosed)
+		close(s.ckpt)
+		<-s.ckptStopped
+		var errs []error
+		// Leave bbolt complete, so the next Open has nothing to replay. The
+		// log still holds everything should this fail.
+		if s.failed() == nil && s.imm == nil {
+			if err := s.checkpoint(s.active, s.nextLSN-1); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		for _, f := range s.logs {
+			if err := f.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		if err := s.db.Close(); err != nil {
-			s.closeErr = fmt.Errorf("bolt: close %s: %w", s.path, err)
+			errs = append(errs, err)
+		}
+		if len(errs) > 0 {
+			s.closeErr = fmt.Errorf("bolt: close %s: %w", s.path, errors.Join(errs...))
 		}
 	})
 	if !first {
 		return nil
 	}
 	return s.closeErr
+}
+
+// update runs fn in a read-write transaction and commits it, unless fn
+// fails. A panic here is bbolt's, on a damaged page (or a memory fault, see
+// run), and becomes an error matching storage.ErrCorrupt; bbolt rolls the
+// transaction back.
+func (s *Store) update(fn func(tx *bbolt.Tx) error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: bbolt panicked: %v", storage.ErrCorrupt, p)
+		}
+	}()
+	return s.db.Update(fn)
 }

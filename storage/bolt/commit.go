@@ -1,10 +1,11 @@
-// Group commit: one goroutine applies queued Updates in batches, one transaction and one fsync per batch (DESIGN §4).
+// Group commit: one goroutine applies queued Updates in batches, one log append and one fdatasync per batch (DESIGN §4).
 package bolt
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 
 	bbolt "go.etcd.io/bbolt"
@@ -14,10 +15,13 @@ import (
 )
 
 // request is one Update waiting for, or in, a batch. The committer writes
-// err and panicVal, then closes done; the caller reads them after done.
+// err, panicVal and result, then closes done; the caller reads err and
+// panicVal after done.
 type request struct {
 	key      []byte // the Store's own copy
 	fn       func(current []byte) ([]byte, error)
+	result   []byte // the Store's copy of fn's result; nil deletes
+	staged   bool
 	err      error
 	panicked bool
 	panicVal any
@@ -25,14 +29,15 @@ type request struct {
 }
 
 // Update replaces key's value with fn(current) and returns once the batch
-// holding the change is committed and fsynced. fn runs exactly once, on the
-// Store's committer goroutine, in the transaction of its batch: current is a
-// private copy of the value that the Updates before it in the batch left
-// (nil when absent), and the result is copied before bbolt sees it, so the
-// caller keeps ownership of both. key is copied. A nil result deletes the
-// key. fn's error is returned unwrapped and skips only this Update's write.
-// If the commit fails, Update returns the commit error (wrapped) and the
-// change is not acknowledged. If fn panics, its write is skipped and Update
+// holding the change is durable: appended to the write-ahead log and
+// fdatasynced. fn runs exactly once, on the Store's committer goroutine:
+// current is a private copy of the value that the Updates before it left
+// (nil when absent), and the result is copied before the Store keeps it, so
+// the caller keeps ownership of both. key is copied. A nil result deletes
+// the key. fn's error is returned unwrapped and skips only this Update's
+// write. If the log write fails, Update returns that error (wrapped) and
+// the change is not acknowledged; the Store then fails every later Update
+// too (see the package doc). If fn panics, its write is skipped and Update
 // panics with the same value. fn must not call the Store.
 func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) error {
 	if len(key) == 0 {
@@ -68,7 +73,7 @@ func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) erro
 func (s *Store) run() {
 	defer close(s.stopped)
 	// A damaged offset read from the file may point outside the memory
-	// map: turn the fault into a panic that update can recover.
+	// map: turn the fault into a panic that lookup can recover.
 	debug.SetPanicOnFault(true)
 	batch := make([]*request, 0, s.maxBatch)
 	for {
@@ -92,107 +97,252 @@ func (s *Store) run() {
 				break drain
 			}
 		}
-		s.commit(batch)
+		// Under load, let Updates that are about to arrive join: yield the
+		// processor so runnable goroutines (a replica's handler decoding its
+		// write, a coordinator minting) run first, then take what they
+		// queued; again while that finds more. One fdatasync costs about as
+		// much CPU as a put's network work here, so fewer, larger batches
+		// are what make durable writes scale. With nothing else runnable the
+		// yield returns at once, so a lone writer does not wait, and no
+		// timer is involved (a sub-millisecond timer sleeps a millisecond on
+		// an idle runtime).
+		for range maxYields {
+			if len(batch) >= s.maxBatch {
+				break
+			}
+			runtime.Gosched()
+			n := len(batch)
+		more:
+			for len(batch) < s.maxBatch {
+				select {
+				case r := <-s.reqs:
+					batch = append(batch, r)
+				default:
+					break more
+				}
+			}
+			if len(batch) == n {
+				break
+			}
+		}
+		for rest := batch; len(rest) > 0; {
+			rest = rest[s.commit(rest):]
+		}
 		clear(batch) // let the finished requests be collected
 	}
 }
 
-// commit applies batch in one read-write transaction and completes every
-// request in it.
-func (s *Store) commit(batch []*request) {
-	err := s.update(func(b *bbolt.Bucket) error {
-		staged := 0
+// commit runs the fns of a prefix of batch, appends their changes to the
+// log as one record, fdatasyncs it, publishes the changes to the active
+// memtable and completes the prefix's requests. It returns the length of
+// the prefix: all of batch unless the record would outgrow maxRecord.
+func (s *Store) commit(batch []*request) int {
+	if err := s.failed(); err != nil {
 		for _, r := range batch {
-			if r.apply(b) {
-				staged++
-			}
+			r.err = err
+			close(r.done)
 		}
-		if s.beforeCommit != nil {
-			if err := s.beforeCommit(); err != nil {
-				return err
-			}
+		return len(batch)
+	}
+	rd := s.newBatchReader()
+	clear(s.overlay)
+	rec := append(s.rec[:0], make([]byte, recHeader)...)
+	n, staged := 0, 0
+	for _, r := range batch {
+		if staged > 0 && len(rec) > maxRecord/2 {
+			break // the rest goes into the next record
 		}
-		if staged == 0 {
-			return errNothingStaged // roll back: no write, no fsync
+		n++
+		r.apply(s, rd)
+		if !r.staged {
+			continue
 		}
-		return nil
-	})
-	committed := err == nil
-	if errors.Is(err, errNothingStaged) {
-		err = nil
+		s.overlay[string(r.key)] = r.result
+		rec = appendEntry(rec, r.key, r.result)
+		staged++
+	}
+	// Before anything that waits: a checkpoint growing the file waits for
+	// read transactions, and publish may wait for a ForEach that waits for
+	// that checkpoint.
+	rd.close()
+	s.rec = rec
+	batch = batch[:n]
+
+	var err error
+	if s.beforeCommit != nil {
+		err = s.beforeCommit()
+	}
+	if err == nil && staged > 0 {
+		sealRecord(rec, s.nextLSN)
+		if err = s.appendLog(rec); err != nil {
+			s.fail(err)
+		}
 	}
 	var applied uint64
 	for _, r := range batch {
 		switch {
-		case r.panicked || r.err != nil:
-			// Its write was skipped; its own outcome says more than err.
+		case !r.staged:
+			// Its write was skipped; its own outcome says why.
 		case err != nil:
 			r.err = err
+			r.staged = false
 		default:
 			applied++
 		}
 	}
-	// Count before completing, so Stats covers every Update that returned.
-	if committed {
+	if err == nil && staged > 0 {
+		s.publish(batch)
 		s.commits.Add(1)
+		s.updates.Add(applied)
 	}
-	s.updates.Add(applied)
 	for _, r := range batch {
 		close(r.done)
 	}
+	if err == nil && s.off >= s.logSize {
+		s.rotate()
+	} else if err == nil && s.allocated[s.cur]-s.off < s.zeroChunk/2 {
+		s.zeroAhead()
+	}
+	return n
 }
 
-// errNothingStaged makes a batch whose every fn failed roll back instead
-// of committing an empty transaction.
-var errNothingStaged = errors.New("bolt: nothing staged")
-
-// update runs fn on the bucket in a read-write transaction and commits it,
-// unless fn fails. fn never panics on the caller's behalf (apply recovers
-// those), so a panic here is bbolt's, on a damaged page (or a memory fault,
-// see run), and becomes an error matching storage.ErrCorrupt; bbolt rolls
-// the transaction back.
-func (s *Store) update(fn func(b *bbolt.Bucket) error) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("bolt: commit: %w: bbolt panicked: %v", storage.ErrCorrupt, p)
-		}
-	}()
-	err = s.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketName)
-		if b == nil {
-			return errNoBucket
-		}
-		return fn(b)
-	})
-	if err != nil {
-		return fmt.Errorf("bolt: commit: %w", err)
+// zeroAhead writes and fdatasyncs zeros past the end of the current
+// segment's records, so the appends after it overwrite blocks the file
+// already has. An append that grows the file makes fdatasync commit the
+// file system's journal as well, and journal commits are one at a time for
+// the whole file system; overwriting allocated blocks flushes only the data.
+// It runs between batches, after their requests are complete; a failure
+// only costs that speed.
+func (s *Store) zeroAhead() {
+	f := s.logs[s.cur]
+	start := max(s.allocated[s.cur], s.off)
+	if len(s.zeros) < int(s.zeroChunk) {
+		s.zeros = make([]byte, s.zeroChunk)
 	}
+	if _, err := f.WriteAt(s.zeros, start); err != nil {
+		return
+	}
+	if err := fdatasync(f); err != nil {
+		return
+	}
+	s.allocated[s.cur] = start + s.zeroChunk
+}
+
+// appendLog writes a sealed record at the end of the current segment and
+// fdatasyncs it.
+func (s *Store) appendLog(rec []byte) error {
+	f := s.logs[s.cur]
+	if _, err := f.WriteAt(rec, s.off); err != nil {
+		return fmt.Errorf("bolt: log write %s: %w", f.Name(), err)
+	}
+	if err := fdatasync(f); err != nil {
+		return fmt.Errorf("bolt: log sync %s: %w", f.Name(), err)
+	}
+	s.off += int64(len(rec))
+	s.nextLSN++
 	return nil
 }
 
-// apply runs r's fn on the value that the transaction holds for r.key and
-// stages the result. It reports whether it staged a write, and records in r
-// why it did not.
-func (r *request) apply(b *bbolt.Bucket) bool {
+// publish makes the staged changes of a durable batch visible, in batch
+// order, so the last change of a key wins.
+func (s *Store) publish(batch []*request) {
+	s.memMu.Lock()
+	for _, r := range batch {
+		if r.staged {
+			s.active.put(r.key, r.result)
+		}
+	}
+	s.memMu.Unlock()
+}
+
+// batchReader reads the values a batch's fns start from: the batch's own
+// earlier results, then the memtables, then bbolt, in one consistent view.
+// imm is captured when the batch starts; the read transaction, opened on
+// the first miss, sees bbolt either before imm's checkpoint (so imm has
+// what it lacks) or after (so it has imm's changes too).
+type batchReader struct {
+	s   *Store
+	imm *memtable
+	tx  *bbolt.Tx
+}
+
+func (s *Store) newBatchReader() *batchReader {
+	s.memMu.RLock()
+	rd := &batchReader{s: s, imm: s.imm}
+	s.memMu.RUnlock()
+	return rd
+}
+
+// get returns key's current value, which the caller must not modify.
+// Only the committer calls it, and only the committer writes active, so
+// active needs no lock here.
+func (rd *batchReader) get(key []byte) ([]byte, error) {
+	if v, ok := rd.s.overlay[string(key)]; ok {
+		return v, nil
+	}
+	if n := rd.s.active.get(key); n != nil {
+		return n.value, nil
+	}
+	if rd.imm != nil {
+		if n := rd.imm.get(key); n != nil {
+			return n.value, nil
+		}
+	}
+	return rd.dbGet(key)
+}
+
+// dbGet reads key from bbolt, turning a bbolt panic on a damaged page into
+// an error matching storage.ErrCorrupt.
+func (rd *batchReader) dbGet(key []byte) (v []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			v, err = nil, fmt.Errorf("bolt: read %s: %w: bbolt panicked: %v", rd.s.path, storage.ErrCorrupt, p)
+		}
+	}()
+	if rd.tx == nil {
+		if rd.tx, err = rd.s.db.Begin(false); err != nil {
+			return nil, fmt.Errorf("bolt: read: %w", err)
+		}
+	}
+	b := rd.tx.Bucket(bucketName)
+	if b == nil {
+		return nil, errNoBucket
+	}
+	return b.Get(key), nil
+}
+
+func (rd *batchReader) close() {
+	if rd.tx != nil {
+		_ = rd.tx.Rollback()
+	}
+}
+
+// apply runs r's fn on the value key holds for the batch and, unless fn
+// fails, records r's result for staging. It records in r why it did not.
+func (r *request) apply(s *Store, rd *batchReader) {
+	cur, err := rd.get(r.key)
+	if err != nil {
+		r.err = err
+		return
+	}
 	var current []byte
-	if v := b.Get(r.key); v != nil {
-		current = append(make([]byte, 0, len(v)), v...) // non-nil even when empty
+	if cur != nil {
+		current = append(make([]byte, 0, len(cur)), cur...) // non-nil even when empty
 	}
 	next, err := r.call(current)
 	if r.panicked || err != nil {
 		r.err = err
-		return false
+		return
 	}
-	if next == nil {
-		err = b.Delete(r.key)
-	} else {
-		err = b.Put(r.key, append(make([]byte, 0, len(next)), next...))
+	if next != nil {
+		if len(next) > bbolt.MaxValueSize {
+			r.err = fmt.Errorf("bolt: update: value of %d bytes is over the limit of %d: %w",
+				len(next), bbolt.MaxValueSize, berrors.ErrValueTooLarge)
+			return
+		}
+		next = append(make([]byte, 0, len(next)), next...)
 	}
-	if err != nil {
-		r.err = fmt.Errorf("bolt: update: %w", err)
-		return false
-	}
-	return true
+	r.result, r.staged = next, true
 }
 
 // call runs r.fn, recording a panic in r instead of letting it kill the
@@ -219,3 +369,27 @@ func (s *Store) failQueued(err error) {
 		}
 	}
 }
+
+// ErrFailed is returned (wrapped, with the first failure) by every Update
+// after a log write, log sync or checkpoint failed. After a failed fsync
+// the file's state is unknown (the kernel may have dropped the dirty
+// pages), so the Store stops writing rather than build on it; reopen it to
+// recover from what is durable.
+var ErrFailed = errors.New("bolt: store failed; reopen it")
+
+// fail records the Store's first write failure.
+func (s *Store) fail(err error) {
+	e := fmt.Errorf("%w: %w", ErrFailed, err)
+	s.failure.CompareAndSwap(nil, &e)
+}
+
+// failed returns the recorded write failure, or nil.
+func (s *Store) failed() error {
+	if e := s.failure.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// maxYields bounds how many times the committer yields to gather a batch.
+const maxYields = 4

@@ -12,6 +12,9 @@ const (
 	// DefaultMaxBatch is how many Updates share one commit at most when
 	// Options.MaxBatch is zero.
 	DefaultMaxBatch = 256
+	// DefaultLogSize is how many bytes of log a segment holds before its
+	// changes are checkpointed into bbolt, when Options.LogSize is zero.
+	DefaultLogSize = 32 << 20
 	// DefaultTimeout is how long Open waits for the file lock when
 	// Options.Timeout is zero.
 	DefaultTimeout = time.Second
@@ -32,6 +35,14 @@ type Options struct {
 	// Update waits for room once MaxBatch requests are queued. 0 means
 	// DefaultMaxBatch; 1 commits every Update on its own.
 	MaxBatch int
+	// LogSize is how many bytes the write-ahead log takes before the
+	// Store checkpoints them into bbolt (in the background; writers go on
+	// in a second segment meanwhile). It bounds the log's two files to a
+	// little over LogSize each, the memory the not-yet-checkpointed values
+	// take to about twice LogSize, and the work of replaying the log at
+	// Open. Larger means fewer, larger bbolt transactions. 0 means
+	// DefaultLogSize.
+	LogSize int64
 	// Timeout is how long Open waits for the exclusive lock on the file when
 	// another Store or process holds it, before failing with ErrLocked.
 	// 0 means DefaultTimeout.
@@ -47,6 +58,9 @@ func (o Options) Validate() error {
 	var errs []error
 	if o.MaxBatch < 0 {
 		errs = append(errs, fmt.Errorf("MaxBatch (%d) must be 0 (default %d) or positive", o.MaxBatch, DefaultMaxBatch))
+	}
+	if o.LogSize < 0 {
+		errs = append(errs, fmt.Errorf("LogSize (%d) must be 0 (default %d) or positive", o.LogSize, DefaultLogSize))
 	}
 	if o.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("Timeout (%s) must be 0 (default %s) or positive", o.Timeout, DefaultTimeout))
@@ -64,6 +78,9 @@ func (o Options) Validate() error {
 func (o Options) withDefaults() Options {
 	if o.MaxBatch == 0 {
 		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.LogSize == 0 {
+		o.LogSize = DefaultLogSize
 	}
 	if o.Timeout == 0 {
 		o.Timeout = DefaultTimeout
