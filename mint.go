@@ -4,15 +4,12 @@ package dynamo
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
-
-var errNeedEpoch = errors.New("dynamo: key needs a fresh epoch")
 
 // mintDurably applies a write coordinated by this node to its own replica of
 // key, inside one storage update: the new version's dot is minted from the
@@ -22,42 +19,38 @@ var errNeedEpoch = errors.New("dynamo: key needs a fresh epoch")
 // takes a new incarnation).
 // It returns the new state and its encoding, which the caller replicates.
 func (s *Store) mintDurably(key, value []byte, tombstone bool, cvv versionVector, now int64) (state, []byte, error) {
-	fresh := "" // a new epoch actor, allocated outside the storage update when the key needs one
-	for {
-		var next state
-		var stored []byte
-		err := s.updateData(key, func(cur []byte) ([]byte, bool, error) {
-			base, err := decodeState(cur)
-			if err != nil {
-				return nil, false, err
-			}
-			if err := s.checkMint(key, base, cvv); err != nil {
-				return nil, false, err
-			}
-			actor := s.ownActor(base)
-			if actor == "" {
-				if fresh == "" {
-					return nil, false, errNeedEpoch
-				}
-				actor = fresh
-			}
-			next, _ = mint(base, cvv, actor, value, tombstone, now)
-			stored = encodeState(next)
-			if len(stored) > s.cfg.Limits.MaxStateSize {
-				return nil, false, errStateTooLarge(key, len(stored), s.cfg.Limits.MaxStateSize)
-			}
-			return stored, onlyTombstones(next), nil
-		})
-		if errors.Is(err, errNeedEpoch) && fresh == "" {
-			epoch, eerr := s.epochs.next(s)
-			if eerr != nil {
-				return state{}, nil, eerr
-			}
-			fresh = s.actor + "." + strconv.FormatUint(epoch, 36)
-			continue
-		}
-		return next, stored, err
+	// A new epoch actor, in case the key needs one. Taken up front, since an
+	// epoch costs a counter increment (the lease is durable in blocks) and
+	// finding out inside the update that one is needed would cost a second
+	// trip through the storage's commit queue: the common case for a new key.
+	// An unused epoch is simply skipped.
+	epoch, err := s.epochs.next(s)
+	if err != nil {
+		return state{}, nil, err
 	}
+	fresh := s.actor + "." + strconv.FormatUint(epoch, 36)
+	var next state
+	var stored []byte
+	err = s.updateData(key, func(cur []byte) ([]byte, bool, error) {
+		base, err := decodeState(cur)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := s.checkMint(key, base, cvv); err != nil {
+			return nil, false, err
+		}
+		actor := s.ownActor(base)
+		if actor == "" {
+			actor = fresh
+		}
+		next, _ = mint(base, cvv, actor, value, tombstone, now)
+		stored = encodeState(next)
+		if len(stored) > s.cfg.Limits.MaxStateSize {
+			return nil, false, errStateTooLarge(key, len(stored), s.cfg.Limits.MaxStateSize)
+		}
+		return stored, onlyTombstones(next), nil
+	})
+	return next, stored, err
 }
 
 // ownActor returns the actor this node mints a key's next version with: its
@@ -95,7 +88,7 @@ type epochLease struct {
 	limit uint64
 }
 
-const epochLeaseBlock = 4096
+const epochLeaseBlock = 1 << 16
 
 var metaEpochLease = []byte("mepochs")
 

@@ -42,7 +42,7 @@ func startCluster(c config, dir string) (_ *cluster, err error) {
 		members[i] = dynamo.Member{ID: fmt.Sprintf("node-%d", i), Addr: t.Addr()}
 	}
 	for i := range c.nodes {
-		st, err := openStorage(c.storage, filepath.Join(dir, members[i].ID))
+		st, err := openStorage(c, filepath.Join(dir, members[i].ID))
 		if err != nil {
 			return nil, err
 		}
@@ -66,14 +66,14 @@ func startCluster(c config, dir string) (_ *cluster, err error) {
 }
 
 // openStorage opens a node's storage; bbolt keeps its file in dir.
-func openStorage(kind, dir string) (dynamo.Storage, error) {
-	if kind == "memory" {
+func openStorage(c config, dir string) (dynamo.Storage, error) {
+	if c.storage == "memory" {
 		return memory.New(), nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	st, err := bolt.Open(filepath.Join(dir, "dynamo.db"), nil) // nil: defaults, fsync on every commit
+	st, err := bolt.Open(filepath.Join(dir, "dynamo.db"), &bolt.Options{LogSize: c.logSize}) // fsync on every commit
 	if err != nil {
 		return nil, fmt.Errorf("open storage in %s: %w", dir, err)
 	}

@@ -22,6 +22,7 @@ type config struct {
 	nodes      int
 	n, r, w    int
 	storage    string // "bolt" or "memory"
+	logSize    int64  // bolt.Options.LogSize; 0: the default
 	dir        string // parent of the temporary data directory; "" is os.TempDir
 	clients    int
 	duration   time.Duration
@@ -46,6 +47,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.r, "r", 2, "R: replicas a Get waits for")
 	fs.IntVar(&c.w, "w", 2, "W: replicas a Put waits for")
 	fs.StringVar(&c.storage, "storage", "bolt", `node storage: "bolt" (bbolt, fsync on) or "memory"`)
+	fs.Int64Var(&c.logSize, "log-size", 0, "bolt storage: bytes of write-ahead log between checkpoints into bbolt (0: the library default)")
 	fs.StringVar(&c.dir, "dir", "", "parent of the temporary data directory (default: the system temp dir); removed on exit")
 	fs.IntVar(&c.clients, "clients", 16, "closed-loop clients; client i sends to node i mod -nodes")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured window of each workload")
@@ -87,6 +89,9 @@ func (c config) validate() error {
 	}
 	if c.w < 1 || c.w > c.n {
 		add("-w (%d) must be between 1 and -n (%d)", c.w, c.n)
+	}
+	if c.logSize < 0 {
+		add("-log-size (%d) must be 0 or positive", c.logSize)
 	}
 	if c.storage != "bolt" && c.storage != "memory" {
 		add(`-storage (%q) must be "bolt" or "memory"`, c.storage)

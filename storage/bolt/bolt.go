@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -49,17 +50,13 @@ type Store struct {
 
 	// Owned by the committer goroutine (and by Open and Close while it is
 	// not running).
-	logs    [2]*os.File // the log segments
-	cur     int         // index in logs of the segment being appended to
-	off     int64       // where the next record goes in logs[cur]
-	nextLSN uint64      // LSN of the next record
-	rec     []byte      // the record being built, reused
-	// allocated is, per segment, how many bytes the file has written
-	// (records or zeros), which appends can overwrite without growing it.
-	allocated [2]int64
-	zeroChunk int64             // how far zeroAhead extends a segment at a time
-	zeros     []byte            // zeroChunk zeros, made on first use
-	overlay   map[string][]byte // the batch's results so far, by key; nil value: deleted
+	logs    [2]*os.File       // the log segments
+	cur     int               // index in logs of the segment being appended to
+	off     int64             // where the next record goes in logs[cur]
+	nextLSN uint64            // LSN of the next record
+	rec     []byte            // the record being built, reused
+	zero    zeroer            // extends segments with zeros ahead of the records
+	overlay map[string][]byte // the batch's results so far, by key; nil value: deleted
 
 	// memMu guards active's contents and the active and imm fields. Only
 	// the committer writes active; imm, once frozen, is only read.
@@ -70,6 +67,11 @@ type Store struct {
 	ckpt        chan ckptJob  // to the checkpointer
 	ckptIdle    chan struct{} // holds a token while no checkpoint runs
 	ckptStopped chan struct{} // closed when the checkpointer returns
+	hurry       atomic.Bool   // the checkpoint in progress must stop pacing
+	closing     atomic.Bool   // Close has begun: no more pacing at all
+	hurryCh     chan struct{} // wakes a pacing checkpointer; capacity 1
+	// lastRotation is when the committer last switched segments (or Open).
+	lastRotation time.Time
 
 	failure atomic.Pointer[error] // the first write failure; see ErrFailed
 
@@ -85,6 +87,7 @@ type Store struct {
 	onEnqueue    func()       // called by Update once its request is queued
 	beforeCommit func() error // called before a batch's log write, after every fn
 	onQuit       func()       // called by Close once the committer is told to stop
+	abandon      bool         // Close skips its checkpoint, as a crash would
 }
 
 // Stats counts a Store's work since Open. Updates/Commits is the mean
@@ -132,6 +135,8 @@ func Open(path string, opts *Options) (*Store, error) {
 		ckpt:        make(chan ckptJob, 1),
 		ckptIdle:    make(chan struct{}, 1),
 		ckptStopped: make(chan struct{}),
+		zero:        zeroer{jobs: make(chan zeroJob, 1), done: make(chan struct{})},
+		hurryCh:     make(chan struct{}, 1),
 	}
 	if err := s.recover(o); err != nil {
 		for _, f := range s.logs {
@@ -143,8 +148,10 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	s.ckptIdle <- struct{}{}
+	s.lastRotation = time.Now()
 	go s.run()
 	go s.checkpointer()
+	go s.runZeroer()
 	return s, nil
 }
 
@@ -172,9 +179,10 @@ func (s *Store) recover(o Options) error {
 		if err != nil {
 			return err
 		}
-		s.allocated[i] = fi.Size()
+		s.zero.allocated[i] = fi.Size()
 	}
-	s.zeroChunk = min(1<<20, max(o.LogSize/4, 4096))
+	s.zero.chunk = min(1<<20, max(o.LogSize/4, 4096))
+	s.zero.zeros = make([]byte, s.zero.chunk)
 	s.nextLSN = after + 1
 	if len(recs) == 0 {
 		return nil
@@ -186,7 +194,7 @@ func (s *Store) recover(o Options) error {
 		}
 	}
 	last := recs[len(recs)-1].lsn
-	if err := s.checkpoint(mem, last); err != nil {
+	if err := s.checkpoint(mem, last, 0); err != nil {
 		return err
 	}
 	s.nextLSN = last + 1
@@ -487,13 +495,17 @@ func (s *Store) Close() error {
 		}
 		<-s.stopped
 		s.failQueued(storage.ErrClosed)
+		s.closing.Store(true)
+		s.hurryUp()
 		close(s.ckpt)
 		<-s.ckptStopped
+		close(s.zero.jobs)
+		<-s.zero.done
 		var errs []error
 		// Leave bbolt complete, so the next Open has nothing to replay. The
 		// log still holds everything should this fail.
-		if s.failed() == nil && s.imm == nil {
-			if err := s.checkpoint(s.active, s.nextLSN-1); err != nil {
+		if s.failed() == nil && s.imm == nil && !s.abandon {
+			if err := s.checkpoint(s.active, s.nextLSN-1, 0); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -200,37 +200,16 @@ func (s *Store) commit(batch []*request) int {
 	}
 	if err == nil && s.off >= s.logSize {
 		s.rotate()
-	} else if err == nil && s.allocated[s.cur]-s.off < s.zeroChunk/2 {
+	} else if err == nil {
 		s.zeroAhead()
 	}
 	return n
 }
 
-// zeroAhead writes and fdatasyncs zeros past the end of the current
-// segment's records, so the appends after it overwrite blocks the file
-// already has. An append that grows the file makes fdatasync commit the
-// file system's journal as well, and journal commits are one at a time for
-// the whole file system; overwriting allocated blocks flushes only the data.
-// It runs between batches, after their requests are complete; a failure
-// only costs that speed.
-func (s *Store) zeroAhead() {
-	f := s.logs[s.cur]
-	start := max(s.allocated[s.cur], s.off)
-	if len(s.zeros) < int(s.zeroChunk) {
-		s.zeros = make([]byte, s.zeroChunk)
-	}
-	if _, err := f.WriteAt(s.zeros, start); err != nil {
-		return
-	}
-	if err := fdatasync(f); err != nil {
-		return
-	}
-	s.allocated[s.cur] = start + s.zeroChunk
-}
-
 // appendLog writes a sealed record at the end of the current segment and
 // fdatasyncs it.
 func (s *Store) appendLog(rec []byte) error {
+	s.awaitZeroer(s.off + int64(len(rec)))
 	f := s.logs[s.cur]
 	if _, err := f.WriteAt(rec, s.off); err != nil {
 		return fmt.Errorf("bolt: log write %s: %w", f.Name(), err)

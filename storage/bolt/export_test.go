@@ -13,3 +13,11 @@ func SetBeforeCommit(s *Store, f func() error) { s.beforeCommit = f }
 // SetOnQuit makes Close call f once it has told the committer to stop, before
 // it waits for the batch in flight. Call it before the Store is used.
 func SetOnQuit(s *Store, f func()) { s.onQuit = f }
+
+// Abandon stops s as a crash would: the committer and checkpointer stop
+// and the files close, but the log is not checkpointed into bbolt, so the
+// next Open must replay it. Queued Updates fail with storage.ErrClosed.
+func Abandon(s *Store) error {
+	s.abandon = true
+	return s.Close()
+}
