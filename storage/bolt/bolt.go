@@ -9,7 +9,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -70,8 +69,7 @@ type Store struct {
 	hurry       atomic.Bool   // the checkpoint in progress must stop pacing
 	closing     atomic.Bool   // Close has begun: no more pacing at all
 	hurryCh     chan struct{} // wakes a pacing checkpointer; capacity 1
-	// lastRotation is when the committer last switched segments (or Open).
-	lastRotation time.Time
+	fill        atomic.Int64  // off, for the checkpointer's pacing
 
 	failure atomic.Pointer[error] // the first write failure; see ErrFailed
 
@@ -148,7 +146,6 @@ func Open(path string, opts *Options) (*Store, error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	s.ckptIdle <- struct{}{}
-	s.lastRotation = time.Now()
 	go s.run()
 	go s.checkpointer()
 	go s.runZeroer()
@@ -194,7 +191,7 @@ func (s *Store) recover(o Options) error {
 		}
 	}
 	last := recs[len(recs)-1].lsn
-	if err := s.checkpoint(mem, last, 0); err != nil {
+	if err := s.checkpoint(mem, last, false); err != nil {
 		return err
 	}
 	s.nextLSN = last + 1
@@ -505,7 +502,7 @@ func (s *Store) Close() error {
 		// Leave bbolt complete, so the next Open has nothing to replay. The
 		// log still holds everything should this fail.
 		if s.failed() == nil && s.imm == nil && !s.abandon {
-			if err := s.checkpoint(s.active, s.nextLSN-1, 0); err != nil {
+			if err := s.checkpoint(s.active, s.nextLSN-1, false); err != nil {
 				errs = append(errs, err)
 			}
 		}

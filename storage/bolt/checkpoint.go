@@ -25,10 +25,6 @@ var (
 type ckptJob struct {
 	mem *memtable
 	lsn uint64
-	// budget is how long the checkpoint may spread its writes over: half
-	// the time the segment took to fill, so it normally ends well before the
-	// next rotation would have to wait for it.
-	budget time.Duration
 }
 
 // rotate freezes the active memtable, hands it to the checkpointer and
@@ -49,14 +45,9 @@ func (s *Store) rotate() {
 	s.memMu.Unlock()
 	s.cur ^= 1
 	s.off = 0
-	now := time.Now()
-	budget := min(now.Sub(s.lastRotation)/2, maxCkptBudget)
-	s.lastRotation = now
-	s.ckpt <- ckptJob{mem: mem, lsn: s.nextLSN - 1, budget: budget}
+	s.fill.Store(0)
+	s.ckpt <- ckptJob{mem: mem, lsn: s.nextLSN - 1}
 }
-
-// maxCkptBudget caps how long a checkpoint spreads its writes over.
-const maxCkptBudget = 30 * time.Second
 
 // checkpointer runs checkpoint jobs until ckpt is closed. A failed
 // checkpoint fails the Store: its changes stay readable from the frozen
@@ -69,7 +60,7 @@ func (s *Store) checkpointer() {
 		case <-s.hurryCh: // a stale wake-up from the previous job
 		default:
 		}
-		if err := s.checkpoint(job.mem, job.lsn, job.budget); err != nil {
+		if err := s.checkpoint(job.mem, job.lsn, true); err != nil {
 			s.fail(err)
 		} else {
 			s.memMu.Lock()
@@ -85,29 +76,32 @@ func (s *Store) checkpointer() {
 // checkpoint writes every change of mem into bbolt and then records lsn as
 // the new checkpoint LSN. mem must not change meanwhile. Keys go in in
 // order, which is what bbolt writes fastest, in transactions of about
-// ckptChunk bytes each, paced to spread over budget (0: no pacing): one
-// huge transaction would queue tens of megabytes of page writes at the
-// disk, and every log fdatasync behind them would wait (a 160 ms stall in
-// dynamo-bench; unpaced 1 MiB chunks still cost 30 ms at p99.9, 256 KiB
-// chunks paced over half a segment's fill time about 13 ms). Until the
-// last transaction
-// records lsn, a crash replays the log from the previous checkpoint over
-// the chunks already written, which is harmless: records hold whole values
-// and replay in order.
-func (s *Store) checkpoint(mem *memtable, lsn uint64, budget time.Duration) error {
+// ckptChunk bytes each. One huge transaction would queue tens of megabytes
+// of page writes at the disk, and every log fdatasync behind them would
+// wait (a 160 ms stall in dynamo-bench; unpaced 1 MiB chunks still cost
+// 30 ms at p99.9). So with paced set, the chunks keep just ahead of the
+// log: the checkpoint's share done stays at about twice the share of the
+// new segment filled, so it ends when that segment is half full, long
+// before the next rotation has to wait for it, however fast or slow the
+// writes come; and at least at the pace of finishing in maxCkptTime.
+//
+// Until the last transaction records lsn, a crash replays the log from the
+// previous checkpoint over the chunks already written, which is harmless:
+// records hold whole values and replay in order.
+func (s *Store) checkpoint(mem *memtable, lsn uint64, paced bool) error {
 	nodes := s.order(mem)
 	if len(nodes) == 0 {
 		return nil
 	}
-	start, total := time.Now(), len(nodes)
+	start, total := time.Now(), float64(len(nodes))
 	for len(nodes) > 0 {
-		if budget > 0 {
-			// Sleep until the share of budget that the keys done so far
-			// earn has passed.
-			done := total - len(nodes)
-			if wait := time.Duration(float64(budget)*float64(done)/float64(total)) - time.Since(start); wait > 0 && !s.pace(wait) {
-				budget = 0
+		for paced {
+			done := 1 - float64(len(nodes))/total
+			due := max(2*float64(s.fill.Load())/float64(s.logSize), float64(time.Since(start))/float64(maxCkptTime))
+			if done <= due {
+				break
 			}
+			paced = s.pace(paceTick)
 		}
 		err := s.update(func(tx *bbolt.Tx) error {
 			b, meta := tx.Bucket(bucketName), tx.Bucket(metaBucket)
@@ -152,6 +146,15 @@ func (s *Store) order(mem *memtable) []*memNode {
 	s.memMu.Unlock()
 	return nodes
 }
+
+const (
+	// maxCkptTime is the slowest a paced checkpoint goes, when few writes
+	// come.
+	maxCkptTime = 30 * time.Second
+	// paceTick is how often a checkpoint that is ahead of the log checks
+	// again.
+	paceTick = 2 * time.Millisecond
+)
 
 // ckptChunk is about how many bytes of keys and values one checkpoint
 // transaction writes.

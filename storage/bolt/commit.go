@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+	"time"
 
 	bbolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -106,8 +107,9 @@ func (s *Store) run() {
 		// yield returns at once, so a lone writer does not wait, and no
 		// timer is involved (a sub-millisecond timer sleeps a millisecond on
 		// an idle runtime).
+		gather := time.Now()
 		for range maxYields {
-			if len(batch) >= s.maxBatch {
+			if len(batch) >= s.maxBatch || time.Since(gather) > maxGather {
 				break
 			}
 			runtime.Gosched()
@@ -135,7 +137,7 @@ func (s *Store) run() {
 // commit runs the fns of a prefix of batch, appends their changes to the
 // log as one record, fdatasyncs it, publishes the changes to the active
 // memtable and completes the prefix's requests. It returns the length of
-// the prefix: all of batch unless the record would outgrow maxRecord.
+// the prefix: all of batch unless the record grows past splitRecord.
 func (s *Store) commit(batch []*request) int {
 	if err := s.failed(); err != nil {
 		for _, r := range batch {
@@ -149,7 +151,7 @@ func (s *Store) commit(batch []*request) int {
 	rec := append(s.rec[:0], make([]byte, recHeader)...)
 	n, staged := 0, 0
 	for _, r := range batch {
-		if staged > 0 && len(rec) > maxRecord/2 {
+		if staged > 0 && len(rec) > splitRecord {
 			break // the rest goes into the next record
 		}
 		n++
@@ -218,6 +220,7 @@ func (s *Store) appendLog(rec []byte) error {
 		return fmt.Errorf("bolt: log sync %s: %w", f.Name(), err)
 	}
 	s.off += int64(len(rec))
+	s.fill.Store(s.off)
 	s.nextLSN++
 	return nil
 }
@@ -370,5 +373,10 @@ func (s *Store) failed() error {
 	return nil
 }
 
-// maxYields bounds how many times the committer yields to gather a batch.
-const maxYields = 4
+// maxYields and maxGather bound how long the committer yields to gather a
+// batch: when busy goroutines hold every processor, one yield can take a
+// whole scheduling round.
+const (
+	maxYields = 4
+	maxGather = 100 * time.Microsecond
+)

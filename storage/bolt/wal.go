@@ -10,6 +10,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+
+	bbolt "go.etcd.io/bbolt"
 )
 
 // The log is two segment files next to the bbolt file, path+".wal0" and
@@ -34,9 +37,13 @@ import (
 // lower) ends the segment.
 const (
 	recHeader = 16
-	// maxRecord caps one record's payload; a batch that would grow past it
-	// is split across records.
-	maxRecord = 1 << 30
+	// splitRecord is the payload size past which a batch's further
+	// changes go into another record.
+	splitRecord = 64 << 20
+	// maxRecord caps one record's payload: a split-sized record plus one
+	// change of the largest key and value bbolt takes. Replay treats a
+	// larger length as the end of the segment.
+	maxRecord = splitRecord + bbolt.MaxKeySize + bbolt.MaxValueSize + 16
 
 	opPut    = 0
 	opDelete = 1
@@ -118,12 +125,19 @@ func readSegment(r io.Reader, after uint64) ([]logRecord, error) {
 		if size == 0 || size > maxRecord || lsn == 0 || (!first && lsn != prev+1) {
 			return recs, nil
 		}
-		payload := make([]byte, size)
-		if _, err := io.ReadFull(br, payload); err != nil {
-			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				return recs, nil
+		// Read the payload in pieces, so a damaged length allocates no more
+		// than the bytes actually there.
+		var payload []byte
+		for len(payload) < int(size) {
+			n := min(int(size)-len(payload), 1<<20)
+			payload = slices.Grow(payload, n)
+			if _, err := io.ReadFull(br, payload[len(payload):len(payload)+n]); err != nil {
+				if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+					return recs, nil
+				}
+				return nil, err
 			}
-			return nil, err
+			payload = payload[:len(payload)+n]
 		}
 		crc := crc32.Update(crc32.Checksum(hdr[8:], castagnoli), castagnoli, payload)
 		if crc != binary.LittleEndian.Uint32(hdr[0:]) {
@@ -147,7 +161,7 @@ func decodeEntries(payload []byte, fn func(key, value []byte)) error {
 		op := payload[0]
 		payload = payload[1:]
 		key, rest, ok := cutBytes(payload)
-		if !ok || len(key) == 0 {
+		if !ok || len(key) == 0 || len(key) > bbolt.MaxKeySize {
 			return errBadRecord
 		}
 		payload = rest
@@ -156,7 +170,7 @@ func decodeEntries(payload []byte, fn func(key, value []byte)) error {
 			fn(key, nil)
 		case opPut:
 			value, rest, ok := cutBytes(payload)
-			if !ok {
+			if !ok || len(value) > bbolt.MaxValueSize {
 				return errBadRecord
 			}
 			payload = rest
