@@ -145,6 +145,8 @@ type client struct {
 	seq   int64
 
 	hist     histogram // latencies of the successful requests in the window
+	putHist  histogram // the puts among them, in the mixed workload
+	lastPut  bool      // whether the mixed op just sent was a put
 	errs     uint64
 	firstErr error
 	maxSibs  int
@@ -199,14 +201,14 @@ func (b *bench) run(ctx context.Context, i int, w string) (result, error) {
 		}
 	}
 	cpu0, cpuOK := processCPU()
-	disk0 := b.cl.diskStats()
+	disk0, rr0, sched0 := b.cl.diskStats(), b.cl.readRepairs(), schedSample()
 	t0 := time.Now()
 	phase.Store(phaseMeasure)
 	werr := sleep(ctx, cfg.duration)
 	phase.Store(phaseStop)
 	elapsed := time.Since(t0)
 	cpu1, _ := processCPU()
-	disk1 := b.cl.diskStats()
+	disk1, rr1, sched1 := b.cl.diskStats(), b.cl.readRepairs(), schedSample()
 	if prof != nil {
 		pprof.StopCPUProfile()
 	}
@@ -220,10 +222,11 @@ func (b *bench) run(ctx context.Context, i int, w string) (result, error) {
 		}
 	}
 
-	var h histogram
+	var h, ph histogram
 	res := result{Workload: w, Clients: cfg.clients, ValueSize: cfg.valueSize, Keys: cfg.keys, Duration: elapsed.Seconds()}
 	for _, c := range clients {
 		h.merge(&c.hist)
+		ph.merge(&c.putHist)
 		res.Errors += c.errs
 		res.MaxSiblings = max(res.MaxSiblings, c.maxSibs)
 		if c.firstErr != nil && res.firstErr == nil {
@@ -233,9 +236,15 @@ func (b *bench) run(ctx context.Context, i int, w string) (result, error) {
 	res.Ops = h.total
 	res.OpsPerSec = float64(h.total) / elapsed.Seconds()
 	res.P50, res.P99, res.P999 = micros(h.quantile(0.5)), micros(h.quantile(0.99)), micros(h.quantile(0.999))
+	if w == "mixed" && ph.total > 0 {
+		res.PutP50, res.PutP99 = micros(ph.quantile(0.5)), micros(ph.quantile(0.99))
+	}
 	if cpuOK && h.total > 0 {
 		res.CPUPerOp = micros((cpu1 - cpu0) / time.Duration(h.total))
 	}
+	res.ReadRepairs = rr1 - rr0
+	res.SchedP50 = micros(schedQuantile(sched0, sched1, 0.5))
+	res.SchedP99 = micros(schedQuantile(sched0, sched1, 0.99))
 	if commits := disk1.Commits - disk0.Commits; commits > 0 {
 		res.UpdatesPerCommit = float64(disk1.Updates-disk0.Updates) / float64(commits)
 	}
@@ -265,6 +274,9 @@ func (c *client) loop(ctx context.Context, phase *atomic.Int32, op func(context.
 			}
 		default:
 			c.hist.record(d)
+			if c.lastPut {
+				c.putHist.record(d)
+			}
 		}
 	}
 }
@@ -277,7 +289,8 @@ func (c *client) opFor(w string) func(context.Context) error {
 		return c.get
 	}
 	return func(ctx context.Context) error {
-		if c.rng.Float64() < c.b.cfg.readRatio {
+		c.lastPut = c.rng.Float64() >= c.b.cfg.readRatio
+		if !c.lastPut {
 			return c.get(ctx)
 		}
 		return c.putRead(ctx)

@@ -94,6 +94,15 @@ func (cl *cluster) diskStats() bolt.Stats {
 	return sum
 }
 
+// readRepairs sums the nodes' read repair counters.
+func (cl *cluster) readRepairs() int64 {
+	var n int64
+	for _, s := range cl.stores {
+		n += s.Stats().ReadRepairs
+	}
+	return n
+}
+
 // Close stops every Store before closing any transport, so no Store's
 // background work (read repair, the last replica of a write) runs against a
 // closed transport, and closes the storages last.

@@ -26,6 +26,17 @@ type result struct {
 	// log append and fdatasync (group commit), over every node; 0 without
 	// bbolt or without writes.
 	UpdatesPerCommit float64 `json:"updates_per_commit"`
+	// ReadRepairs is how many replicas Gets sent a merged state to, over
+	// every node.
+	ReadRepairs int64 `json:"read_repairs"`
+	// PutP50 and PutP99 are the latencies of the mixed workload's puts
+	// alone (0 for other workloads).
+	PutP50 float64 `json:"put_p50_us,omitempty"`
+	PutP99 float64 `json:"put_p99_us,omitempty"`
+	// SchedP50 and SchedP99 are how long goroutines waited, runnable, for a
+	// processor during the window (the runtime's /sched/latencies).
+	SchedP50 float64 `json:"sched_p50_us"`
+	SchedP99 float64 `json:"sched_p99_us"`
 
 	firstErr error
 }

@@ -55,6 +55,7 @@ type Store struct {
 	nextLSN uint64            // LSN of the next record
 	rec     []byte            // the record being built, reused
 	zero    zeroer            // extends segments with zeros ahead of the records
+	ring    *uring            // syncs the log without holding a P; nil: sync directly
 	overlay map[string][]byte // the batch's results so far, by key; nil value: deleted
 
 	// memMu guards active's contents and the active and imm fields. Only
@@ -144,6 +145,11 @@ func Open(path string, opts *Options) (*Store, error) {
 		}
 		_ = db.Close()
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	if !o.DirectSync {
+		if u, err := newURing(); err == nil {
+			s.ring = u
+		}
 	}
 	s.ckptIdle <- struct{}{}
 	go s.run()
@@ -498,6 +504,9 @@ func (s *Store) Close() error {
 		<-s.ckptStopped
 		close(s.zero.jobs)
 		<-s.zero.done
+		if s.ring != nil {
+			s.ring.close()
+		}
 		var errs []error
 		// Leave bbolt complete, so the next Open has nothing to replay. The
 		// log still holds everything should this fail.

@@ -46,6 +46,13 @@ func TestBolt_Conformance(t *testing.T) {
 	})
 }
 
+// The log synced by the committer itself rather than through io_uring.
+func TestBolt_Conformance_DirectSync(t *testing.T) {
+	storagetest.RunDurable(t, func(t *testing.T, dir string) storage.Storage {
+		return open(t, dir, &bolt.Options{DirectSync: true})
+	})
+}
+
 func TestBolt_Conformance_MaxBatch1(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
 		return open(t, t.TempDir(), &bolt.Options{MaxBatch: 1})

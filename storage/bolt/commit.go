@@ -216,7 +216,11 @@ func (s *Store) appendLog(rec []byte) error {
 	if _, err := f.WriteAt(rec, s.off); err != nil {
 		return fmt.Errorf("bolt: log write %s: %w", f.Name(), err)
 	}
-	if err := fdatasync(f); err != nil {
+	sync := fdatasync
+	if s.ring != nil {
+		sync = s.ring.fdatasync
+	}
+	if err := sync(f); err != nil {
 		return fmt.Errorf("bolt: log sync %s: %w", f.Name(), err)
 	}
 	s.off += int64(len(rec))

@@ -43,6 +43,13 @@ type Options struct {
 	// Open. Larger means fewer, larger bbolt transactions. 0 means
 	// DefaultLogSize.
 	LogSize int64
+	// DirectSync makes the committer fdatasync the log itself instead of
+	// through io_uring. By default, on Linux, the sync goes through an
+	// io_uring so the committing goroutine parks while the kernel syncs,
+	// instead of keeping one of the scheduler's processors blocked in the
+	// system call (see the package doc); where io_uring cannot be set up,
+	// the Store syncs directly anyway. Durability is the same either way.
+	DirectSync bool
 	// Timeout is how long Open waits for the exclusive lock on the file when
 	// another Store or process holds it, before failing with ErrLocked.
 	// 0 means DefaultTimeout.
