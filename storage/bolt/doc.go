@@ -1,4 +1,4 @@
-// Package bolt implements storage.Storage over a bbolt file with group commit (DESIGN §4).
+// Package bolt implements storage.Storage over a bbolt file, with a write-ahead log and group commit in front of it (DESIGN §4).
 //
 // # Basics
 //
@@ -13,19 +13,60 @@
 //		return append(bytes.Clone(cur), '!'), nil
 //	})
 //
-// Get and ForEach run in read-only bbolt transactions and never wait for a
-// writer. Update hands its request to the Store's single committer
-// goroutine and waits. The committer takes the first queued request, then
-// whatever else is already queued (without waiting for more, up to
-// Options.MaxBatch), and applies them in order in one read-write
-// transaction: one commit and one fsync for the whole batch. Under load
-// the fsync cost is spread over many writes; an Update on an idle Store
-// commits at once, with none of bbolt's DB.Batch delay.
+// # Writes: log first, bbolt later
+//
+// A synced bbolt commit costs two fdatasyncs and a page write per touched
+// B+tree page, wherever they are. So Update does not commit to bbolt.
+// It hands its request to the Store's single committer goroutine, which
+// takes the first queued request and whatever else is queued (up to
+// Options.MaxBatch), runs their fns in order, appends their results to a
+// write-ahead log as one record and fdatasyncs it: one sequential write
+// and one sync for the whole batch. Only then are the changes published to
+// an in-memory table (the memtable) and the Updates return. Under load the
+// committer first yields the processor a few times, so that goroutines
+// about to call Update (a replica's handler decoding its write) join the
+// batch; with nothing else runnable the yield returns at once, so an idle
+// Store commits at once.
+//
+// The log is two segment files next to the bbolt file, path+".wal0" and
+// path+".wal1". When the current one passes Options.LogSize, the committer
+// switches to the other, and a background checkpointer copies the full
+// segment's changes into bbolt in key order, in transactions of 256 KiB
+// paced to keep just ahead of the new segment's filling, and then records
+// the log position it reached in bbolt; the segment is then free for reuse.
+// A segment keeps its blocks when reused, and in its first round it is
+// zeroed ahead of the records in the background, so appends overwrite
+// allocated blocks and their fdatasync need not commit the file system's
+// journal.
+//
+// On Linux the fdatasync goes through an io_uring, so the committing
+// goroutine parks (its processor runs other goroutines) while the kernel
+// syncs, instead of holding the processor in a blocking system call; see
+// Options.DirectSync.
+//
+// Get reads the memtable, then the table being checkpointed, then bbolt.
+// ForEach merges the memtables with a bbolt read transaction taken
+// together, so it sees one consistent state. Close checkpoints everything
+// into bbolt; Open replays the log records after the last checkpoint (a
+// crash leaves some) and checkpoints them at once. Replay stops at the
+// first torn or stale record of a segment, which can only be one that was
+// not acknowledged; a record missing between the checkpoint and later
+// records is damage, reported as storage.ErrCorrupt.
 //
 // Within a batch each fn sees the results of the fns before it, so
 // Updates of one key never lose each other's changes. A fn that returns an
-// error fails only its own Update; the others still commit. When the
-// commit itself fails, every Update of the batch returns that error.
+// error fails only its own Update; the others still commit. When the log
+// write or sync fails, every Update of the batch returns that error and
+// the Store fails every later Update with an error matching ErrFailed: the
+// state of a file whose fsync failed is unknown. Reopen it to go on from
+// what is durable.
+//
+// # Memory
+//
+// The memtables hold the values written since the last checkpoint: about
+// up to twice Options.LogSize (default 64 MiB), less when keys are
+// rewritten. Writers wait if a segment fills before the previous
+// checkpoint ends.
 //
 // # Caveats
 //
@@ -41,7 +82,8 @@
 //
 // Only one Store may have a file open at a time; bbolt enforces this with
 // an exclusive file lock, and Open gives up after Options.Timeout with an
-// error matching ErrLocked.
+// error matching ErrLocked. The log files are only opened once the lock is
+// held.
 //
 // A file that is not a bbolt database, or whose structure is damaged, is
 // reported with an error matching storage.ErrCorrupt where bbolt detects
@@ -52,5 +94,8 @@
 // in a value or in a page's overflow count) is not detected at all and
 // may make a commit run very long. Check a suspect file offline with the
 // bbolt command's check. An Open that fails inside bbolt on a damaged file
-// leaves bbolt's memory map of it behind until the process exits.
+// leaves bbolt's memory map of it behind until the process exits. Log
+// records carry a CRC-32C; a damaged record in the middle of a segment
+// ends the replay of that segment there, like a torn tail, so the changes
+// after it are not recovered.
 package bolt

@@ -14,7 +14,7 @@ const (
 	DefaultMaxBatch = 256
 	// DefaultLogSize is how many bytes of log a segment holds before its
 	// changes are checkpointed into bbolt, when Options.LogSize is zero.
-	DefaultLogSize = 32 << 20
+	DefaultLogSize = 64 << 20
 	// DefaultTimeout is how long Open waits for the file lock when
 	// Options.Timeout is zero.
 	DefaultTimeout = time.Second
