@@ -89,15 +89,7 @@ func (s *Store) run() {
 		case <-s.quit:
 			return
 		}
-	drain:
-		for len(batch) < s.maxBatch {
-			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-			default:
-				break drain
-			}
-		}
+		batch = s.drain(batch)
 		// Under load, let Updates that are about to arrive join: yield the
 		// processor so runnable goroutines (a replica's handler decoding its
 		// write, a coordinator minting) run first, then take what they
@@ -114,16 +106,7 @@ func (s *Store) run() {
 			}
 			runtime.Gosched()
 			n := len(batch)
-		more:
-			for len(batch) < s.maxBatch {
-				select {
-				case r := <-s.reqs:
-					batch = append(batch, r)
-				default:
-					break more
-				}
-			}
-			if len(batch) == n {
+			if batch = s.drain(batch); len(batch) == n {
 				break
 			}
 		}
@@ -132,6 +115,19 @@ func (s *Store) run() {
 		}
 		clear(batch) // let the finished requests be collected
 	}
+}
+
+// drain appends to batch what is queued, up to maxBatch, without waiting.
+func (s *Store) drain(batch []*request) []*request {
+	for len(batch) < s.maxBatch {
+		select {
+		case r := <-s.reqs:
+			batch = append(batch, r)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commit runs the fns of a prefix of batch, appends their changes to the
