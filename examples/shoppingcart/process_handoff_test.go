@@ -64,12 +64,22 @@ func TestProcesses_HintedHandoff_FallbackCrash(t *testing.T) {
 	// Roles come from the first key's preference list, which every node
 	// must compute alike; the other keys have the same fallback, so the same
 	// three replicas (there are only 4 nodes), and P1 is a replica of each.
+	// A node's ring follows its member view asynchronously, so wait until
+	// every ring holds all four nodes and they agree.
 	first := "handoff-0"
-	pref := w.pref(procs[ids[0]], first, len(ids))
-	require.Len(t, pref, len(ids), "preference list of %s", first)
-	for _, id := range ids[1:] {
-		require.Equal(t, pref, w.pref(procs[id], first, len(ids)), "preference list of %s on %s", first, id)
-	}
+	var pref []string
+	w.poll("every node's preference list of "+first+" holds all 4 nodes alike", func() string {
+		pref = w.pref(procs[ids[0]], first, len(ids))
+		if len(pref) != len(ids) {
+			return fmt.Sprintf("%s: %v", ids[0], pref)
+		}
+		for _, id := range ids[1:] {
+			if got := w.pref(procs[id], first, len(ids)); !slices.Equal(got, pref) {
+				return fmt.Sprintf("%s: %v, %s: %v", ids[0], pref, id, got)
+			}
+		}
+		return ""
+	})
 	p1, p2, p3, f := pref[0], pref[1], pref[2], pref[3]
 	keys := []string{first}
 	for i := 1; len(keys) < handoffKeys; i++ {
