@@ -144,7 +144,7 @@ func (s *Store) commit(batch []*request) int {
 	}
 	rd := s.newBatchReader()
 	clear(s.overlay)
-	rec := append(s.rec[:0], make([]byte, recHeader)...)
+	rec := append(s.rec[:0], make([]byte, recHeader)...) // header space; sealRecord fills it
 	n, staged := 0, 0
 	for _, r := range batch {
 		if staged > 0 && len(rec) > splitRecord {
@@ -163,7 +163,9 @@ func (s *Store) commit(batch []*request) int {
 	// read transactions, and publish may wait for a ForEach that waits for
 	// that checkpoint.
 	rd.close()
-	s.rec = rec
+	if cap(rec) <= 4<<20 {
+		s.rec = rec // reused by the next batch; an outsized one is let go
+	}
 	batch = batch[:n]
 
 	var err error
