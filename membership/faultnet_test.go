@@ -1,17 +1,14 @@
-// A test network that partitions memberlist transports on 127.0.0.1 (§4.8), after cmd/dynamo-nemesis/faults.go.
+// A test network that partitions memberlist transports on 127.0.0.1 (§4.8), with membership.CutTransport.
 
 package membership_test
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
-	"github.com/hashicorp/memberlist"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dynamo-kv/dynamo/membership"
@@ -51,23 +48,12 @@ func (n *faultNet) blocked(from, to string) bool {
 	return n.cut[[2]string{from, to}]
 }
 
-// faultTransport wraps memberlist's NetTransport for the node at self:
-// packets to an address cut from self are dropped (WriteTo reports success,
-// as UDP would), streams to it fail to dial, and packets from it are dropped
-// before memberlist sees them. Inbound streams come from ephemeral ports, so
-// they are cut by the dialling node's own faultTransport.
+// faultTransport is the gossip transport of the node at self: a
+// membership.CutTransport whose cuts are n's links from or to self.
 type faultTransport struct {
-	inner memberlist.NodeAwareTransport
-	net   *faultNet
-	self  string
-
-	packets chan *memberlist.Packet
-	done    chan struct{}
-	once    sync.Once
-	wg      sync.WaitGroup
+	*membership.CutTransport
+	self string
 }
-
-var _ memberlist.NodeAwareTransport = (*faultTransport)(nil)
 
 // newFaultTransport listens on a free 127.0.0.1 port and starts filtering
 // inbound packets. The caller passes it as GossipConfig.Transport, and shuts
@@ -81,81 +67,14 @@ func newFaultTransport(t *testing.T, n *faultNet) *faultTransport {
 		_ = nt.Shutdown()
 		require.NoError(t, err)
 	}
-	f := &faultTransport{
-		inner:   nt,
-		net:     n,
-		self:    net.JoinHostPort(ip.String(), strconv.Itoa(port)),
-		packets: make(chan *memberlist.Packet),
-		done:    make(chan struct{}),
-	}
-	f.wg.Add(1)
-	go f.filter()
-	return f
-}
-
-func (f *faultTransport) filter() {
-	defer f.wg.Done()
-	in := f.inner.PacketCh()
-	for {
-		select {
-		case p := <-in:
-			if p == nil || (p.From != nil && f.net.blocked(p.From.String(), f.self)) {
-				continue
-			}
-			select {
-			case f.packets <- p:
-			case <-f.done:
-				return
-			}
-		case <-f.done:
-			return
+	self := net.JoinHostPort(ip.String(), strconv.Itoa(port))
+	cut := func(peer string, inbound bool) bool {
+		if inbound {
+			return n.blocked(peer, self)
 		}
+		return n.blocked(self, peer)
 	}
-}
-
-func (f *faultTransport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
-	return f.inner.FinalAdvertiseAddr(ip, port)
-}
-
-func (f *faultTransport) WriteTo(b []byte, addr string) (time.Time, error) {
-	if f.net.blocked(f.self, addr) {
-		return time.Now(), nil
-	}
-	return f.inner.WriteTo(b, addr)
-}
-
-func (f *faultTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	if f.net.blocked(f.self, a.Addr) {
-		return time.Now(), nil
-	}
-	return f.inner.WriteToAddress(b, a)
-}
-
-func (f *faultTransport) PacketCh() <-chan *memberlist.Packet { return f.packets }
-
-func (f *faultTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	if f.net.blocked(f.self, addr) {
-		return nil, fmt.Errorf("dial %s: cut from %s (test)", addr, f.self)
-	}
-	return f.inner.DialTimeout(addr, timeout)
-}
-
-func (f *faultTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	if f.net.blocked(f.self, a.Addr) {
-		return nil, fmt.Errorf("dial %s: cut from %s (test)", a.Addr, f.self)
-	}
-	return f.inner.DialAddressTimeout(a, timeout)
-}
-
-func (f *faultTransport) StreamCh() <-chan net.Conn { return f.inner.StreamCh() }
-
-// Shutdown shuts the wrapped transport down and stops the filter; it may be
-// called more than once.
-func (f *faultTransport) Shutdown() error {
-	err := f.inner.Shutdown()
-	f.once.Do(func() { close(f.done) })
-	f.wg.Wait()
-	return err
+	return &faultTransport{CutTransport: membership.NewCutTransport(nt, cut), self: self}
 }
 
 // startOn joins node id, with the given seeds, on a faultTransport of n and

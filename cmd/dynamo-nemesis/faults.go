@@ -7,12 +7,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
+	"github.com/dynamo-kv/dynamo/membership"
 	"github.com/dynamo-kv/dynamo/transport"
 	"github.com/hashicorp/memberlist"
 )
@@ -89,116 +88,9 @@ func (f *faultTransport) Call(ctx context.Context, addr string, req []byte) ([]b
 	return f.Transport.Call(ctx, addr, req)
 }
 
-// faultGossip wraps memberlist's transport. Outbound packets to a blocked
-// address are dropped (WriteTo reports success, as UDP would), outbound
-// streams to it fail to dial, and inbound packets from it (Packet.From, the
-// sender's gossip address: memberlist sends from its listening socket) are
-// dropped before memberlist sees them. Inbound streams come from an ephemeral
-// port, so they are cut by the dialling peer's own list.
-type faultGossip struct {
-	inner  memberlist.NodeAwareTransport
-	blocks *blockList
-
-	packets chan *memberlist.Packet
-	done    chan struct{}
-	wg      sync.WaitGroup
-	once    sync.Once
-}
-
-var _ memberlist.NodeAwareTransport = (*faultGossip)(nil)
-
-// nodeAwareShim lifts a plain Transport to a NodeAwareTransport, as
-// memberlist itself does for transports that are not node-aware.
-type nodeAwareShim struct{ memberlist.Transport }
-
-func (s nodeAwareShim) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	return s.WriteTo(b, a.Addr)
-}
-
-func (s nodeAwareShim) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	return s.DialTimeout(a.Addr, timeout)
-}
-
-// newFaultGossip wraps inner and starts filtering its inbound packets. The
-// wrapper owns inner: Shutdown shuts it down.
-func newFaultGossip(inner memberlist.Transport, blocks *blockList) *faultGossip {
-	na, ok := inner.(memberlist.NodeAwareTransport)
-	if !ok {
-		na = nodeAwareShim{inner}
-	}
-	f := &faultGossip{inner: na, blocks: blocks, packets: make(chan *memberlist.Packet), done: make(chan struct{})}
-	f.wg.Add(1)
-	go f.filterPackets()
-	return f
-}
-
-func (f *faultGossip) filterPackets() {
-	defer f.wg.Done()
-	in := f.inner.PacketCh()
-	for {
-		select {
-		case p := <-in:
-			if p == nil || (p.From != nil && f.blocks.cut(p.From.String())) {
-				continue
-			}
-			select {
-			case f.packets <- p:
-			case <-f.done:
-				return
-			}
-		case <-f.done:
-			return
-		}
-	}
-}
-
-// FinalAdvertiseAddr is the wrapped transport's.
-func (f *faultGossip) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error) {
-	return f.inner.FinalAdvertiseAddr(ip, port)
-}
-
-// WriteTo drops packets to blocked addresses.
-func (f *faultGossip) WriteTo(b []byte, addr string) (time.Time, error) {
-	if f.blocks.cut(addr) {
-		return time.Now(), nil
-	}
-	return f.inner.WriteTo(b, addr)
-}
-
-// WriteToAddress drops packets to blocked addresses.
-func (f *faultGossip) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	if f.blocks.cut(a.Addr) {
-		return time.Now(), nil
-	}
-	return f.inner.WriteToAddress(b, a)
-}
-
-// PacketCh delivers the inbound packets that are not from blocked addresses.
-func (f *faultGossip) PacketCh() <-chan *memberlist.Packet { return f.packets }
-
-// DialTimeout refuses streams to blocked addresses.
-func (f *faultGossip) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
-	if f.blocks.cut(addr) {
-		return nil, fmt.Errorf("dial %s: partitioned away (nemesis)", addr)
-	}
-	return f.inner.DialTimeout(addr, timeout)
-}
-
-// DialAddressTimeout refuses streams to blocked addresses.
-func (f *faultGossip) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	if f.blocks.cut(a.Addr) {
-		return nil, fmt.Errorf("dial %s: partitioned away (nemesis)", a.Addr)
-	}
-	return f.inner.DialAddressTimeout(a, timeout)
-}
-
-// StreamCh is the wrapped transport's (see the type's comment).
-func (f *faultGossip) StreamCh() <-chan net.Conn { return f.inner.StreamCh() }
-
-// Shutdown shuts the wrapped transport down and stops the packet filter.
-func (f *faultGossip) Shutdown() error {
-	err := f.inner.Shutdown()
-	f.once.Do(func() { close(f.done) })
-	f.wg.Wait()
-	return err
+// newFaultGossip wraps memberlist's transport so that blocks cuts gossip
+// too, in both directions (see membership.CutTransport). The wrapper owns
+// inner: Shutdown shuts it down.
+func newFaultGossip(inner memberlist.Transport, blocks *blockList) *membership.CutTransport {
+	return membership.NewCutTransport(inner, func(peer string, _ bool) bool { return blocks.cut(peer) })
 }
