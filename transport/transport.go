@@ -27,6 +27,10 @@ var (
 	ErrUnreachable = errors.New("transport: peer unreachable")
 	// ErrRemote is matched (through errors.Is) by a *RemoteError.
 	ErrRemote = errors.New("transport: remote handler failed")
+	// ErrBusy is returned when the peer refused the request because it
+	// already runs as many requests as it allows. The handler did not run,
+	// so the call may be retried, later or on another node.
+	ErrBusy = errors.New("transport: peer busy")
 )
 
 // Handler serves one inbound request. It may be called concurrently from many
@@ -45,7 +49,8 @@ type Transport interface {
 	// Call sends req to the node listening at addr and waits for its reply, or
 	// until ctx ends. req is only read during the call; the caller may reuse it
 	// afterwards. The reply is owned by the caller. Errors match ErrUnreachable,
-	// ErrFrameTooLarge, ErrClosed, ErrRemote or the ctx error through errors.Is.
+	// ErrFrameTooLarge, ErrClosed, ErrRemote, ErrBusy or the ctx error
+	// through errors.Is.
 	Call(ctx context.Context, addr string, req []byte) ([]byte, error)
 	// Serve starts delivering inbound requests to h and returns without
 	// blocking. It may be called once; a second call returns an error.
