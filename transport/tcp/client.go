@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"sync"
 	"time"
@@ -38,8 +39,8 @@ var resultChans = sync.Pool{New: func() any { return make(chan result, 1) }}
 
 // Call sends req to the transport listening at addr and waits for its reply.
 // Errors match transport.ErrUnreachable (no connection, or it broke),
-// transport.ErrFrameTooLarge, transport.ErrClosed, transport.ErrRemote, or the
-// ctx error.
+// transport.ErrFrameTooLarge, transport.ErrClosed, transport.ErrRemote,
+// transport.ErrBusy (the peer refused it unhandled), or the ctx error.
 func (t *Transport) Call(ctx context.Context, addr string, req []byte) ([]byte, error) {
 	if t.isClosed() {
 		return nil, transport.ErrClosed
@@ -124,6 +125,8 @@ func (t *Transport) await(ctx context.Context, c *conn, addr string, id uint64, 
 		return nil, fmt.Errorf("tcp: call %s: reply exceeds the peer's limit: %w", addr, transport.ErrFrameTooLarge)
 	case r.kind == kindNotServing:
 		return nil, fmt.Errorf("tcp: call %s: peer not serving yet: %w", addr, transport.ErrUnreachable)
+	case r.kind == kindBusy:
+		return nil, fmt.Errorf("tcp: call %s: %w", addr, transport.ErrBusy)
 	default:
 		err := fmt.Errorf("%w: reply of unknown kind %d", errProtocol, r.kind)
 		c.fail(err)
@@ -246,6 +249,30 @@ func (t *Transport) clientTLS(addr string) *tls.Config {
 	cfg = cfg.Clone()
 	cfg.ServerName = host
 	return cfg
+}
+
+// Redial makes later calls use new connections, with a new TLS handshake:
+// after a rotation of Options.TLS's credentials, say. Connections already
+// open carry the calls in flight on them to their end, then close.
+func (t *Transport) Redial() {
+	var out []*conn
+	t.mu.Lock()
+	for c := range t.conns {
+		if c.peer != nil {
+			out = append(out, c)
+		}
+	}
+	t.mu.Unlock()
+	for _, c := range out {
+		c.retired.Store(true)
+		p := c.peer
+		p.mu.Lock()
+		if p.slots[c.slot].c == c {
+			p.slots[c.slot].c = nil
+		}
+		p.mu.Unlock()
+		c.closeIfIdle(math.MaxInt64)
+	}
 }
 
 func isProtocolError(err error) bool { return errors.Is(err, errProtocol) }

@@ -2,6 +2,7 @@
 package tcp
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ const (
 	kindError      kind = 3 // the payload is the text of the handler's error
 	kindTooLarge   kind = 4 // the handler's reply exceeded the server's MaxFrameSize
 	kindNotServing kind = 5 // the server has no handler yet
+	kindBusy       kind = 6 // the server runs Options.MaxInFlight requests; this one did not run
 )
 
 // errProtocol is wrapped by the errors that close a connection because the
@@ -60,40 +62,66 @@ func putHeader(b []byte, h header, n int) {
 	binary.BigEndian.PutUint32(b[14:18], h.deadline)
 }
 
-// readFrame reads one frame. It checks the announced length against
-// maxPayload before allocating anything, and allocates the payload exactly.
-// buf is scratch space for the header.
-func readFrame(r io.Reader, buf *[frameOverhead]byte, maxPayload int) (header, []byte, error) {
-	if _, err := io.ReadFull(r, buf[:prefixLen]); err != nil {
-		return header{}, nil, err
-	}
+// frameLength checks the length prefix at the start of buf and returns the
+// payload's length, which it bounds by maxPayload.
+func frameLength(buf *[frameOverhead]byte, maxPayload int) (int, error) {
 	n := binary.BigEndian.Uint32(buf[0:4])
 	if n < headerLen {
-		return header{}, nil, fmt.Errorf("%w: frame length %d is shorter than the %d-byte header", errProtocol, n, headerLen)
+		return 0, fmt.Errorf("%w: frame length %d is shorter than the %d-byte header", errProtocol, n, headerLen)
 	}
 	if size := uint64(n) - headerLen; size > uint64(maxPayload) {
-		return header{}, nil, fmt.Errorf("%w: frame payload of %d bytes exceeds the limit of %d", errProtocol, size, maxPayload)
+		return 0, fmt.Errorf("%w: frame payload of %d bytes exceeds the limit of %d", errProtocol, size, maxPayload)
 	}
-	if _, err := io.ReadFull(r, buf[prefixLen:]); err != nil {
-		return header{}, nil, unexpectedEOF(err)
-	}
+	return int(n) - headerLen, nil
+}
+
+// parseHeader checks the header that follows the prefix in buf.
+func parseHeader(buf *[frameOverhead]byte) (header, error) {
 	if v := buf[4]; v != wireVersion {
-		return header{}, nil, fmt.Errorf("%w: wire version %d, want %d", errProtocol, v, wireVersion)
+		return header{}, fmt.Errorf("%w: wire version %d, want %d", errProtocol, v, wireVersion)
 	}
-	h := header{
+	return header{
 		kind:     kind(buf[5]),
 		id:       binary.BigEndian.Uint64(buf[6:14]),
 		deadline: binary.BigEndian.Uint32(buf[14:18]),
+	}, nil
+}
+
+// readPayload reads an n-byte payload from br. Its buffer grows as bytes
+// arrive, never past twice what has come, and never from n alone; with b
+// set, every byte of it is reserved from b first, waiting for b until
+// deadline or done. It returns the bytes reserved, which the caller
+// releases; on error it has released them.
+func readPayload(br *bufio.Reader, n int, b *budget, deadline time.Time, done <-chan struct{}) ([]byte, int64, error) {
+	var buf []byte
+	var reserved int64
+	fail := func(err error) ([]byte, int64, error) {
+		b.release(reserved)
+		return nil, 0, err
 	}
-	size := int(n) - headerLen
-	if size == 0 {
-		return h, nil, nil
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			if br.Buffered() == 0 {
+				if _, err := br.Peek(1); err != nil {
+					return fail(unexpectedEOF(err))
+				}
+			}
+			size := min(n, max(2*cap(buf), len(buf)+br.Buffered()))
+			if err := b.reserve(int64(size), deadline, done); err != nil {
+				return fail(err)
+			}
+			grown := make([]byte, len(buf), size)
+			copy(grown, buf)
+			b.release(reserved)
+			buf, reserved = grown, int64(size)
+		}
+		m, err := br.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err != nil && len(buf) < n {
+			return fail(unexpectedEOF(err))
+		}
 	}
-	payload := make([]byte, size)
-	if _, err := io.ReadFull(r, payload); err != nil {
-		return header{}, nil, unexpectedEOF(err)
-	}
-	return h, payload, nil
+	return buf, reserved, nil
 }
 
 func unexpectedEOF(err error) error {

@@ -1,4 +1,4 @@
-// The serving side of the tcp transport: accepting connections and running handlers.
+// The serving side of the tcp transport: accepting connections within limits, and running handlers within in-flight caps.
 package tcp
 
 import (
@@ -12,8 +12,15 @@ import (
 	"github.com/dynamo-kv/dynamo/transport"
 )
 
+// Accept failures (out of file descriptors, say) back off from
+// minAcceptBackoff, doubling to maxAcceptBackoff.
+const (
+	minAcceptBackoff = 5 * time.Millisecond
+	maxAcceptBackoff = time.Second
+)
+
 // acceptLoop accepts connections until the listener closes, starting a
-// reader for each.
+// reader for each, and closing at once those beyond MaxConns.
 func (t *Transport) acceptLoop() {
 	defer t.wg.Done()
 	var backoff time.Duration
@@ -23,8 +30,10 @@ func (t *Transport) acceptLoop() {
 			if t.isClosed() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Out of file descriptors, say: back off rather than spin.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			// Out of file descriptors, say: back off rather than spin, and
+			// let the connections already open go on.
+			t.counts.acceptErrors.Add(1)
+			backoff = min(max(2*backoff, minAcceptBackoff), maxAcceptBackoff)
 			t.log.Warn("tcp: accept failed", "local", t.addr, "err", err, "retry_in", backoff)
 			timer := time.NewTimer(backoff)
 			select {
@@ -36,10 +45,17 @@ func (t *Transport) acceptLoop() {
 			continue
 		}
 		backoff = 0
+		t.counts.accepted.Add(1)
 		c := newConn(t, nc, nc.RemoteAddr().String())
-		if !t.track(c) {
+		c.slots = make(chan struct{}, t.opts.MaxConnInFlight)
+		switch t.trackInbound(c) {
+		case trackClosed:
 			_ = nc.Close()
 			return
+		case trackFull:
+			t.counts.refused.Add(1)
+			_ = nc.Close()
+			continue
 		}
 		go t.serveConn(c)
 	}
@@ -47,47 +63,91 @@ func (t *Transport) acceptLoop() {
 
 // serveConn reads requests from an inbound connection and starts a handler
 // goroutine for each, until the connection breaks or the transport closes.
-// Handlers' ctx end with the connection.
+// At MaxConnInFlight requests in flight it stops reading; at MaxInFlight
+// across the transport it answers busy. Handlers' ctx end with the
+// connection.
 func (t *Transport) serveConn(c *conn) {
 	defer t.wg.Done()
 	ctx, cancel := context.WithCancel(t.ctx)
 	defer cancel()
-	if t.opts.TLS != nil {
-		tc := tls.Server(c.nc, t.opts.TLS)
-		hctx, hcancel := context.WithTimeout(ctx, t.opts.DialTimeout)
-		err := tc.HandshakeContext(hctx)
-		hcancel()
-		if err != nil {
-			c.fail(fmt.Errorf("tls handshake: %w", err))
-			return
-		}
-		c.useTLS(tc)
+	if err := t.handshake(ctx, c); err != nil {
+		t.counts.handshakeFailures.Add(1)
+		c.fail(err)
+		return
 	}
-	var hdr [frameOverhead]byte
+	ctx = transport.WithPeer(ctx, transport.Peer{Addr: c.addr, NodeID: c.nodeID})
+	if err := c.setReadDeadline(time.Now()); err != nil {
+		c.fail(err)
+		return
+	}
 	for {
-		h, req, err := readFrame(c.br, &hdr, t.opts.MaxFrameSize)
+		select {
+		case c.slots <- struct{}{}: // released once the reply is written
+		case <-t.done:
+			return // Close has failed c
+		}
+		h, req, reserved, err := c.readFrame(t.budget)
 		if err == nil && h.kind != kindRequest {
+			t.budget.release(reserved)
 			err = fmt.Errorf("%w: frame of kind %d on an inbound connection", errProtocol, h.kind)
 		}
 		if err != nil {
+			switch {
+			case errors.Is(err, errIdle):
+				t.counts.idleClosed.Add(1)
+			case errors.Is(err, errSlow), errors.Is(err, errBudget):
+				t.counts.slowClosed.Add(1)
+			}
 			c.fail(err)
 			return
 		}
 		hp := t.handler.Load()
-		if hp == nil {
-			if err := c.writeFrame(header{kind: kindNotServing, id: h.id}, nil); err != nil {
+		if hp == nil || t.inFlight.Add(1) > int64(t.opts.MaxInFlight) {
+			out := kindNotServing
+			if hp != nil {
+				t.inFlight.Add(-1)
+				t.counts.busy.Add(1)
+				out = kindBusy
+			}
+			t.budget.release(reserved)
+			err := c.writeFrame(header{kind: out, id: h.id}, nil)
+			<-c.slots
+			if err != nil {
 				c.fail(err)
 				return
 			}
 			continue
 		}
 		t.wg.Add(1) // this goroutine is counted, so Close's Wait cannot have returned
-		go t.handle(ctx, c, *hp, h, req)
+		go t.handle(ctx, c, *hp, h, req, reserved)
 	}
 }
 
-// handle runs one request's handler and writes its reply back on c.
-func (t *Transport) handle(ctx context.Context, c *conn, h transport.Handler, hdr header, req []byte) {
+// handshake runs the server side of TLS on c, within HandshakeTimeout, and
+// names the peer with Options.Identify.
+func (t *Transport) handshake(ctx context.Context, c *conn) error {
+	if t.opts.TLS == nil {
+		return nil
+	}
+	tc := tls.Server(c.nc, t.opts.TLS)
+	hctx, cancel := context.WithTimeout(ctx, t.opts.HandshakeTimeout)
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("tls handshake: %w", err)
+	}
+	if t.opts.Identify != nil {
+		if c.nodeID, err = t.opts.Identify(tc.ConnectionState()); err != nil {
+			return fmt.Errorf("tls peer: %w", err)
+		}
+	}
+	c.useTLS(tc)
+	return nil
+}
+
+// handle runs one request's handler and writes its reply back on c, then
+// gives back the request's budget and in-flight places.
+func (t *Transport) handle(ctx context.Context, c *conn, h transport.Handler, hdr header, req []byte, reserved int64) {
 	defer t.wg.Done()
 	cancel := context.CancelFunc(func() {})
 	if hdr.deadline > 0 {
@@ -95,6 +155,7 @@ func (t *Transport) handle(ctx context.Context, c *conn, h transport.Handler, hd
 	}
 	reply, err := h(ctx, req)
 	cancel()
+	t.budget.release(reserved)
 	out := header{kind: kindReply, id: hdr.id}
 	switch {
 	case err != nil:
@@ -107,7 +168,10 @@ func (t *Transport) handle(ctx context.Context, c *conn, h transport.Handler, hd
 		t.log.Warn("tcp: reply too large", "local", t.addr, "peer", c.addr, "size", len(reply), "limit", t.opts.MaxFrameSize)
 		out.kind, reply = kindTooLarge, nil
 	}
-	if err := c.writeFrame(out, reply); err != nil {
-		c.fail(err)
+	werr := c.writeFrame(out, reply)
+	t.inFlight.Add(-1)
+	<-c.slots
+	if werr != nil {
+		c.fail(werr)
 	}
 }

@@ -15,13 +15,32 @@
 // by concurrent callers are batched and flushed together. The server runs
 // each request's handler in its own goroutine, with a ctx that ends at the
 // caller's deadline, when the connection breaks, or when the transport
-// closes.
+// closes; transport.PeerFromContext tells who sent it.
 //
 // Connections are dialled lazily. A broken connection fails its calls in
 // flight with transport.ErrUnreachable and leaves the pool; the next call
 // dials again, so a restarted peer is reached without recreating the caller.
-// With Options.TLS set, the transport both listens and dials with TLS, so
-// setting ClientAuth to tls.RequireAndVerifyClientCert requires mutual TLS.
+// With Options.TLS set, the transport both listens and dials with TLS;
+// package auth makes a mutual TLS 1.3 config from a cluster secret or a PKI.
+//
+// # Bounds
+//
+// Every peer may be hostile, so the serving side holds each to bounds:
+//
+//   - MaxConns inbound connections; more are accepted and closed at once.
+//     Accept failures (EMFILE) back off, up to a second, while the
+//     connections already open go on.
+//   - HandshakeTimeout for TLS, ReadTimeout for a frame once it has begun
+//     (slowloris), IdleTimeout for a connection with nothing in flight.
+//   - MaxConnInFlight requests per connection: at the bound the transport
+//     stops reading it, so TCP pushes back on the sender; and MaxInFlight
+//     across the node, beyond which requests get transport.ErrBusy without
+//     running. Goroutines thus stay within MaxInFlight handlers plus one
+//     reader per connection, whatever peers send.
+//   - ReadBudget bytes of request payload held at once. A payload's buffer
+//     grows as its bytes arrive, never from the length a frame announces.
+//
+// Stats exposes the counters.
 //
 // # Caveats
 //
@@ -31,15 +50,16 @@
 //     its ctx ends, and must not call Close on its own transport.
 //   - Only the caller's deadline reaches the handler, not its cancellation.
 //   - The transport dials only the addresses its callers pass.
+//   - A reply waiting to be written counts against both in-flight caps, so a
+//     peer that does not read its replies holds its places for up to
+//     WriteTimeout, then loses its connection.
 package tcp
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -49,85 +69,6 @@ import (
 )
 
 var _ transport.Transport = (*Transport)(nil)
-
-// ErrInvalidOptions is returned by Listen, wrapping every problem found, when
-// Options.Validate fails.
-var ErrInvalidOptions = errors.New("tcp: invalid options")
-
-// Options configures a Transport. The zero value is usable.
-type Options struct {
-	// MaxFrameSize is the largest request or reply payload in bytes.
-	// Zero means transport.DefaultMaxFrameSize (16 MiB).
-	MaxFrameSize int
-	// ConnsPerPeer is how many connections are kept to each peer, each
-	// carrying many calls at once. Zero means 2.
-	ConnsPerPeer int
-	// DialTimeout bounds connecting to a peer, TLS handshake included, on
-	// top of the call's ctx; it also bounds the server side of a TLS
-	// handshake. Zero means 5s.
-	DialTimeout time.Duration
-	// WriteTimeout is how long a write may make no progress before its
-	// connection counts as broken. Zero means 10s.
-	WriteTimeout time.Duration
-	// TLS, when set, is used to listen and to dial. It must hold a
-	// certificate for the listener (Certificates, GetCertificate or
-	// GetConfigForClient). When ServerName is empty, dialling uses the host
-	// of the address called.
-	TLS *tls.Config
-	// Logger receives connection errors. Nil means no logging.
-	Logger *slog.Logger
-}
-
-// Validate reports every problem with o at once, wrapped in
-// ErrInvalidOptions. It never modifies o.
-func (o Options) Validate() error {
-	var errs []error
-	if o.MaxFrameSize < 0 {
-		errs = append(errs, fmt.Errorf("MaxFrameSize (%d) must not be negative", o.MaxFrameSize))
-	}
-	if o.MaxFrameSize > maxFrameLimit {
-		errs = append(errs, fmt.Errorf("MaxFrameSize (%d) must be at most %d", o.MaxFrameSize, maxFrameLimit))
-	}
-	if o.ConnsPerPeer < 0 {
-		errs = append(errs, fmt.Errorf("ConnsPerPeer (%d) must not be negative", o.ConnsPerPeer))
-	}
-	if o.DialTimeout < 0 {
-		errs = append(errs, fmt.Errorf("DialTimeout (%v) must not be negative", o.DialTimeout))
-	}
-	if o.WriteTimeout < 0 {
-		errs = append(errs, fmt.Errorf("WriteTimeout (%v) must not be negative", o.WriteTimeout))
-	}
-	if c := o.TLS; c != nil && len(c.Certificates) == 0 && c.GetCertificate == nil && c.GetConfigForClient == nil {
-		errs = append(errs, errors.New("TLS has no certificate for the listener (Certificates, GetCertificate or GetConfigForClient)"))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: %w", ErrInvalidOptions, errors.Join(errs...))
-	}
-	return nil
-}
-
-// maxFrameLimit keeps the frame length within the prefix and an int on every platform.
-const maxFrameLimit = math.MaxInt32 - headerLen
-
-// withDefaults returns o with zero fields set to their defaults.
-func (o Options) withDefaults() Options {
-	if o.MaxFrameSize == 0 {
-		o.MaxFrameSize = transport.DefaultMaxFrameSize
-	}
-	if o.ConnsPerPeer == 0 {
-		o.ConnsPerPeer = 2
-	}
-	if o.DialTimeout == 0 {
-		o.DialTimeout = 5 * time.Second
-	}
-	if o.WriteTimeout == 0 {
-		o.WriteTimeout = 10 * time.Second
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	return o
-}
 
 // Transport is a node's TCP endpoint. It implements transport.Transport and is
 // safe for concurrent use.
@@ -141,12 +82,17 @@ type Transport struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed first thing in Close
 
-	handler atomic.Pointer[transport.Handler]
+	handler  atomic.Pointer[transport.Handler]
+	budget   *budget      // request payload bytes held
+	inFlight atomic.Int64 // inbound requests admitted and not yet replied to
+	counts   counters
 
-	mu     sync.Mutex
-	closed bool
-	conns  map[*conn]struct{} // inbound and outbound
-	peers  map[string]*peer   // outbound pools, by address
+	mu      sync.Mutex
+	closed  bool
+	conns   map[*conn]struct{} // inbound and outbound
+	connsIn int                // inbound ones among conns
+	peers   map[string]*peer   // outbound pools, by address
+	gone    traffic            // bytes moved by conns no longer in conns
 
 	wg        sync.WaitGroup // every goroutine the transport starts
 	closeOnce sync.Once
@@ -172,11 +118,13 @@ func Listen(addr string, opts Options) (*Transport, error) {
 		ctx:    ctx,
 		cancel: cancel,
 		done:   make(chan struct{}),
+		budget: newBudget(opts.ReadBudget),
 		conns:  make(map[*conn]struct{}),
 		peers:  make(map[string]*peer),
 	}
-	t.wg.Add(1)
+	t.wg.Add(2)
 	go t.acceptLoop()
+	go t.closeIdle()
 	return t, nil
 }
 
@@ -233,8 +181,15 @@ func (t *Transport) isClosed() bool {
 	}
 }
 
-// track registers c and counts one goroutine for it, or reports false if the
-// transport is closed.
+// Outcomes of trackInbound.
+const (
+	tracked = iota
+	trackClosed
+	trackFull
+)
+
+// track registers outbound c and counts one goroutine for it, or reports
+// false if the transport is closed.
 func (t *Transport) track(c *conn) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -246,10 +201,33 @@ func (t *Transport) track(c *conn) bool {
 	return true
 }
 
+// trackInbound registers inbound c and counts one goroutine for it, unless
+// the transport is closed or holds MaxConns inbound connections already.
+func (t *Transport) trackInbound(c *conn) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.closed:
+		return trackClosed
+	case t.connsIn >= t.opts.MaxConns:
+		return trackFull
+	}
+	t.conns[c] = struct{}{}
+	t.connsIn++
+	t.wg.Add(1)
+	return tracked
+}
+
 // forget drops a broken c from the transport and, if outbound, its pool.
 func (t *Transport) forget(c *conn) {
 	t.mu.Lock()
-	delete(t.conns, c)
+	if _, ok := t.conns[c]; ok {
+		delete(t.conns, c)
+		if c.peer == nil {
+			t.connsIn--
+		}
+		t.gone.add(c)
+	}
 	t.mu.Unlock()
 	if p := c.peer; p != nil {
 		p.mu.Lock()
@@ -257,5 +235,35 @@ func (t *Transport) forget(c *conn) {
 			p.slots[c.slot].c = nil
 		}
 		p.mu.Unlock()
+	}
+}
+
+// closeIdle closes, every IdleTimeout/4, the outbound conns that carried
+// nothing for IdleTimeout/2, so that they close before the server's side
+// closes them under a call.
+func (t *Transport) closeIdle() {
+	defer t.wg.Done()
+	tick := time.NewTicker(max(t.opts.IdleTimeout/4, time.Millisecond))
+	defer tick.Stop()
+	var idle []*conn
+	for {
+		select {
+		case <-tick.C:
+		case <-t.done:
+			return
+		}
+		t.mu.Lock()
+		for c := range t.conns {
+			if c.peer != nil {
+				idle = append(idle, c)
+			}
+		}
+		t.mu.Unlock()
+		cutoff := time.Now().Add(-t.opts.IdleTimeout / 2).UnixNano()
+		for _, c := range idle {
+			c.closeIfIdle(cutoff)
+		}
+		clear(idle)
+		idle = idle[:0]
 	}
 }
