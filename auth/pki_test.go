@@ -2,69 +2,31 @@
 package auth_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net/url"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/dynamo-kv/dynamo/auth"
+	"github.com/dynamo-kv/dynamo/auth/authtest"
 )
 
-// operatorCA is a CA as an operator would run one, with ECDSA keys.
-type operatorCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
+// operatorCA is a CA as an operator would run one.
+type operatorCA struct{ *authtest.CA }
 
-func newOperatorCA(t *testing.T, name string) *operatorCA {
+func newOperatorCA(t *testing.T, name string) operatorCA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := authtest.NewCA(name)
 	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	return &operatorCA{cert: cert, key: key}
+	return operatorCA{ca}
 }
 
 // issue returns a certificate for the given URI SANs.
-func (ca *operatorCA) issue(t *testing.T, uris ...string) tls.Certificate {
+func (ca operatorCA) issue(t *testing.T, uris ...string) tls.Certificate {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, err := ca.IssueURIs(uris...)
 	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "node"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	for _, s := range uris {
-		u, err := url.Parse(s)
-		require.NoError(t, err)
-		tmpl.URIs = append(tmpl.URIs, u)
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	require.NoError(t, err)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	return cert
 }
 
 func fromPKI(t *testing.T, id string, pki auth.PKI) *auth.Credentials {
@@ -76,7 +38,7 @@ func fromPKI(t *testing.T, id string, pki auth.PKI) *auth.Credentials {
 
 func TestFromPKI_NodeIDsBothWays(t *testing.T) {
 	ca := newOperatorCA(t, "ops CA")
-	pool := certPool(ca.cert)
+	pool := certPool(ca.Cert)
 	a := fromPKI(t, "a", auth.PKI{CAs: pool, Certificate: ca.issue(t, "dynamo://prod/a")})
 	b := fromPKI(t, "b", auth.PKI{CAs: pool, Certificate: ca.issue(t, "dynamo://prod/b")})
 	connect(t, a, b)
@@ -85,14 +47,14 @@ func TestFromPKI_NodeIDsBothWays(t *testing.T) {
 
 func TestFromPKI_RefusesWrongCertificates(t *testing.T) {
 	ca := newOperatorCA(t, "ops CA")
-	pool := certPool(ca.cert)
+	pool := certPool(ca.Cert)
 	tests := map[string]auth.PKI{
 		"no pool":              {Certificate: ca.issue(t, "dynamo://prod/a")},
 		"no certificate":       {CAs: pool},
 		"another node's":       {CAs: pool, Certificate: ca.issue(t, "dynamo://prod/b")},
 		"another cluster's":    {CAs: pool, Certificate: ca.issue(t, "dynamo://staging/a")},
 		"no node name":         {CAs: pool, Certificate: ca.issue(t)},
-		"garbage certificate":  {CAs: pool, Certificate: tls.Certificate{Certificate: [][]byte{{1, 2, 3}}, PrivateKey: ca.key}},
+		"garbage certificate":  {CAs: pool, Certificate: tls.Certificate{Certificate: [][]byte{{1, 2, 3}}, PrivateKey: ca.issue(t, "dynamo://prod/a").PrivateKey}},
 		"two names for a node": {CAs: pool, Certificate: ca.issue(t, "dynamo://prod/a", "dynamo://prod/c")},
 	}
 	for name, pki := range tests {
@@ -105,7 +67,7 @@ func TestFromPKI_RefusesWrongCertificates(t *testing.T) {
 
 func TestFromPKI_PeerMustNameANodeOfThisCluster(t *testing.T) {
 	ca := newOperatorCA(t, "ops CA")
-	pool := certPool(ca.cert)
+	pool := certPool(ca.Cert)
 	a := fromPKI(t, "a", auth.PKI{CAs: pool, Certificate: ca.issue(t, "dynamo://prod/a")})
 	// Same CA, but the peer's certificate names a node of another cluster.
 	other, err := auth.FromPKI("staging", "x", auth.PKI{CAs: pool, Certificate: ca.issue(t, "dynamo://staging/x")})
@@ -114,14 +76,14 @@ func TestFromPKI_PeerMustNameANodeOfThisCluster(t *testing.T) {
 	refused(t, other, a)
 	// A certificate from a CA a does not trust.
 	rogue := newOperatorCA(t, "rogue CA")
-	r := fromPKI(t, "r", auth.PKI{CAs: certPool(rogue.cert, ca.cert), Certificate: rogue.issue(t, "dynamo://prod/r")})
+	r := fromPKI(t, "r", auth.PKI{CAs: certPool(rogue.Cert, ca.Cert), Certificate: rogue.issue(t, "dynamo://prod/r")})
 	refused(t, a, r)
 	refused(t, r, a)
 }
 
 func TestFromPKI_AllowList(t *testing.T) {
 	ca := newOperatorCA(t, "ops CA")
-	pool := certPool(ca.cert)
+	pool := certPool(ca.Cert)
 	allow := []string{"a", "b"}
 	a := fromPKI(t, "a", auth.PKI{CAs: pool, Certificate: ca.issue(t, "dynamo://prod/a"), AllowedNodes: allow})
 	b := fromPKI(t, "b", auth.PKI{CAs: pool, Certificate: ca.issue(t, "dynamo://prod/b")})
@@ -141,10 +103,10 @@ func TestFromPKI_AllowList(t *testing.T) {
 func TestRotatePKI_CA(t *testing.T) {
 	oldCA, newCA := newOperatorCA(t, "old CA"), newOperatorCA(t, "new CA")
 	steps := []auth.PKI{
-		{CAs: certPool(oldCA.cert), Certificate: oldCA.issue(t, "dynamo://prod/n")},
-		{CAs: certPool(oldCA.cert, newCA.cert), Certificate: oldCA.issue(t, "dynamo://prod/n")},
-		{CAs: certPool(oldCA.cert, newCA.cert), Certificate: newCA.issue(t, "dynamo://prod/n")},
-		{CAs: certPool(newCA.cert), Certificate: newCA.issue(t, "dynamo://prod/n")},
+		{CAs: certPool(oldCA.Cert), Certificate: oldCA.issue(t, "dynamo://prod/n")},
+		{CAs: certPool(oldCA.Cert, newCA.Cert), Certificate: oldCA.issue(t, "dynamo://prod/n")},
+		{CAs: certPool(oldCA.Cert, newCA.Cert), Certificate: newCA.issue(t, "dynamo://prod/n")},
+		{CAs: certPool(newCA.Cert), Certificate: newCA.issue(t, "dynamo://prod/n")},
 	}
 	creds := make([]*auth.Credentials, len(steps))
 	for i, s := range steps {

@@ -106,13 +106,14 @@ func readPayload(br *bufio.Reader, n int, b *budget, deadline time.Time, done <-
 					return fail(unexpectedEOF(err))
 				}
 			}
+			// The old buffer is garbage once copied: reserve the growth only,
+			// so that a budget of n bytes can always read n.
 			size := min(n, max(2*cap(buf), len(buf)+br.Buffered()))
-			if err := b.reserve(int64(size), deadline, done); err != nil {
+			if err := b.reserve(int64(size)-reserved, deadline, done); err != nil {
 				return fail(err)
 			}
 			grown := make([]byte, len(buf), size)
 			copy(grown, buf)
-			b.release(reserved)
 			buf, reserved = grown, int64(size)
 		}
 		m, err := br.Read(buf[len(buf):cap(buf)])

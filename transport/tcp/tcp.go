@@ -108,6 +108,11 @@ func Listen(addr string, opts Options) (*Transport, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tcp: listen %s: %w", addr, err)
 	}
+	return serve(ln, opts), nil
+}
+
+// serve returns a Transport accepting on ln with valid opts.
+func serve(ln net.Listener, opts Options) *Transport {
 	opts = opts.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{
@@ -125,7 +130,7 @@ func Listen(addr string, opts Options) (*Transport, error) {
 	t.wg.Add(2)
 	go t.acceptLoop()
 	go t.closeIdle()
-	return t, nil
+	return t
 }
 
 // Addr returns the address the transport listens on, as host:port.
