@@ -3,6 +3,7 @@
 package membership
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -54,6 +55,9 @@ type Gossip struct {
 	self  entry    // the record this node publishes about itself
 	meta  []byte   // self encoded as memberlist metadata
 	seeds []string // JoinGossip's seeds, for the reconnect loop
+
+	keyring *memberlist.Keyring // nil: gossip in the clear
+	keyMu   sync.Mutex          // serializes SetSecretKeys
 
 	life     sync.Mutex
 	stopping bool
@@ -112,6 +116,7 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 		return nil, fmt.Errorf("membership: start gossip for %q: %w", cfg.NodeID, err)
 	}
 	g.ml = ml
+	g.keyring = mc.Keyring // memberlist made one from SecretKey, if set
 	// The address memberlist advertises is known now. Nobody has this
 	// node's record yet, unless a peer dialled the bound address already:
 	// that peer takes the address from memberlist and the record from the
@@ -125,6 +130,42 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 		go g.reconnectLoop(every)
 	}
 	return g, nil
+}
+
+// SetSecretKeys replaces the gossip keyring of a Gossip started with
+// SecretKey or SecretKeys: keys[0] encrypts from now on, and every key
+// decrypts. keys is copied. See GossipConfig.SecretKeys for the steps of a
+// rotation.
+func (g *Gossip) SetSecretKeys(keys [][]byte) error {
+	if len(keys) == 0 {
+		return fmt.Errorf("%w: no secret key", ErrInvalidConfig)
+	}
+	if errs := checkKeys(keys); len(errs) > 0 {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	}
+	kr := g.keyring
+	if kr == nil {
+		return fmt.Errorf("%w: gossip started without encryption cannot take keys", ErrInvalidConfig)
+	}
+	g.keyMu.Lock()
+	defer g.keyMu.Unlock()
+	// Install first, switch, then remove: at no point is a key in use missing.
+	for _, k := range keys {
+		if err := kr.AddKey(bytes.Clone(k)); err != nil {
+			return fmt.Errorf("membership: install key: %w", err)
+		}
+	}
+	if err := kr.UseKey(keys[0]); err != nil {
+		return fmt.Errorf("membership: use key: %w", err)
+	}
+	for _, old := range kr.GetKeys() {
+		if !slices.ContainsFunc(keys, func(k []byte) bool { return bytes.Equal(k, old) }) {
+			if err := kr.RemoveKey(old); err != nil {
+				return fmt.Errorf("membership: remove key: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // JoinGossip starts a Gossip with NewGossip and joins it to the cluster

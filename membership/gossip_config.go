@@ -87,8 +87,16 @@ type GossipConfig struct {
 
 	// SecretKey, when set, encrypts and authenticates all gossip with
 	// AES-GCM (memberlist's keyring). It must be 16, 24 or 32 bytes, and
-	// the same on every node.
+	// the same on every node. Set SecretKey or SecretKeys, not both.
 	SecretKey []byte
+
+	// SecretKeys, when set, is memberlist's keyring: the first key
+	// encrypts, every key decrypts. Each must be 16, 24 or 32 bytes. A node
+	// cannot read gossip encrypted with a key it lacks, so a rotation takes
+	// three steps, each on every node before the next (Gossip.SetSecretKeys
+	// applies one to a running node): install the new key second, make it
+	// first, then drop the old one.
+	SecretKeys [][]byte
 
 	// Profile selects the timing; empty means ProfileLAN.
 	Profile Profile
@@ -134,6 +142,10 @@ func (c GossipConfig) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("SecretKey is %d bytes; it must be 16, 24 or 32", n))
 	}
+	if len(c.SecretKey) > 0 && len(c.SecretKeys) > 0 {
+		errs = append(errs, errors.New("SecretKey and SecretKeys are both set"))
+	}
+	errs = append(errs, checkKeys(c.SecretKeys)...)
 	switch c.Profile {
 	case "", ProfileLAN, ProfileWAN, ProfileLocal:
 	default:
@@ -221,8 +233,33 @@ func (c GossipConfig) memberlistConfig(logger *log.Logger) *memberlist.Config {
 		mc.AdvertisePort = port
 	}
 	mc.SecretKey = bytes.Clone(c.SecretKey)
+	if len(c.SecretKeys) > 0 {
+		// Valid keys: NewKeyring cannot fail.
+		mc.Keyring, _ = memberlist.NewKeyring(cloneKeys(c.SecretKeys), bytes.Clone(c.SecretKeys[0]))
+	}
 	mc.Logger = logger
 	return mc
+}
+
+// checkKeys reports each key of a keyring that memberlist would refuse.
+func checkKeys(keys [][]byte) []error {
+	var errs []error
+	for i, k := range keys {
+		switch len(k) {
+		case 16, 24, 32:
+		default:
+			errs = append(errs, fmt.Errorf("SecretKeys[%d] is %d bytes; it must be 16, 24 or 32", i, len(k)))
+		}
+	}
+	return errs
+}
+
+func cloneKeys(keys [][]byte) [][]byte {
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = bytes.Clone(k)
+	}
+	return out
 }
 
 // NewNetTransport returns memberlist's UDP/TCP transport listening on
