@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/dynamo-kv/dynamo/auth"
 	"github.com/dynamo-kv/dynamo/membership"
 	"github.com/dynamo-kv/dynamo/storage/bolt"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
@@ -42,8 +43,25 @@ type NodeConfig struct {
 	// Without it, Open fails when no seed answers.
 	JoinRetry bool
 	// TLS, if set, secures peer traffic; set ClientAuth to
-	// tls.RequireAndVerifyClientCert for mutual TLS.
+	// tls.RequireAndVerifyClientCert for mutual TLS. Gossip that Open
+	// starts then needs GossipKey.
 	TLS *tls.Config
+
+	// Secrets are the cluster secrets, the same on every node (at least 16
+	// random bytes each; 32 recommended): the first signs and encrypts, all
+	// verify (see package auth and Node.RotateSecrets). They authenticate
+	// and encrypt the TCP transport (mutual TLS 1.3, a certificate bound to
+	// NodeID) and gossip (memberlist's keyring) that Open builds. Open
+	// refuses to start unless exactly one of Secrets, PKI, TLS and Insecure
+	// is set.
+	Secrets [][]byte
+	// PKI authenticates the TCP transport with an operator's CA instead:
+	// each node's certificate names it as dynamo://<cluster>/<node-id>.
+	// Gossip that Open starts then needs GossipKey.
+	PKI *auth.PKI
+	// Insecure runs without peer authentication: anyone who reaches the
+	// ports can read, write and join. For tests and trusted networks only.
+	Insecure bool
 }
 
 // Node is a Store with the plug-ins Open built for it. Its methods are the
@@ -53,13 +71,24 @@ type Node struct {
 	transport *tcp.Transport
 	storage   *bolt.Store
 	gossip    *membership.Gossip
+	creds     *auth.Credentials // the transport's, from Secrets or PKI
+	cluster   string            // set when opened with Secrets
 }
 
 // Open starts a node whose data lives in dir (created if absent): bbolt in
 // dir/dynamo.db, peers over TCP, membership by memberlist joined through
-// cfg.Seeds. Close the Node to stop it; Leave to leave the ring first.
+// cfg.Seeds. Close the Node to stop it; Leave to leave the ring first. It
+// refuses to start without peer authentication (NodeConfig.Secrets, PKI or
+// TLS) unless NodeConfig.Insecure says so.
 func Open(ctx context.Context, dir string, cfg NodeConfig) (_ *Node, err error) {
+	sec, err := checkSecurity(cfg)
+	if err != nil {
+		return nil, err
+	}
 	n := &Node{}
+	if len(cfg.Secrets) > 0 {
+		n.cluster = cfg.Config.withDefaults().Cluster
+	}
 	defer func() {
 		if err != nil {
 			n.release()
@@ -79,10 +108,10 @@ func Open(ctx context.Context, dir string, cfg NodeConfig) (_ *Node, err error) 
 		if addr == "" {
 			addr = "127.0.0.1:0"
 		}
-		if n.transport, err = tcp.Listen(addr, tcp.Options{TLS: cfg.TLS, Logger: cfg.Logger}); err != nil {
+		if n.transport, err = tcp.Listen(addr, sec.tcpOptions(cfg)); err != nil {
 			return nil, fmt.Errorf("dynamo: listen: %w", err)
 		}
-		cfg.Transport = n.transport
+		cfg.Transport, n.creds = n.transport, sec.creds
 	}
 	if cfg.Membership == nil && len(cfg.Members) == 0 {
 		bind := cfg.GossipListen
@@ -91,7 +120,7 @@ func Open(ctx context.Context, dir string, cfg NodeConfig) (_ *Node, err error) 
 		}
 		n.gossip, err = membership.JoinGossip(ctx, membership.GossipConfig{
 			NodeID: cfg.NodeID, BindAddr: bind, DataAddr: cfg.Transport.Addr(), Seeds: cfg.Seeds,
-			SecretKey: cfg.GossipKey, Profile: cfg.GossipProfile, Logger: cfg.Logger, JoinRetry: cfg.JoinRetry,
+			SecretKey: cfg.GossipKey, SecretKeys: sec.gossipKeys, Profile: cfg.GossipProfile, Logger: cfg.Logger, JoinRetry: cfg.JoinRetry,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("dynamo: join: %w", err)

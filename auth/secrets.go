@@ -12,8 +12,8 @@
 //   - "dynamo/context-mac/v1": a 32-byte key for MACs on causal contexts
 //     (ContextMACKeys).
 //
-// At start-up a node makes a fresh Ed25519 key and a certificate for it, signed
-// by the CA of the first secret, naming the node in a URI SAN
+// At start-up a node makes a fresh ECDSA P-256 key and a certificate for it,
+// signed by the CA of the first secret, naming the node in a URI SAN
 // dynamo://<cluster>/<node-id>. The data port then runs ordinary mutual TLS
 // 1.3: both ends check, in tls.Config.VerifyConnection, that the peer's chain
 // leads to the CA of one of the secrets and that it names a node of this

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/dynamo-kv/dynamo"
+	"github.com/dynamo-kv/dynamo/auth"
 	"github.com/dynamo-kv/dynamo/membership"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
 )
@@ -121,6 +122,11 @@ func runNodeMain(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// testSecret authenticates and encrypts the nemesis cluster's data port and
+// gossip, as a production cluster's secret would. It is public: never reuse
+// it.
+var testSecret = []byte("dynamo-nemesis test cluster secret; public, never reuse")
+
 // nodeServer is a running node and its HTTP endpoints.
 type nodeServer struct {
 	f      nodeFlags
@@ -147,7 +153,15 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 	}
 	s := &nodeServer{f: f, log: log, blocks: newBlockList(splitList(f.block)), peers: peers}
 
-	tr, err := tcp.Listen(f.listen, tcp.Options{Logger: log})
+	creds, err := auth.FromSecrets(dynamo.DefaultCluster, f.id, auth.Secrets{testSecret})
+	if err != nil {
+		return err
+	}
+	gossipKeys, err := auth.Secrets{testSecret}.GossipKeys(dynamo.DefaultCluster)
+	if err != nil {
+		return err
+	}
+	tr, err := tcp.Listen(f.listen, tcp.Options{Logger: log, TLS: creds.TLSConfig(), Identify: creds.PeerNodeID})
 	if err != nil {
 		return err
 	}
@@ -166,6 +180,7 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 
 	g, err := membership.NewGossip(membership.GossipConfig{
 		NodeID: f.id, DataAddr: tr.Addr(), Transport: fg, Profile: membership.Profile(f.profile), Logger: log,
+		SecretKeys: gossipKeys,
 	})
 	if err != nil {
 		_ = fg.Shutdown()
@@ -211,7 +226,7 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 	if f.mode == "lww" {
 		cfg.Resolver = dynamo.Latest
 	}
-	n, err := dynamo.Open(ctx, f.data, dynamo.NodeConfig{Config: cfg})
+	n, err := dynamo.Open(ctx, f.data, dynamo.NodeConfig{Config: cfg, Secrets: [][]byte{testSecret}})
 	if err != nil {
 		return err
 	}

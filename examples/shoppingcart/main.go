@@ -32,6 +32,8 @@ type nodeFlags struct {
 	id, listen, gossip, join, data, http string
 	profile                              membership.Profile
 	leaveOnExit                          bool
+	secretFile                           string // the cluster secret; "" with insecure
+	insecure                             bool
 }
 
 // run is main without the exit: it returns the process's exit code.
@@ -53,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.http, "http", "127.0.0.1:0", "HTTP API address")
 	fs.StringVar(&profile, "profile", string(membership.ProfileLAN), "failure detection timing: lan, wan or local")
 	fs.BoolVar(&f.leaveOnExit, "leave-on-exit", false, "leave the ring for good on SIGTERM or SIGINT (default: stop as if crashed, keep partitions)")
+	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the cluster secret, the same on every node (node mode needs it, or -insecure)")
+	fs.BoolVar(&f.insecure, "insecure", false, "run without peer authentication: anyone who reaches the ports can read, write and join")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -74,6 +78,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.profile = membership.Profile(profile)
 	if f.id == "" || f.data == "" {
 		fmt.Fprintln(stderr, "shoppingcart: node mode needs -id and -data")
+		fs.Usage()
+		return 2
+	}
+	if (f.secretFile == "") == !f.insecure {
+		fmt.Fprintln(stderr, "shoppingcart: node mode needs one of -secret-file and -insecure")
 		fs.Usage()
 		return 2
 	}

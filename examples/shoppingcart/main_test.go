@@ -70,9 +70,15 @@ func TestRun_Flags(t *testing.T) {
 	}{
 		"node mode without id":   {args: []string{"-data", t.TempDir()}, code: 2, msg: "needs -id and -data"},
 		"node mode without data": {args: []string{"-id", "node-a"}, code: 2, msg: "needs -id and -data"},
-		"stray argument":         {args: []string{"story"}, code: 2, msg: "unexpected arguments"},
-		"unknown flag":           {args: []string{"-nodes", "3"}, code: 2, msg: "flag provided but not defined"},
-		"help":                   {args: []string{"-h"}, code: 0, msg: "usage: shoppingcart"},
+		"node mode without secret": {args: []string{"-id", "node-a", "-data", t.TempDir()}, code: 2,
+			msg: "needs one of -secret-file and -insecure"},
+		"secret and insecure": {args: []string{"-id", "node-a", "-data", t.TempDir(), "-secret-file", "x", "-insecure"}, code: 2,
+			msg: "needs one of -secret-file and -insecure"},
+		"unreadable secret": {args: []string{"-id", "node-a", "-data", t.TempDir(), "-secret-file", "/nonexistent/secret"}, code: 1,
+			msg: "read the cluster secret"},
+		"stray argument": {args: []string{"story"}, code: 2, msg: "unexpected arguments"},
+		"unknown flag":   {args: []string{"-nodes", "3"}, code: 2, msg: "flag provided but not defined"},
+		"help":           {args: []string{"-h"}, code: 0, msg: "usage: shoppingcart"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -171,12 +172,18 @@ type proc struct {
 	http, gossip, data string
 }
 
+// testSecret is the cluster secret of the test processes (public: never
+// reuse it).
+var testSecret = []byte("shoppingcart test cluster secret, public\n")
+
 // startProc starts the test binary as node id on dir, joining seed (none for
 // the first node), with extra flags, and waits for its "ready" line. The
 // process is killed by PID when the test ends.
 func startProc(t *testing.T, exe, id, dir, seed string, extra ...string) *proc {
 	t.Helper()
-	args := []string{"-id", id, "-data", dir, "-profile", "local",
+	secretFile := filepath.Join(t.TempDir(), "cluster.secret")
+	require.NoError(t, os.WriteFile(secretFile, testSecret, 0o600))
+	args := []string{"-id", id, "-data", dir, "-profile", "local", "-secret-file", secretFile,
 		"-listen", "127.0.0.1:0", "-gossip", "127.0.0.1:0", "-http", "127.0.0.1:0"}
 	if seed != "" {
 		args = append(args, "-join", seed)

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,11 +12,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dynamo-kv/dynamo"
+	"github.com/dynamo-kv/dynamo/auth"
 	"github.com/dynamo-kv/dynamo/membership"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
 )
@@ -33,7 +36,12 @@ const shutdownTimeout = 5 * time.Second
 // not expose its Membership.
 func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err error) {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	tr, err := tcp.Listen(f.listen, tcp.Options{Logger: log})
+	secrets, topts, gossipKeys, err := f.security()
+	if err != nil {
+		return err
+	}
+	topts.Logger = log
+	tr, err := tcp.Listen(f.listen, topts)
 	if err != nil {
 		return err
 	}
@@ -50,6 +58,7 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 	}
 	g, err := membership.JoinGossip(ctx, membership.GossipConfig{
 		NodeID: f.id, BindAddr: f.gossip, DataAddr: tr.Addr(), Seeds: seeds, Profile: f.profile, Logger: log,
+		SecretKeys: gossipKeys,
 	})
 	if err != nil {
 		return err
@@ -68,7 +77,7 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 	cfg.Transport = tr
 	cfg.Membership = g
 	cfg.Logger = log
-	n, err := dynamo.Open(ctx, f.data, dynamo.NodeConfig{Config: cfg})
+	n, err := dynamo.Open(ctx, f.data, dynamo.NodeConfig{Config: cfg, Secrets: secrets, Insecure: f.insecure})
 	if err != nil {
 		return err
 	}
@@ -108,6 +117,28 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 		}
 	}
 	return nil
+}
+
+// security reads the cluster secret of -secret-file, and returns it with
+// the TLS it gives the data port and the keys it gives gossip; with
+// -insecure, none of them.
+func (f nodeFlags) security() (secrets [][]byte, opts tcp.Options, gossipKeys [][]byte, err error) {
+	if f.insecure {
+		return nil, tcp.Options{}, nil, nil
+	}
+	secret, err := os.ReadFile(f.secretFile)
+	if err != nil {
+		return nil, tcp.Options{}, nil, fmt.Errorf("read the cluster secret: %w", err)
+	}
+	secrets = [][]byte{bytes.TrimSpace(secret)}
+	creds, err := auth.FromSecrets(dynamo.DefaultCluster, f.id, secrets)
+	if err != nil {
+		return nil, tcp.Options{}, nil, fmt.Errorf("cluster secret in %s: %w", f.secretFile, err)
+	}
+	if gossipKeys, err = auth.Secrets(secrets).GossipKeys(dynamo.DefaultCluster); err != nil {
+		return nil, tcp.Options{}, nil, err
+	}
+	return secrets, tcp.Options{TLS: creds.TLSConfig(), Identify: creds.PeerNodeID}, gossipKeys, nil
 }
 
 // api serves the HTTP API of one node.

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dynamo-kv/dynamo"
+	"github.com/dynamo-kv/dynamo/auth"
 	"github.com/dynamo-kv/dynamo/membership"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
 )
@@ -79,8 +81,17 @@ func runStory(w io.Writer) (err error) {
 func startStoryCluster(ctx context.Context, root string, names []string) ([]*storyNode, error) {
 	var nodes []*storyNode
 	var seeds []string
+	// A fresh cluster secret for this run: it authenticates and encrypts
+	// the data port (the TLS the story gives its transports) and gossip
+	// (which Open derives from NodeConfig.Secrets).
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret) // crypto/rand.Read never fails
 	for _, name := range names {
-		tr, err := tcp.Listen("127.0.0.1:0", tcp.Options{})
+		creds, err := auth.FromSecrets(dynamo.DefaultCluster, name, auth.Secrets{secret})
+		if err != nil {
+			return nodes, err
+		}
+		tr, err := tcp.Listen("127.0.0.1:0", tcp.Options{TLS: creds.TLSConfig(), Identify: creds.PeerNodeID})
 		if err != nil {
 			return nodes, err
 		}
@@ -88,11 +99,15 @@ func startStoryCluster(ctx context.Context, root string, names []string) ([]*sto
 		cfg := dynamo.DefaultConfig() // N=3, R=2, W=2
 		cfg.NodeID = name
 		cfg.Transport = cut // Open builds bolt and gossip, and no TCP of its own
+		// The cut fails calls at once, so no step waits on these; they
+		// leave room for a first TLS handshake on a loaded machine.
+		cfg.ReplicaTimeout, cfg.RequestTimeout = 5*time.Second, 10*time.Second
 		n, err := dynamo.Open(ctx, filepath.Join(root, name), dynamo.NodeConfig{
 			Config:        cfg,
 			GossipListen:  "127.0.0.1:0",
 			Seeds:         seeds,
 			GossipProfile: membership.ProfileLocal,
+			Secrets:       [][]byte{secret},
 		})
 		if err != nil {
 			return nodes, errors.Join(err, tr.Close())
