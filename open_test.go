@@ -255,11 +255,10 @@ func TestOpen_OutsiderCannotJoinGossip(t *testing.T) {
 	}
 }
 
-// Secrets rotate A → [A, B] → [B, A] → [B] on every node in turn while
-// clients write and read through all of them: no call fails, and a node
-// holding only A cannot join at the end.
-func TestNode_RotateSecrets_NoFailedCalls(t *testing.T) {
-	nodes := openCluster(t, 3, withSecrets(secretA))
+// rotateUnderLoad applies each step to every node in turn while clients
+// write and read through all of them, and requires no operation to fail.
+func rotateUnderLoad(t *testing.T, nodes []*Node, steps []func(*Node) error) {
+	t.Helper()
 	var (
 		stop     = make(chan struct{})
 		wg       sync.WaitGroup
@@ -297,15 +296,27 @@ func TestNode_RotateSecrets_NoFailedCalls(t *testing.T) {
 		waitUntil(t, func() bool { return ops.Load() >= base+20 }, "20 more operations")
 	}
 	progress()
-	for _, step := range [][][]byte{{secretA, secretB}, {secretB, secretA}, {secretB}} {
+	for _, step := range steps {
 		for _, n := range nodes {
-			require.NoError(t, n.RotateSecrets(step))
+			require.NoError(t, step(n))
 			progress()
 		}
 	}
 	close(stop)
 	wg.Wait()
 	require.Zero(t, failures.Load(), "operations failed during the rotation; the first: %v", firstErr.Load())
+}
+
+// Secrets rotate A → [A, B] → [B, A] → [B] on every node in turn while
+// clients write and read through all of them: no call fails, and a node
+// holding only A cannot join at the end.
+func TestNode_RotateSecrets_NoFailedCalls(t *testing.T) {
+	nodes := openCluster(t, 3, withSecrets(secretA))
+	var steps []func(*Node) error
+	for _, secrets := range [][][]byte{{secretA, secretB}, {secretB, secretA}, {secretB}} {
+		steps = append(steps, func(n *Node) error { return n.RotateSecrets(secrets) })
+	}
+	rotateUnderLoad(t, nodes, steps)
 
 	base := DefaultConfig()
 	base.NodeID, base.Partitions = "late", 64
@@ -331,4 +342,38 @@ func TestNode_RotateSecrets_NoFailedCalls(t *testing.T) {
 			require.ErrorIs(t, err, want)
 		}
 	}
+}
+
+// The PKI path through Open: certificates from an operator's CA, gossip
+// under GossipKey, and a CA rotated in three steps without a failed call.
+func TestOpen_PKI_RotatesCA(t *testing.T) {
+	oldCA, err := authtest.NewCA("old")
+	require.NoError(t, err)
+	newCA, err := authtest.NewCA("new")
+	require.NoError(t, err)
+	pki := func(id string, ca *authtest.CA, pool ...*authtest.CA) auth.PKI {
+		cert, err := ca.Issue(DefaultCluster, id)
+		require.NoError(t, err)
+		return auth.PKI{CAs: authtest.Pool(pool...), Certificate: cert}
+	}
+	nodes := openCluster(t, 3, func(c *NodeConfig) {
+		p := pki(c.NodeID, oldCA, oldCA)
+		c.PKI, c.GossipKey = &p, secretA
+	})
+	require.ErrorIs(t, nodes[0].RotateSecrets([][]byte{secretB}), ErrInvalidConfig)
+	step := func(ca *authtest.CA, pool ...*authtest.CA) func(*Node) error {
+		return func(n *Node) error { return n.RotatePKI(pki(n.Store.cfg.NodeID, ca, pool...)) }
+	}
+	rotateUnderLoad(t, nodes, []func(*Node) error{step(oldCA, oldCA, newCA), step(newCA, oldCA, newCA), step(newCA, newCA)})
+
+	// A peer with a certificate from the old CA is refused now.
+	old, err := auth.FromPKI(DefaultCluster, "n9", pki("n9", oldCA, oldCA))
+	require.NoError(t, err)
+	tr, err := tcp.Listen("127.0.0.1:0", tcp.Options{TLS: old.TLSConfig()})
+	require.NoError(t, err)
+	defer tr.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), openTimeout)
+	defer cancel()
+	_, err = tr.Call(ctx, nodes[0].Addr(), encodeMessage(&message{Version: protocolVersion, Kind: kindGet, Cluster: nodes[0].wireCluster, Key: []byte("k")}))
+	require.ErrorIs(t, err, transport.ErrUnreachable)
 }

@@ -99,3 +99,18 @@ func (n *Node) RotateSecrets(secrets [][]byte) error {
 	}
 	return nil
 }
+
+// RotatePKI replaces the CA pool, certificate and allow-list of a node
+// opened with NodeConfig.PKI, for new connections of the TCP transport Open
+// built, and redials the node's own connections. See auth.PKI for the steps
+// of a CA rotation.
+func (n *Node) RotatePKI(pki auth.PKI) error {
+	if n.creds == nil || n.cluster != "" {
+		return fmt.Errorf("%w: RotatePKI needs a node whose transport Open built with NodeConfig.PKI", ErrInvalidConfig)
+	}
+	if err := n.creds.RotatePKI(pki); err != nil {
+		return fmt.Errorf("dynamo: rotate PKI: %w", err)
+	}
+	n.transport.Redial()
+	return nil
+}
