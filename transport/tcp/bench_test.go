@@ -6,6 +6,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/dynamo-kv/dynamo/auth"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
 )
 
@@ -52,4 +53,14 @@ func BenchmarkCall_Sequential(b *testing.B) { benchmarkCall(b, tcp.Options{}, fa
 func BenchmarkCall_Parallel64(b *testing.B) {
 	b.SetParallelism(64)
 	benchmarkCall(b, tcp.Options{}, true)
+}
+
+// BenchmarkCall_Secret is BenchmarkCall over mutual TLS 1.3 from a cluster
+// secret (package auth).
+func BenchmarkCall_Secret(b *testing.B) {
+	c, err := auth.FromSecrets("bench", "node", auth.Secrets{bytes.Repeat([]byte{'s'}, 32)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchmarkCall(b, tcp.Options{TLS: c.TLSConfig(), Identify: c.PeerNodeID}, true)
 }
