@@ -48,7 +48,10 @@ import (
 	"github.com/dynamo-kv/dynamo/transport"
 )
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport    = (*Transport)(nil)
+	_ transport.FrameLimiter = (*Transport)(nil)
+)
 
 // ErrInvalidOptions is returned by Listen, wrapping every problem found, when
 // Options.Validate fails.
@@ -182,6 +185,10 @@ func Listen(addr string, opts Options) (*Transport, error) {
 
 // Addr returns the address the transport listens on, as host:port.
 func (t *Transport) Addr() string { return t.addr }
+
+// MaxFrameSize returns the largest request or reply payload the transport
+// sends or accepts (transport.FrameLimiter).
+func (t *Transport) MaxFrameSize() int { return t.opts.MaxFrameSize }
 
 // Serve starts delivering inbound requests to h. It returns
 // transport.ErrClosed after Close, and an error if called twice.
