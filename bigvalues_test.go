@@ -21,10 +21,26 @@ import (
 // tcpCluster is Stores on TCP (127.0.0.1) and bbolt, with a static member
 // list the test drives.
 type tcpCluster struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	members *membership.Static
 	stores  map[string]*Store
+	closers map[string]func()
+}
+
+func newTCPCluster(t testing.TB, ids ...string) *tcpCluster {
+	c := &tcpCluster{t: t, dir: t.TempDir(), members: membership.NewStatic(), stores: map[string]*Store{}, closers: map[string]func(){}}
+	for _, id := range ids {
+		c.start(id)
+	}
+	return c
+}
+
+// stop closes node id (store, transport, bbolt), keeping its data directory,
+// and marks it down.
+func (c *tcpCluster) stop(id string) {
+	c.closers[id]()
+	c.members.SetReachable(id, false)
 }
 
 func (c *tcpCluster) start(id string) *Store {
@@ -44,11 +60,12 @@ func (c *tcpCluster) start(id string) *Store {
 	s, err := New(cfg)
 	require.NoError(c.t, err)
 	c.stores[id] = s
-	c.t.Cleanup(func() {
+	c.closers[id] = func() {
 		s.Close()
 		tr.Close()
 		db.Close()
-	})
+	}
+	c.t.Cleanup(c.closers[id])
 	return s
 }
 
@@ -56,10 +73,7 @@ func TestBigValues_EveryPath(t *testing.T) {
 	if testing.Short() {
 		t.Skip("moves about 100 MiB through TCP and bbolt; skipped in -short")
 	}
-	c := &tcpCluster{t: t, dir: t.TempDir(), members: membership.NewStatic(), stores: map[string]*Store{}}
-	for _, id := range []string{"a", "b", "c", "d"} {
-		c.start(id)
-	}
+	c := newTCPCluster(t, "a", "b", "c", "d")
 	ctx := context.Background()
 	a := c.stores["a"]
 	size := a.cfg.Limits.MaxValueSize

@@ -143,6 +143,9 @@ type Stats struct {
 	// of newly owned partitions, and drops of partitions handed to their owners.
 	PartitionsPulled  int64 `json:"partitions_pulled"`
 	PartitionsDropped int64 `json:"partitions_dropped"`
+	// Transfer totals what this node's pulls and pushes of partitions moved:
+	// round trips, keys and bytes each way.
+	Transfer SyncResult `json:"transfer"`
 	// TombstonesPurged counts the tombstone-only keys this node purged, as
 	// the first primary of each, once every primary held them.
 	TombstonesPurged int64 `json:"tombstones_purged"`
@@ -151,10 +154,10 @@ type Stats struct {
 // Stats returns the Store's counters.
 func (s *Store) Stats() Stats {
 	s.transfer.mu.Lock()
-	pulled, dropped := s.transfer.pulls, s.transfer.drops
+	pulled, dropped, wire := s.transfer.pulls, s.transfer.drops, s.transfer.wire
 	s.transfer.mu.Unlock()
 	return Stats{ReadRepairs: s.stats.readRepairs.Load(), Hints: s.hintStats(), PendingTransfers: s.PendingTransfers(),
-		PartitionsPulled: pulled, PartitionsDropped: dropped, TombstonesPurged: s.stats.purged.Load()}
+		PartitionsPulled: pulled, PartitionsDropped: dropped, Transfer: wire, TombstonesPurged: s.stats.purged.Load()}
 }
 
 // New starts a Store: it validates cfg, loads or creates the node's

@@ -161,16 +161,16 @@ func (a AntiEntropyConfig) withDefaults() AntiEntropyConfig {
 
 // SyncResult describes one anti-entropy exchange.
 type SyncResult struct {
-	Peers          int   // peers compared
-	RoundTrips     int   // requests sent
-	Partitions     int   // partitions compared
-	DiffPartitions int   // partitions whose hashes differed
-	DiffKeys       int   // keys whose digests differed
-	KeysSent       int   // states pushed to peers
-	KeysReceived   int   // states taken from peers
-	BytesSent      int64 // request bytes
-	BytesReceived  int64 // reply bytes
-	Purged         int   // tombstone-only keys purged after the exchange
+	Peers          int   `json:"peers"`           // peers compared
+	RoundTrips     int   `json:"round_trips"`     // requests sent
+	Partitions     int   `json:"partitions"`      // partitions compared
+	DiffPartitions int   `json:"diff_partitions"` // partitions whose hashes differed
+	DiffKeys       int   `json:"diff_keys"`       // keys whose digests differed
+	KeysSent       int   `json:"keys_sent"`       // states pushed to peers
+	KeysReceived   int   `json:"keys_received"`   // states taken from peers
+	BytesSent      int64 `json:"bytes_sent"`      // request bytes
+	BytesReceived  int64 `json:"bytes_received"`  // reply bytes
+	Purged         int   `json:"purged"`          // tombstone-only keys purged after the exchange
 }
 
 func (r *SyncResult) add(o SyncResult) {
@@ -461,6 +461,7 @@ func (s *Store) exchange(ctx context.Context, peer Member, base message, keys []
 		if resp.Kind != kindAEStates || len(resp.States) > len(batch) || (mode != syncPush && len(resp.States) == 0) {
 			return fmt.Errorf("%w: bad exchange reply from %s", ErrProtocol, peer.ID)
 		}
+		got := make([]state, len(resp.States))
 		for i, raw := range resp.States {
 			if len(raw) == 0 {
 				continue
@@ -469,10 +470,11 @@ func (s *Store) exchange(ctx context.Context, peer Member, base message, keys []
 			if err != nil {
 				return fmt.Errorf("from %s: %w", peer.ID, err)
 			}
-			if err := s.localMerge(batch[i], st); err != nil {
-				return err
-			}
+			got[i] = st
 			res.KeysReceived++
+		}
+		if err := s.mergeAll(batch[:len(got)], got); err != nil {
+			return err
 		}
 		if mode != syncPush {
 			again = append(again, batch[len(resp.States):]...)

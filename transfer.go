@@ -22,6 +22,11 @@ type transferState struct {
 	wake chan struct{}
 	// drops counts partitions dropped after their owners took them.
 	drops, pulls int64
+	// wire counts what pulls and pushes moved.
+	wire SyncResult
+	// round serializes TransferRound: a manual call waits for the background
+	// loop's round instead of repeating its pulls at the same time.
+	round sync.Mutex
 	// loopRounds counts the background loop's finished rounds.
 	loopRounds atomic.Int64
 	// ready is closed once the pulls planned at start-up are done.
@@ -202,6 +207,8 @@ func (s *Store) transferLoop(ctx context.Context) {
 // interrupted by a crash is simply run again. The background loop calls it
 // every Handoff.Interval and after membership changes; tests may too.
 func (s *Store) TransferRound(ctx context.Context) error {
+	s.transfer.round.Lock()
+	defer s.transfer.round.Unlock()
 	return errors.Join(s.pullRound(ctx), s.pushRound(ctx))
 }
 
@@ -234,13 +241,22 @@ func (s *Store) pullRound(ctx context.Context) error {
 		if !s.reachable(id) {
 			continue
 		}
-		if _, err := s.syncWith(ctx, r.members[i], parts, r.fingerprint, true, syncPull); err != nil {
+		res, err := s.syncWith(ctx, r.members[i], parts, r.fingerprint, true, syncPull)
+		s.countTransfer(res)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("pull from %s: %w", id, err))
 			continue
 		}
 		s.donePulling(id, parts)
 	}
 	return errors.Join(errs...)
+}
+
+// countTransfer adds what one transfer exchange moved to the Stats.
+func (s *Store) countTransfer(res SyncResult) {
+	s.transfer.mu.Lock()
+	s.transfer.wire.add(res)
+	s.transfer.mu.Unlock()
 }
 
 func (s *Store) donePulling(id string, parts []uint32) {
@@ -295,7 +311,9 @@ func (s *Store) pushTo(ctx context.Context, r *ring, drop bool) error {
 		if !s.reachable(id) {
 			err = errUnreachable
 		} else {
-			_, err = s.syncWith(ctx, r.members[i], parts, r.fingerprint, true, syncPush)
+			var res SyncResult
+			res, err = s.syncWith(ctx, r.members[i], parts, r.fingerprint, true, syncPush)
+			s.countTransfer(res)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("push to %s: %w", id, err))
