@@ -107,3 +107,42 @@ func BenchmarkSync(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkCatchUp_100MiB measures how long a node takes to catch up after
+// missing 100 values of 1 MiB while it was down (3 nodes on TCP and bbolt,
+// N=3): from its restart until its start-up pulls are done. It reports the
+// rounds, round trips and bytes the pulls took.
+func BenchmarkCatchUp_100MiB(b *testing.B) {
+	ctx := context.Background()
+	for b.Loop() {
+		b.StopTimer()
+		c := newTCPCluster(b, "a", "b", "c")
+		size := c.stores["a"].cfg.Limits.MaxValueSize
+		c.stop("c")
+		for i := range 100 {
+			if err := c.stores["a"].Put(ctx, fmt.Appendf(nil, "missed-%03d", i), bigValue(i, size), Context{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		s := c.start("c")
+		rounds := 0
+		for s.PendingTransfers() > 0 {
+			if err := s.TransferRound(ctx); err != nil {
+				b.Fatal(err)
+			}
+			rounds++
+		}
+		b.StopTimer()
+		w := s.Stats().Transfer
+		b.ReportMetric(float64(rounds), "rounds")
+		b.ReportMetric(float64(w.RoundTrips), "round-trips")
+		b.ReportMetric(float64(w.KeysReceived), "keys")
+		b.ReportMetric(float64(w.BytesReceived)/(1<<20), "MiB-received")
+		b.ReportMetric(float64(w.BytesSent)/(1<<10), "KiB-sent")
+		for _, id := range []string{"a", "b", "c"} {
+			c.closers[id]()
+		}
+		b.StartTimer()
+	}
+}

@@ -132,7 +132,10 @@ type Config struct {
 	// Membership says who is in the ring and reachable. If nil, Members is
 	// used as a static list.
 	Membership Membership
-	// Members is a static member list, used when Membership is nil.
+	// Members is a static member list, used when Membership is nil. Its
+	// membership holds every member reachable forever; the Store's own
+	// failure detector (an unanswered call backs a peer off for a while, see
+	// Store.Reachable) is then the only one.
 	Members []Member
 
 	// Resolver, if set, merges siblings in Get, which then returns at most one

@@ -68,6 +68,7 @@ import (
 	"time"
 
 	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/transport"
 )
 
 // Storage key spaces. Data keys are prefixed by their partition so a
@@ -119,13 +120,17 @@ type Store struct {
 	transfer   *transferState
 	epochs     epochLease
 	forwarded  dedupe
+	health     peerHealth
 	reqSeq     atomic.Uint64
 	reqBase    uint64
+	pingReq    []byte
+	batchBytes int            // the byte budget of one batch on the wire (batchBytesFor)
 	ops        sync.WaitGroup // requests in flight, waited for by Close
 }
 
 type storeStats struct {
 	readRepairs atomic.Int64
+	purged      atomic.Int64
 }
 
 // Stats are counters of a Store's background work since it started.
@@ -138,15 +143,21 @@ type Stats struct {
 	// of newly owned partitions, and drops of partitions handed to their owners.
 	PartitionsPulled  int64 `json:"partitions_pulled"`
 	PartitionsDropped int64 `json:"partitions_dropped"`
+	// Transfer totals what this node's pulls and pushes of partitions moved:
+	// round trips, keys and bytes each way.
+	Transfer SyncResult `json:"transfer"`
+	// TombstonesPurged counts the tombstone-only keys this node purged, as
+	// the first primary of each, once every primary held them.
+	TombstonesPurged int64 `json:"tombstones_purged"`
 }
 
 // Stats returns the Store's counters.
 func (s *Store) Stats() Stats {
 	s.transfer.mu.Lock()
-	pulled, dropped := s.transfer.pulls, s.transfer.drops
+	pulled, dropped, wire := s.transfer.pulls, s.transfer.drops, s.transfer.wire
 	s.transfer.mu.Unlock()
 	return Stats{ReadRepairs: s.stats.readRepairs.Load(), Hints: s.hintStats(), PendingTransfers: s.PendingTransfers(),
-		PartitionsPulled: pulled, PartitionsDropped: dropped}
+		PartitionsPulled: pulled, PartitionsDropped: dropped, Transfer: wire, TombstonesPurged: s.stats.purged.Load()}
 }
 
 // New starts a Store: it validates cfg, loads or creates the node's
@@ -172,6 +183,15 @@ func New(cfg Config) (*Store, error) {
 	if s.members == nil {
 		s.members = membership.NewStatic(cfg.Members...)
 	}
+	frame := transport.DefaultMaxFrameSize
+	if fl, ok := cfg.Transport.(transport.FrameLimiter); ok && fl.MaxFrameSize() > 0 {
+		frame = fl.MaxFrameSize()
+	}
+	if need := cfg.Limits.MaxStateSize + cfg.Limits.MaxKeySize + envelopeRoom; need > frame {
+		return nil, fmt.Errorf("%w: Limits.MaxStateSize (%d) and Limits.MaxKeySize (%d) with %d bytes of envelope exceed the transport's frame limit (%d)",
+			ErrInvalidConfig, cfg.Limits.MaxStateSize, cfg.Limits.MaxKeySize, envelopeRoom, frame)
+	}
+	s.batchBytes = batchBytesFor(frame)
 	inc, err := s.loadIncarnation()
 	if err != nil {
 		return nil, err
@@ -188,6 +208,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("dynamo: request-id entropy: %w", err)
 	}
 	s.reqBase = binary.BigEndian.Uint64(rb[:])
+	s.pingReq = encodeMessage(&message{Version: protocolVersion, Kind: kindPing, Cluster: s.wireCluster})
 	s.bg, s.stop = context.WithCancel(context.Background())
 	s.rebuildRing()
 	if err := s.loadHints(); err != nil {
@@ -296,6 +317,7 @@ func (s *Store) watchMembers(changes <-chan struct{}, cancel func()) {
 		select {
 		case <-changes:
 			s.rebuildRing()
+			s.health.membershipChanged(s.members.Reachable)
 			s.resetBackoff()
 		case <-s.bg.Done():
 			return
@@ -370,8 +392,10 @@ func (s *Store) LocalGet(key []byte) ([]Sibling, error) {
 // owns the slice.
 func (s *Store) Members() []Member { return slices.Clone(s.ring.Load().members) }
 
-// Reachable reports whether this node's failure detector believes the node
-// with this ID is up. The Store's own ID is always reachable.
+// Reachable reports whether this node believes the node with this ID is up:
+// its membership's failure detector says so, and no call to it went
+// unanswered lately (the node's own detector, which backs a silent peer off
+// for a while and probes it again). The Store's own ID is always reachable.
 func (s *Store) Reachable(id string) bool { return s.reachable(id) }
 
 // PreferenceList returns the first n nodes of key's preference list, best
@@ -540,12 +564,18 @@ func (s *Store) placement(key []byte, primariesOnly bool) (primaries, fallbacks 
 	return primaries, fallbacks
 }
 
+// reachable reports whether id is up by both the membership's failure
+// detector and this node's own (peers.go).
 func (s *Store) reachable(id string) bool {
-	return id == s.cfg.NodeID || s.members.Reachable(id)
+	return id == s.cfg.NodeID || (s.members.Reachable(id) && !s.health.suspect(id, time.Now()))
 }
 
 // readTargets is the first N reachable nodes of the preference list (§4.6):
-// during an outage a read reaches the fallbacks that took its writes.
+// during an outage a read reaches the fallbacks that took its writes. When
+// fewer than N are believed up, the primaries that only this node's own
+// failure detector suspects (peers.go) make up the number, and when nobody
+// is believed up at all, the primaries are tried anyway: a read is never
+// failed without asking.
 func (s *Store) readTargets(primaries, fallbacks []Member) []Member {
 	out := make([]Member, 0, len(primaries))
 	for _, m := range primaries {
@@ -559,8 +589,13 @@ func (s *Store) readTargets(primaries, fallbacks []Member) []Member {
 		}
 		out = append(out, m)
 	}
+	for _, m := range primaries {
+		if len(out) < len(primaries) && !slices.Contains(out, m) && s.members.Reachable(m.ID) {
+			out = append(out, m)
+		}
+	}
 	if len(out) == 0 {
-		return primaries // nobody is believed up: try the primaries anyway
+		return primaries
 	}
 	return out
 }
@@ -614,29 +649,45 @@ func errStateTooLarge(key []byte, n, limit int) error {
 	return fmt.Errorf("%w: key %q would hold %d bytes of siblings, the limit is %d", ErrValueTooLarge, key, n, limit)
 }
 
-// forward hands a write to the first reachable replica of key, which
-// coordinates it (only a replica may mint the write's dot).
+// forward hands a write to a replica of key, which coordinates it (only a
+// replica may mint the write's dot). It tries the replicas in preference
+// order, skipping those believed down, and pings each first with the replica
+// timeout: a silent replica is replaced by the next before it is handed the
+// write, so the write is never coordinated twice (two coordinators would mint
+// two dots: one write, two siblings). A replica that answered the ping gets
+// the write with the time that is left, and a write that then goes
+// unanswered is not tried elsewhere: it may have been applied.
+//
+// When no replica could be handed the write, the error matches both
+// ErrNoReplica and ErrWriteQuorum (it wraps a *QuorumError with Got 0).
 func (s *Store) forward(ctx context.Context, op string, key, value []byte, tombstone bool, cvv versionVector, o options, replicas []Member) error {
-	budget := o.timeout
-	if dl, ok := ctx.Deadline(); ok {
-		budget = time.Until(dl)
-	}
-	msg := &message{
-		Version: protocolVersion, Kind: kindPut, Cluster: s.wireCluster, Key: key,
-		Value: value, Tombstone: tombstone, Context: cvv, W: o.w, TimeoutMS: max(1, budget.Milliseconds()),
-		ReqID: mix64(s.reqBase + s.reqSeq.Add(1)),
-	}
-	if o.primariesOnly {
-		msg.Flags |= flagPrimariesOnly
-	}
-	req := encodeMessage(msg)
+	reqID := mix64(s.reqBase + s.reqSeq.Add(1))
 	errs := map[string]error{}
 	for _, m := range replicas {
-		if !s.members.Reachable(m.ID) {
-			errs[m.ID] = errors.New("unreachable")
+		if !s.reachable(m.ID) {
+			errs[m.ID] = errUnreachable
 			continue
 		}
-		resp, err := s.callNoTimeout(ctx, m, req)
+		if err := s.ping(ctx, m); err != nil {
+			errs[m.ID] = err
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		budget := o.timeout
+		if dl, ok := ctx.Deadline(); ok {
+			budget = time.Until(dl)
+		}
+		msg := &message{
+			Version: protocolVersion, Kind: kindPut, Cluster: s.wireCluster, Key: key,
+			Value: value, Tombstone: tombstone, Context: cvv, W: o.w, TimeoutMS: max(1, budget.Milliseconds()),
+			ReqID: reqID,
+		}
+		if o.primariesOnly {
+			msg.Flags |= flagPrimariesOnly
+		}
+		resp, err := s.callObserved(ctx, ctx, m, encodeMessage(msg))
 		if err == nil {
 			if resp.Kind != kindAck {
 				return fmt.Errorf("%w: %s answered a put with %v", ErrProtocol, m.ID, resp.Kind)
@@ -651,13 +702,26 @@ func (s *Store) forward(ctx context.Context, op string, key, value []byte, tombs
 		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrBadContext) {
 			return err
 		}
-		if ctx.Err() != nil { // out of time: the write may or may not have been applied
-			errs[m.ID] = err
+		errs[m.ID] = err
+		if ctx.Err() != nil || !errors.Is(err, ErrNoReplica) && !errors.Is(err, ErrClosed) {
+			// Out of time, or the replica took the write and failed it:
+			// it may or may not have been applied.
 			return &QuorumError{Op: op, Need: o.w, PerReplica: errs}
 		}
-		errs[m.ID] = err // unreachable, closed, or a failed local write there: try the next
+		// It declined before minting (not a replica in its ring, or
+		// closing): the next one may take it.
 	}
-	return &QuorumError{Op: op, Need: o.w, PerReplica: errs}
+	return fmt.Errorf("%w: %w", ErrNoReplica, &QuorumError{Op: op, Need: o.w, PerReplica: errs})
+}
+
+// ping asks m whether it is up, with the replica timeout. A peer that answers
+// with a protocol error (an older release) is up too.
+func (s *Store) ping(ctx context.Context, m Member) error {
+	_, err := s.call(ctx, m, s.pingReq)
+	if err != nil && !errors.Is(err, ErrProtocol) {
+		return err
+	}
+	return nil
 }
 
 // localRead returns this node's state of key, merged with any hints it holds
@@ -710,6 +774,8 @@ func (s *Store) handle(ctx context.Context, raw []byte) ([]byte, error) {
 	switch m.Kind {
 	case kindAERanges, kindAEKeys, kindAEExchange:
 		return s.handleAE(m), nil
+	case kindPing:
+		return s.ackMessage(), nil
 	}
 	if err := s.checkKey(m.Key); err != nil {
 		return s.errorMessage(err), nil

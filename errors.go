@@ -37,8 +37,10 @@ var (
 	// or Delete.
 	ErrWriteQuorum = errors.New("dynamo: write quorum not met")
 	// ErrNoReplica is returned when the ring has no node that can coordinate
-	// the request (an empty ring, or every replica of the key unreachable for
-	// a forwarded Put).
+	// the request: an empty ring, or, for a Put or Delete through a node that
+	// is not a replica of the key, no replica that answered. In the latter
+	// case the error also wraps a *QuorumError (Got 0, each replica's
+	// reason), so it matches ErrWriteQuorum too.
 	ErrNoReplica = errors.New("dynamo: no replica available")
 	// ErrCorrupt is returned when stored or received bytes cannot be decoded.
 	// The bytes are left as they are.

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -58,8 +59,8 @@ type hintStore struct {
 	reserved  int
 	backoff   map[string]backoffState
 
-	delivered, refused, stored atomic.Int64
-	inFlight, maxInFlight      atomic.Int64
+	delivered, refused, stored, rehomed atomic.Int64
+	inFlight, maxInFlight               atomic.Int64
 
 	wake chan struct{}
 	pace pacer // delivery rate limit
@@ -217,16 +218,19 @@ func (s *Store) handoffLoop(ctx context.Context) {
 		case <-t.C:
 		case <-s.hints.wake:
 		}
-		s.DeliverHints(ctx)
+		_, _ = s.DeliverHints(ctx) // failures back off per target and are logged
 	}
 }
 
 // DeliverHints runs one delivery round now: for every reachable node this
 // node holds hints for, and whose backoff has passed, it sends up to a batch
 // of hints, throttled by Handoff.Rate and Handoff.Concurrency, and deletes
-// each hint once the owner has durably merged it. It returns how many hints
-// were delivered. The background loop calls it; tests may too.
-func (s *Store) DeliverHints(ctx context.Context) int {
+// each hint once the owner has durably merged it. Hints held for a node that
+// is no longer in the ring go to the current primaries of their keys instead,
+// and are deleted once every one of them holds them. It returns how many
+// hints were delivered, and the delivery failures joined. The background
+// loop calls it; tests and operators may too.
+func (s *Store) DeliverHints(ctx context.Context) (int, error) {
 	h := s.hints
 	h.mu.Lock()
 	targets := make([]string, 0, len(h.perTarget))
@@ -237,10 +241,14 @@ func (s *Store) DeliverHints(ctx context.Context) int {
 	slices.Sort(targets)
 	r := s.ring.Load()
 	delivered := 0
+	var errs []error
 	for _, target := range targets {
-		i, ok := r.index[target]
-		if !ok || !s.members.Reachable(target) || ctx.Err() != nil {
-			continue // a node that left the ring keeps its hints until transfer (not yet built) routes them
+		if ctx.Err() != nil {
+			break
+		}
+		i, inRing := r.index[target]
+		if inRing && !s.reachable(target) {
+			continue
 		}
 		h.mu.Lock()
 		b := h.backoff[target]
@@ -252,9 +260,15 @@ func (s *Store) DeliverHints(ctx context.Context) int {
 		// the rate, and one failure ends this target's turn.
 		var err error
 		for {
-			n, full, derr := s.deliverTo(ctx, r.members[i])
+			var n int
+			var full bool
+			if inRing {
+				n, full, err = s.deliverTo(ctx, r.members[i])
+			} else {
+				n, full, err = s.rehomeHints(ctx, r, target)
+			}
 			delivered += n
-			if err = derr; err != nil || !full || ctx.Err() != nil {
+			if err != nil || !full || ctx.Err() != nil {
 				break
 			}
 		}
@@ -263,16 +277,99 @@ func (s *Store) DeliverHints(ctx context.Context) int {
 			// The first retry comes soon (an owner seen alive by gossip may not
 			// serve yet), then the delay doubles up to MaxBackoff.
 			b.delay = min(max(2*b.delay, s.cfg.Handoff.Interval/8), s.cfg.Handoff.MaxBackoff)
-			b.until = time.Now().Add(b.delay)
+			b.until = time.Now().Add(jitter(target, b.delay))
 			h.backoff[target] = b
 			time.AfterFunc(b.delay, s.wakeHandoff)
 			s.log.Debug("hint delivery failed", "target", target, "retry_in", b.delay, "err", err)
+			errs = append(errs, fmt.Errorf("hints for %s: %w", target, err))
 		} else {
 			delete(h.backoff, target)
 		}
 		h.mu.Unlock()
 	}
-	return delivered
+	return delivered, errors.Join(errs...)
+}
+
+// rehomeHints hands a batch of the hints this node holds for target, a node
+// no longer in ring r, to the current primaries of their keys (this node
+// merges its own share), and deletes each hint once every one of them has
+// merged it durably. full reports whether more hints may be waiting.
+func (s *Store) rehomeHints(ctx context.Context, r *ring, target string) (n int, full bool, err error) {
+	batch, full, err := s.readHints(target)
+	if err != nil {
+		return 0, false, err
+	}
+	var errs []error
+	for _, chunk := range s.chunks(batch) {
+		if err := s.hints.pace.wait(ctx, len(chunk), s.cfg.Handoff.Rate); err != nil {
+			return n, false, err
+		}
+		need := make([]int, len(chunk))
+		acks := make([]int, len(chunk))
+		byOwner := map[string][]int{}
+		for i, rec := range chunk {
+			_, dk, _ := parseHintKey(rec.hk)
+			for _, m := range r.preference(int(binary.BigEndian.Uint32(dk[:4])), s.cfg.N) {
+				byOwner[m.ID] = append(byOwner[m.ID], i)
+				need[i]++
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(byOwner)) {
+			idx := byOwner[id]
+			if err := s.pushHints(ctx, r, id, chunk, idx); err != nil {
+				errs = append(errs, fmt.Errorf("to %s: %w", id, err))
+				continue
+			}
+			for _, i := range idx {
+				acks[i]++
+			}
+		}
+		for i, rec := range chunk {
+			if acks[i] < need[i] {
+				continue
+			}
+			if err := s.deleteHint(rec.hk, rec.val); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			n++
+			s.hints.rehomed.Add(1)
+		}
+	}
+	return n, full && len(errs) == 0, errors.Join(errs...)
+}
+
+// pushHints merges the hints chunk[idx] into the replica held by the member
+// id of ring r, durably (this node merges its own).
+func (s *Store) pushHints(ctx context.Context, r *ring, id string, chunk []hintRecord, idx []int) error {
+	if id == s.cfg.NodeID {
+		for _, i := range idx {
+			st, err := decodeState(chunk[i].val)
+			if err != nil {
+				return err
+			}
+			if err := s.localMerge(chunk[i].key, st); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if !s.reachable(id) {
+		return errUnreachable
+	}
+	m := &message{Version: protocolVersion, Kind: kindAEExchange, Cluster: s.wireCluster, Hint: s.cfg.NodeID, Flags: flagPushOnly}
+	for _, i := range idx {
+		m.Keys = append(m.Keys, chunk[i].key)
+		m.States = append(m.States, chunk[i].val)
+	}
+	resp, err := s.call(ctx, r.members[r.index[id]], encodeMessage(m))
+	if err != nil {
+		return err
+	}
+	if resp.Kind != kindAEStates {
+		return fmt.Errorf("%w: %s answered a hint push with %v", ErrProtocol, id, resp.Kind)
+	}
+	return nil
 }
 
 // resetBackoff lets delivery to nodes that became reachable start at once.
@@ -280,7 +377,7 @@ func (s *Store) resetBackoff() {
 	h := s.hints
 	h.mu.Lock()
 	for t := range h.backoff {
-		if s.members.Reachable(t) {
+		if s.reachable(t) {
 			delete(h.backoff, t)
 		}
 	}
@@ -293,22 +390,59 @@ func (s *Store) resetBackoff() {
 
 type hintRecord struct{ hk, key, val []byte }
 
-// deliverTo sends one batch of target's hints. It stops at the first failure.
-// full reports whether the batch was full, so more may be waiting.
-func (s *Store) deliverTo(ctx context.Context, target Member) (n int, full bool, err error) {
-	var batch []hintRecord
-	err = s.cfg.Storage.ForEach(hintTargetPrefix(target.ID), func(k, v []byte) error {
+// readHints returns up to a batch of target's hints, bounded in count
+// (hintBatch) and in bytes (a few delivery messages' worth). full reports
+// whether more may be waiting.
+func (s *Store) readHints(target string) (batch []hintRecord, full bool, err error) {
+	size := 0
+	err = s.cfg.Storage.ForEach(hintTargetPrefix(target), func(k, v []byte) error {
 		_, dk, ok := parseHintKey(k)
-		if !ok || len(batch) >= hintBatch {
+		if !ok {
+			return nil
+		}
+		if len(batch) >= hintBatch || (len(batch) > 0 && size+len(v) > hintBatchChunks*s.batchBytes) {
+			full = true
 			return errStopIteration
 		}
 		batch = append(batch, hintRecord{bytes.Clone(k), bytes.Clone(dk[4:]), bytes.Clone(v)})
+		size += len(v)
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStopIteration) {
+		return nil, false, err
+	}
+	return batch, full, nil
+}
+
+// hintBatchChunks is how many delivery messages' worth of bytes one batch
+// reads at most.
+const hintBatchChunks = 4
+
+// chunks splits hints into delivery messages of at most hintChunk hints,
+// bounded in bytes by the batch budget (at least one hint each), and by
+// max(1, rate/10) hints so the throttle shapes the traffic.
+func (s *Store) chunks(hints []hintRecord) [][]hintRecord {
+	limit := min(hintChunk, max(1, s.cfg.Handoff.Rate/10))
+	var out [][]hintRecord
+	for len(hints) > 0 {
+		n, size := 0, 0
+		for n < len(hints) && n < limit && (n == 0 || size+len(hints[n].key)+len(hints[n].val)+16 <= s.batchBytes) {
+			size += len(hints[n].key) + len(hints[n].val) + 16
+			n++
+		}
+		out = append(out, hints[:n])
+		hints = hints[n:]
+	}
+	return out
+}
+
+// deliverTo sends one batch of target's hints. It stops at the first failure.
+// full reports whether the batch was full, so more may be waiting.
+func (s *Store) deliverTo(ctx context.Context, target Member) (n int, full bool, err error) {
+	batch, full, err := s.readHints(target.ID)
+	if err != nil {
 		return 0, false, err
 	}
-	full = len(batch) >= hintBatch
 	sem := make(chan struct{}, s.cfg.Handoff.Concurrency)
 	var (
 		wg        sync.WaitGroup
@@ -316,12 +450,10 @@ func (s *Store) deliverTo(ctx context.Context, target Member) (n int, full bool,
 		firstErr  error
 		delivered int
 	)
-	// A chunk takes at least a tenth of a second at the configured rate, so
-	// the throttle shapes the traffic rather than letting a burst through.
-	chunkSize := min(hintChunk, max(1, s.cfg.Handoff.Rate/10))
-	for len(batch) > 0 {
-		chunk := batch[:min(len(batch), chunkSize)]
-		batch = batch[len(chunk):]
+	for _, chunk := range s.chunks(batch) {
+		// A chunk takes at least a tenth of a second at the configured
+		// rate, so the throttle shapes the traffic rather than letting a
+		// burst through.
 		if err := s.hints.pace.wait(ctx, len(chunk), s.cfg.Handoff.Rate); err != nil {
 			break
 		}
@@ -428,6 +560,9 @@ type HintStats struct {
 	Stored    int64          `json:"stored"`    // hints accepted (merges into an existing hint count too)
 	Delivered int64          `json:"delivered"` // hints acknowledged by their owner
 	Refused   int64          `json:"refused"`   // hints declined because the hint store was full
+	// Rehomed counts hints for nodes that left the ring, handed to the
+	// current primaries of their keys instead.
+	Rehomed int64 `json:"rehomed"`
 }
 
 func (s *Store) hintStats() HintStats {
@@ -438,7 +573,7 @@ func (s *Store) hintStats() HintStats {
 	for t, n := range h.perTarget {
 		pending[t] = n
 	}
-	return HintStats{Pending: pending, Bytes: h.bytes, Stored: h.stored.Load(), Delivered: h.delivered.Load(), Refused: h.refused.Load()}
+	return HintStats{Pending: pending, Bytes: h.bytes, Stored: h.stored.Load(), Delivered: h.delivered.Load(), Refused: h.refused.Load(), Rehomed: h.rehomed.Load()}
 }
 
 // fallbackPool hands out a key's reachable fallback nodes, each at most once,

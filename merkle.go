@@ -161,15 +161,16 @@ func (a AntiEntropyConfig) withDefaults() AntiEntropyConfig {
 
 // SyncResult describes one anti-entropy exchange.
 type SyncResult struct {
-	Peers          int   // peers compared
-	RoundTrips     int   // requests sent
-	Partitions     int   // partitions compared
-	DiffPartitions int   // partitions whose hashes differed
-	DiffKeys       int   // keys whose digests differed
-	KeysSent       int   // states pushed to peers
-	KeysReceived   int   // states taken from peers
-	BytesSent      int64 // request bytes
-	BytesReceived  int64 // reply bytes
+	Peers          int   `json:"peers"`           // peers compared
+	RoundTrips     int   `json:"round_trips"`     // requests sent
+	Partitions     int   `json:"partitions"`      // partitions compared
+	DiffPartitions int   `json:"diff_partitions"` // partitions whose hashes differed
+	DiffKeys       int   `json:"diff_keys"`       // keys whose digests differed
+	KeysSent       int   `json:"keys_sent"`       // states pushed to peers
+	KeysReceived   int   `json:"keys_received"`   // states taken from peers
+	BytesSent      int64 `json:"bytes_sent"`      // request bytes
+	BytesReceived  int64 `json:"bytes_received"`  // reply bytes
+	Purged         int   `json:"purged"`          // tombstone-only keys purged after the exchange
 }
 
 func (r *SyncResult) add(o SyncResult) {
@@ -182,17 +183,23 @@ func (r *SyncResult) add(o SyncResult) {
 	r.KeysReceived += o.KeysReceived
 	r.BytesSent += o.BytesSent
 	r.BytesReceived += o.BytesReceived
+	r.Purged += o.Purged
 }
 
-// AntiEntropy runs one anti-entropy round now with every reachable node that
-// shares partitions with this one: for each, it compares hashes of the
-// shared partitions, descends only where they differ, and exchanges the full
-// states of the differing keys, which both sides merge. Comparing identical
-// replicas costs one round trip per peer. The background loop runs the same
-// round every AntiEntropy.Interval (with only the peers whose ID sorts after
-// this node's, so each pair syncs once).
+// AntiEntropy runs one anti-entropy round now, as the background loop does
+// every AntiEntropy.Interval: with every reachable node that shares
+// partitions with this one, it compares hashes of the shared partitions,
+// descends only where they differ, and exchanges the full states of the
+// differing keys, which both sides merge (comparing identical replicas costs
+// one round trip per peer). Then it purges the tombstones this node is the
+// first primary of that every primary holds and that are older than
+// TombstoneGrace (SyncResult.Purged; also counted in Stats). The background
+// round syncs only with the peers whose ID sorts after this node's, so that
+// each pair syncs once; this one syncs with all of them.
 func (s *Store) AntiEntropy(ctx context.Context) (SyncResult, error) {
-	return s.antiEntropy(ctx, false)
+	res, err := s.antiEntropy(ctx, false)
+	res.Purged = s.purgeTombstones(ctx)
+	return res, err
 }
 
 func (s *Store) antiEntropy(ctx context.Context, onlyGreater bool) (SyncResult, error) {
@@ -323,40 +330,55 @@ func (s *Store) syncWith(ctx context.Context, peer Member, parts []uint32, finge
 	}
 	res.DiffPartitions = len(diffParts)
 
-	// Leaves: compare the differing partitions key by key.
+	// Leaves: compare the differing partitions key by key. The peer lists
+	// them in pages bounded in bytes; a partition is compared once its
+	// listing is complete.
+	theirs := map[string]uint64{} // the listed keys of the partition in progress
+	var resume []byte             // the last key listed of diffParts[0], when partial
 	for len(diffParts) > 0 {
-		n := min(len(diffParts), aeBatch)
-		batch := diffParts[:n]
-		diffParts = diffParts[n:]
+		batch := diffParts[:min(len(diffParts), aeBatch)]
 		m := base
-		m.Kind, m.Parts = kindAEKeys, batch
+		m.Kind, m.Parts, m.Key = kindAEKeys, batch, resume
 		resp, err := call(&m)
 		if err != nil {
 			return res, err
 		}
-		if resp.Kind != kindAEKeyList || len(resp.Keys) != len(resp.Hashes) {
+		if resp.Kind != kindAEKeyList || len(resp.Keys) != len(resp.Hashes) || resp.Got < 0 || resp.Got > len(batch) ||
+			(resp.Got == 0 && len(resp.Keys) == 0) {
 			return res, fmt.Errorf("%w: bad key list from %s", ErrProtocol, peer.ID)
 		}
-		theirs := make(map[string]uint64, len(resp.Keys))
+		r := s.ring.Load()
+		var diff [][]byte
+		cur := 0 // index in batch of the partition the listed keys are in
 		for i, k := range resp.Keys {
+			p := uint32(r.partition(k))
+			for cur < len(batch) && batch[cur] != p {
+				if cur >= resp.Got {
+					return res, fmt.Errorf("%w: key list from %s out of order", ErrProtocol, peer.ID)
+				}
+				if diff, err = s.diffPartition(batch[cur], theirs, diff); err != nil {
+					return res, err
+				}
+				cur++
+			}
+			if cur == len(batch) {
+				return res, fmt.Errorf("%w: key list from %s names a partition not asked for", ErrProtocol, peer.ID)
+			}
 			theirs[string(k)] = resp.Hashes[i]
 		}
-		var diff [][]byte
-		for _, p := range batch {
-			err := s.listPartition(int(p), func(key []byte, d uint64) {
-				if theirs[string(key)] != d {
-					diff = append(diff, bytes.Clone(key))
-				}
-				delete(theirs, string(key))
-			})
-			if err != nil {
+		for ; cur < resp.Got; cur++ {
+			if diff, err = s.diffPartition(batch[cur], theirs, diff); err != nil {
 				return res, err
 			}
 		}
-		for k := range theirs {
-			diff = append(diff, []byte(k))
+		diffParts = diffParts[resp.Got:]
+		resume = nil
+		if resp.Got < len(batch) {
+			if len(resp.Keys) == 0 || r.partition(resp.Keys[len(resp.Keys)-1]) != int(batch[resp.Got]) {
+				return res, fmt.Errorf("%w: key list from %s stopped without progress", ErrProtocol, peer.ID)
+			}
+			resume = bytes.Clone(resp.Keys[len(resp.Keys)-1])
 		}
-		slices.SortFunc(diff, bytes.Compare)
 		res.DiffKeys += len(diff)
 		if err := s.exchange(ctx, peer, base, diff, mode, &res, call); err != nil {
 			return res, err
@@ -365,32 +387,67 @@ func (s *Store) syncWith(ctx context.Context, peer Member, parts []uint32, finge
 	return res, nil
 }
 
+// diffPartition appends to diff the keys of partition p whose digests differ
+// between this node and theirs (the peer's listing of p, which it empties).
+func (s *Store) diffPartition(p uint32, theirs map[string]uint64, diff [][]byte) ([][]byte, error) {
+	err := s.listPartition(int(p), nil, func(key []byte, d uint64) bool {
+		if h, ok := theirs[string(key)]; !ok || h != d {
+			diff = append(diff, bytes.Clone(key))
+		}
+		delete(theirs, string(key))
+		return true
+	})
+	if err != nil {
+		return diff, err
+	}
+	var only [][]byte // keys only the peer holds
+	for k := range theirs {
+		only = append(only, []byte(k))
+		delete(theirs, k)
+	}
+	slices.SortFunc(only, bytes.Compare)
+	return append(diff, only...), nil
+}
+
 // exchange pushes this node's states of keys to peer, which merges them and
 // answers with its merged states where they differ; this node merges those.
+// Batches are bounded by the anti-entropy rate and in bytes both ways: the
+// peer answers only as many keys as fit its own budget, and the rest are
+// asked again without this node's states (which the peer already merged).
 func (s *Store) exchange(ctx context.Context, peer Member, base message, keys [][]byte, mode syncMode, res *SyncResult, call func(*message) (*message, error)) error {
 	// A batch takes at least a tenth of a second at the configured rate, so
 	// the throttle shapes the traffic rather than letting one burst through.
 	batchKeys := min(256, max(1, s.cfg.AntiEntropy.KeysPerSecond/10))
-	for len(keys) > 0 {
-		n := min(len(keys), batchKeys)
-		batch := keys[:n]
-		keys = keys[n:]
-		if err := s.aePace.wait(ctx, n, s.cfg.AntiEntropy.KeysPerSecond); err != nil {
-			return err
+	var again [][]byte // keys pushed already, whose merged state is still owed
+	for len(keys) > 0 || len(again) > 0 {
+		var batch, states [][]byte
+		size := 0
+		for len(again) > 0 && len(batch) < batchKeys && (len(batch) == 0 || size+len(again[0])+16 <= s.batchBytes) {
+			batch, states = append(batch, again[0]), append(states, nil)
+			size += len(again[0]) + 16
+			again = again[1:]
 		}
-		states := make([][]byte, n)
-		for i, k := range batch {
-			if mode == syncPull {
+		for len(keys) > 0 && len(batch) < batchKeys {
+			var raw []byte
+			if mode != syncPull {
+				var err error
+				if raw, err = s.cfg.Storage.Get(s.dataKey(s.ring.Load(), keys[0])); err != nil {
+					return err
+				}
+			}
+			n := len(keys[0]) + len(raw) + 16
+			if len(batch) > 0 && size+n > s.batchBytes {
 				break
 			}
-			raw, err := s.cfg.Storage.Get(s.dataKey(s.ring.Load(), k))
-			if err != nil {
-				return err
-			}
-			states[i] = raw
 			if len(raw) > 0 {
 				res.KeysSent++
 			}
+			batch, states = append(batch, keys[0]), append(states, raw)
+			size += n
+			keys = keys[1:]
+		}
+		if err := s.aePace.wait(ctx, len(batch), s.cfg.AntiEntropy.KeysPerSecond); err != nil {
+			return err
 		}
 		m := base
 		m.Kind, m.Keys, m.States = kindAEExchange, batch, states
@@ -401,9 +458,10 @@ func (s *Store) exchange(ctx context.Context, peer Member, base message, keys []
 		if err != nil {
 			return err
 		}
-		if resp.Kind != kindAEStates || len(resp.States) != n {
+		if resp.Kind != kindAEStates || len(resp.States) > len(batch) || (mode != syncPush && len(resp.States) == 0) {
 			return fmt.Errorf("%w: bad exchange reply from %s", ErrProtocol, peer.ID)
 		}
+		got := make([]state, len(resp.States))
 		for i, raw := range resp.States {
 			if len(raw) == 0 {
 				continue
@@ -412,10 +470,14 @@ func (s *Store) exchange(ctx context.Context, peer Member, base message, keys []
 			if err != nil {
 				return fmt.Errorf("from %s: %w", peer.ID, err)
 			}
-			if err := s.localMerge(batch[i], st); err != nil {
-				return err
-			}
+			got[i] = st
 			res.KeysReceived++
+		}
+		if err := s.mergeAll(batch[:len(got)], got); err != nil {
+			return err
+		}
+		if mode != syncPush {
+			again = append(again, batch[len(resp.States):]...)
 		}
 	}
 	return nil
@@ -430,15 +492,26 @@ func (s *Store) prefixHashes(parts []uint32) []uint64 {
 	return prefix
 }
 
-// listPartition visits the keys stored in partition p with their digests.
-func (s *Store) listPartition(p int, fn func(key []byte, d uint64)) error {
+// listPartition visits, in order, the keys stored in partition p that sort
+// after from (all of them for a nil from) with their digests, until fn
+// returns false.
+func (s *Store) listPartition(p int, from []byte, fn func(key []byte, d uint64) bool) error {
 	prefix := make([]byte, 5)
 	prefix[0] = spaceData
 	binary.BigEndian.PutUint32(prefix[1:], uint32(p))
-	return s.cfg.Storage.ForEach(prefix, func(k, v []byte) error {
-		fn(k[5:], digest(k[5:], v))
+	err := s.cfg.Storage.ForEach(prefix, func(k, v []byte) error {
+		if from != nil && bytes.Compare(k[5:], from) <= 0 {
+			return nil
+		}
+		if !fn(k[5:], digest(k[5:], v)) {
+			return errStopIteration
+		}
 		return nil
 	})
+	if errors.Is(err, errStopIteration) {
+		return nil
+	}
+	return err
 }
 
 // aeParts resolves the partition set of an anti-entropy request.
@@ -476,25 +549,44 @@ func (s *Store) handleAE(m *message) []byte {
 			reply.Hashes = append(reply.Hashes, prefix[hi]^prefix[lo])
 		}
 	case kindAEKeys:
+		// List the partitions in order, in a reply bounded in bytes: Got
+		// says how many were listed whole; the next one was listed up to
+		// the reply's last key. At least one key is listed if any is left.
 		reply.Kind = kindAEKeyList
+		size := 0
+		from := m.Key
 		for _, p := range m.Parts {
 			if int(p) >= s.cfg.Partitions {
 				return s.errorMessage(fmt.Errorf("%w: partition %d of %d", ErrProtocol, p, s.cfg.Partitions))
 			}
-			err := s.listPartition(int(p), func(key []byte, d uint64) {
+		}
+		for _, p := range m.Parts {
+			whole := true
+			err := s.listPartition(int(p), from, func(key []byte, d uint64) bool {
+				if len(reply.Keys) > 0 && size+len(key)+16 > s.batchBytes {
+					whole = false
+					return false
+				}
 				reply.Keys = append(reply.Keys, bytes.Clone(key))
 				reply.Hashes = append(reply.Hashes, d)
+				size += len(key) + 16
+				return true
 			})
 			if err != nil {
 				return s.errorMessage(err)
 			}
+			if !whole {
+				break
+			}
+			reply.Got++
+			from = nil
 		}
 	case kindAEExchange:
 		if len(m.Keys) != len(m.States) {
 			return s.errorMessage(fmt.Errorf("%w: %d keys, %d states", ErrProtocol, len(m.Keys), len(m.States)))
 		}
 		reply.Kind = kindAEStates
-		reply.States = make([][]byte, len(m.Keys))
+		reply.States = make([][]byte, 0, len(m.Keys))
 		pushed := make([]state, len(m.Keys))
 		for i, k := range m.Keys {
 			if err := s.checkKey(k); err != nil {
@@ -506,36 +598,66 @@ func (s *Store) handleAE(m *message) []byte {
 			}
 			pushed[i] = st
 		}
-		// Merge in parallel, so the storage's group commit shares the fsyncs.
-		errs := make([]error, len(m.Keys))
-		var wg sync.WaitGroup
-		for i, k := range m.Keys {
-			if pushed[i].empty() {
-				continue
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs[i] = s.localMerge(k, pushed[i])
-			}()
-		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
+		// Merge on a few workers, so the storage's group commit shares the
+		// fsyncs; a message of many keys never gets a goroutine per key.
+		if err := s.mergeAll(m.Keys, pushed); err != nil {
 			return s.errorMessage(err)
 		}
+		// Answer with the merged states that differ from what was pushed,
+		// as many as fit the byte budget (at least one): the caller asks
+		// again for the rest.
+		reply.States = reply.States[:0]
+		size := 0
 		for i, k := range m.Keys {
+			if m.Flags&flagPushOnly != 0 {
+				break
+			}
 			raw, err := s.cfg.Storage.Get(s.dataKey(s.ring.Load(), k))
 			if err != nil {
 				return s.errorMessage(err)
 			}
-			if m.Flags&flagPushOnly == 0 && !bytes.Equal(raw, m.States[i]) {
-				reply.States[i] = raw
+			if bytes.Equal(raw, m.States[i]) {
+				raw = nil
 			}
+			if i > 0 && size+len(k)+len(raw)+16 > s.batchBytes {
+				break
+			}
+			reply.States = append(reply.States, raw)
+			size += len(k) + len(raw) + 16
 		}
 	default:
 		return s.errorMessage(fmt.Errorf("%w: unknown message kind %v", ErrProtocol, m.Kind))
 	}
 	return encodeMessage(reply)
+}
+
+// mergeWorkers is how many merges of one message run at once: enough for the
+// storage's group commit to share fsyncs, never a goroutine per key.
+const mergeWorkers = 16
+
+// mergeAll merges states[i] into this node's state of keys[i], durably, for
+// every non-empty state, and returns the errors joined.
+func (s *Store) mergeAll(keys [][]byte, states []state) error {
+	errs := make([]error, len(keys))
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	for range min(mergeWorkers, len(keys)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(keys) {
+					return
+				}
+				if !states[i].empty() {
+					errs[i] = s.localMerge(keys[i], states[i])
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // toRuns encodes a sorted partition list as [lo, hi) runs: a node's

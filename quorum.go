@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/dynamo-kv/dynamo/transport"
 )
@@ -150,7 +151,8 @@ func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, e
 	for _, m := range replicas {
 		s.goBackground(func(bg context.Context) {
 			err := errUnreachable
-			if s.reachable(m.ID) {
+			tried := s.reachable(m.ID)
+			if tried {
 				err = s.writeReplica(bg, m, key, st, req)
 			}
 			for err != nil {
@@ -164,6 +166,11 @@ func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, e
 				} else {
 					s.log.Debug("fallback declined", "fallback", f.ID, "for", m.ID, "err", herr)
 				}
+			}
+			if err != nil && !tried && s.members.Reachable(m.ID) {
+				// No fallback took it, and only this node's own failure
+				// detector suspects the primary: try it after all.
+				err = s.writeReplica(bg, m, key, st, req)
 			}
 			ch <- ack{m, err}
 		})
@@ -248,19 +255,27 @@ func (s *Store) writeReplica(ctx context.Context, m Member, key []byte, st state
 // call sends an encoded request to m with the replica timeout and decodes the
 // reply. A kindError reply becomes the error it carries.
 func (s *Store) call(ctx context.Context, m Member, req []byte) (*message, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReplicaTimeout)
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.ReplicaTimeout)
 	defer cancel()
-	return s.callNoTimeout(ctx, m, req)
+	return s.callObserved(ctx, cctx, m, req)
 }
 
-func (s *Store) callNoTimeout(ctx context.Context, m Member, req []byte) (*message, error) {
-	raw, err := s.cfg.Transport.Call(ctx, m.Addr, req)
+// callObserved makes the call with callCtx, a context derived from ctx, and
+// feeds the outcome to the node's own failure detector: an answer clears m, a
+// call that got none while ctx (the caller's own deadline) still ran marks it
+// down for a backoff.
+func (s *Store) callObserved(ctx, callCtx context.Context, m Member, req []byte) (*message, error) {
+	raw, err := s.cfg.Transport.Call(callCtx, m.Addr, req)
 	if err != nil {
 		if errors.Is(err, transport.ErrClosed) {
 			return nil, fmt.Errorf("%w: %w", ErrClosed, err)
 		}
+		if ctx.Err() == nil && !errors.Is(err, transport.ErrFrameTooLarge) && !errors.Is(err, transport.ErrRemote) {
+			s.health.failed(m.ID, time.Now(), s.cfg.ReplicaTimeout)
+		}
 		return nil, err
 	}
+	s.health.ok(m.ID)
 	resp, err := decodeMessage(raw)
 	if err != nil {
 		return nil, fmt.Errorf("reply from %s: %w", m.ID, err)

@@ -82,6 +82,7 @@ func (s *Store) purgeTombstones(ctx context.Context) int {
 			purged++
 		}
 	}
+	s.stats.purged.Add(int64(purged))
 	return purged
 }
 

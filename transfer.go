@@ -22,12 +22,46 @@ type transferState struct {
 	wake chan struct{}
 	// drops counts partitions dropped after their owners took them.
 	drops, pulls int64
+	// wire counts what pulls and pushes moved.
+	wire SyncResult
+	// round serializes TransferRound: a manual call waits for the background
+	// loop's round instead of repeating its pulls at the same time.
+	round sync.Mutex
 	// loopRounds counts the background loop's finished rounds.
 	loopRounds atomic.Int64
+	// ready is closed once the pulls planned at start-up are done.
+	ready     chan struct{}
+	readyOnce sync.Once
 }
 
 func newTransferState() *transferState {
-	return &transferState{pull: map[uint32][]string{}, wake: make(chan struct{}, 1)}
+	return &transferState{pull: map[uint32][]string{}, wake: make(chan struct{}, 1), ready: make(chan struct{})}
+}
+
+// markReadyIfDone closes ready when nothing is left to pull. Callers hold mu.
+func (t *transferState) markReadyIfDone() {
+	if len(t.pull) == 0 {
+		t.readyOnce.Do(func() { close(t.ready) })
+	}
+}
+
+// Ready returns a channel that is closed once the node has pulled every
+// partition it owned at start-up from the nodes that held them meanwhile
+// (or, for a new node, before it joined); until then, reads it serves for
+// those partitions read through to the previous owners. A node whose
+// sources stay unreachable stays not ready; PendingTransfers says how many
+// partitions are left. Ownership changes after start-up do not reopen it.
+func (s *Store) Ready() <-chan struct{} { return s.transfer.ready }
+
+// WaitReady blocks until Ready is closed or ctx ends, and returns ctx's error
+// in the latter case.
+func (s *Store) WaitReady(ctx context.Context) error {
+	select {
+	case <-s.transfer.ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("dynamo: waiting for the start-up pulls (%d partitions left): %w", s.PendingTransfers(), ctx.Err())
+	}
 }
 
 // planPulls records, for every partition this node is a primary of in next
@@ -44,6 +78,9 @@ func (s *Store) planPulls(prev, next *ring) {
 		prev = newRing(slices.DeleteFunc(slices.Clone(next.members), func(m Member) bool { return m.ID == s.cfg.NodeID }), next.partitions, next.keep)
 	}
 	if len(prev.members) == 0 {
+		s.transfer.mu.Lock()
+		s.transfer.markReadyIfDone()
+		s.transfer.mu.Unlock()
 		return
 	}
 	oldMe, wasMember := prev.index[s.cfg.NodeID]
@@ -64,6 +101,7 @@ func (s *Store) planPulls(prev, next *ring) {
 			t.pull[uint32(p)] = mergeIDs(t.pull[uint32(p)], sources)
 		}
 	}
+	t.markReadyIfDone()
 	select {
 	case t.wake <- struct{}{}:
 	default:
@@ -94,31 +132,51 @@ func (s *Store) PendingTransfers() int {
 
 // readThrough merges into st the states of key held by the previous
 // primaries of its partition, while this node has not pulled it yet, so a
-// read that counts this node's answer never misses an acknowledged write. The
-// merged state is kept: the read pulls that one key early.
+// read that counts this node's answer does not miss an acknowledged write
+// the pull would bring. The merged state is kept: the read pulls that one key
+// early.
+//
+// The sources are asked in parallel, and for at most half the time left to
+// the caller (and half the replica timeout), so that this node's own answer
+// still arrives in time when a source is silent; a source that does not
+// answer is left out (the coordinator's other replicas cover for it).
 func (s *Store) readThrough(ctx context.Context, key []byte, st state) state {
-	sources := s.pullSources(s.ring.Load().partition(key))
+	r := s.ring.Load()
+	sources := s.pullSources(r.partition(key))
 	if len(sources) == 0 {
 		return st
 	}
-	local := st
-	defer func() {
-		if !sameVersion(local, st) {
-			if err := s.localMerge(key, st); err != nil {
-				s.log.Debug("keeping a read-through state failed", "key", key, "err", err)
-			}
-		}
-	}()
-	r := s.ring.Load()
+	budget := s.cfg.ReplicaTimeout / 2
+	if dl, ok := ctx.Deadline(); ok {
+		budget = min(budget, time.Until(dl)/2)
+	}
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
 	req := encodeMessage(&message{Version: protocolVersion, Kind: kindGet, Cluster: s.wireCluster, Key: key, Flags: flagNoReadThrough})
+	replies := make(chan state, len(sources))
+	var wg sync.WaitGroup
 	for _, id := range sources {
 		i, ok := r.index[id]
 		if !ok || !s.reachable(id) {
 			continue
 		}
-		theirs, err := s.readReplica(ctx, r.members[i], key, req)
-		if err == nil {
-			st = syncStates(st, theirs)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if theirs, err := s.readReplica(ctx, r.members[i], key, req); err == nil {
+				replies <- theirs
+			}
+		}()
+	}
+	wg.Wait()
+	close(replies)
+	local := st
+	for theirs := range replies {
+		st = syncStates(st, theirs)
+	}
+	if !sameVersion(local, st) {
+		if err := s.localMerge(key, st); err != nil {
+			s.log.Debug("keeping a read-through state failed", "key", key, "err", err)
 		}
 	}
 	return st
@@ -149,6 +207,8 @@ func (s *Store) transferLoop(ctx context.Context) {
 // interrupted by a crash is simply run again. The background loop calls it
 // every Handoff.Interval and after membership changes; tests may too.
 func (s *Store) TransferRound(ctx context.Context) error {
+	s.transfer.round.Lock()
+	defer s.transfer.round.Unlock()
 	return errors.Join(s.pullRound(ctx), s.pushRound(ctx))
 }
 
@@ -181,13 +241,22 @@ func (s *Store) pullRound(ctx context.Context) error {
 		if !s.reachable(id) {
 			continue
 		}
-		if _, err := s.syncWith(ctx, r.members[i], parts, r.fingerprint, true, syncPull); err != nil {
+		res, err := s.syncWith(ctx, r.members[i], parts, r.fingerprint, true, syncPull)
+		s.countTransfer(res)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("pull from %s: %w", id, err))
 			continue
 		}
 		s.donePulling(id, parts)
 	}
 	return errors.Join(errs...)
+}
+
+// countTransfer adds what one transfer exchange moved to the Stats.
+func (s *Store) countTransfer(res SyncResult) {
+	s.transfer.mu.Lock()
+	s.transfer.wire.add(res)
+	s.transfer.mu.Unlock()
 }
 
 func (s *Store) donePulling(id string, parts []uint32) {
@@ -203,6 +272,7 @@ func (s *Store) donePulling(id string, parts []uint32) {
 			t.pull[p] = left
 		}
 	}
+	t.markReadyIfDone()
 }
 
 // pushRound hands every partition this node holds data for, but is not a
@@ -241,7 +311,9 @@ func (s *Store) pushTo(ctx context.Context, r *ring, drop bool) error {
 		if !s.reachable(id) {
 			err = errUnreachable
 		} else {
-			_, err = s.syncWith(ctx, r.members[i], parts, r.fingerprint, true, syncPush)
+			var res SyncResult
+			res, err = s.syncWith(ctx, r.members[i], parts, r.fingerprint, true, syncPush)
+			s.countTransfer(res)
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("push to %s: %w", id, err))
@@ -267,7 +339,7 @@ func (s *Store) pushTo(ctx context.Context, r *ring, drop bool) error {
 // dropPartition deletes this node's data of partition p.
 func (s *Store) dropPartition(p int) error {
 	var keys [][]byte
-	if err := s.listPartition(p, func(key []byte, _ uint64) { keys = append(keys, slices.Clone(key)) }); err != nil {
+	if err := s.listPartition(p, nil, func(key []byte, _ uint64) bool { keys = append(keys, slices.Clone(key)); return true }); err != nil {
 		return err
 	}
 	for _, k := range keys {

@@ -27,6 +27,20 @@ const (
 	maxCounter         = 1 << 62
 )
 
+// envelopeRoom is what a message needs beyond its keys and states: the
+// envelope's fixed fields and the per-item framing of a batch's lists.
+const envelopeRoom = 64 << 10
+
+// batchBytesFor returns the byte budget of one batch that crosses the network
+// (anti-entropy exchanges and key lists, hint deliveries, transfers, leave
+// pushes) for a transport that carries frames of up to frame bytes. A batch
+// takes items while they fit the budget, and always at least one: one key and
+// its state fit a frame (New checks Limits against the frame size), so a batch
+// never exceeds the frame either way.
+func batchBytesFor(frame int) int {
+	return max(16<<10, min(4<<20, (frame-envelopeRoom)/4))
+}
+
 // kind is a message kind. ONLY APPEND TO THIS LIST: kinds are on the wire.
 type kind uint8
 
@@ -45,6 +59,7 @@ const (
 	kindAEExchange      // anti-entropy: merge States into Keys, reply with the merged states of Keys
 	kindAEStates        // reply: States, one per requested key (empty: absent)
 	kindPurge           // purge Key's tombstones if the local state's digest is Hashes[0]
+	kindPing            // are you up? answered with kindAck
 )
 
 func (k kind) String() string {
@@ -65,6 +80,8 @@ func (k kind) String() string {
 		return fmt.Sprintf("anti-entropy(%d)", uint8(k))
 	case kindPurge:
 		return "purge"
+	case kindPing:
+		return "ping"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }

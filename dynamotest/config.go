@@ -98,6 +98,12 @@ type SimConfig struct {
 	// overlaps every write acknowledged before it, so the resurrection check
 	// is stronger: it needs no quiet cluster to know a Delete saw a write.
 	PrimariesOnly bool
+	// LargeValues adds a nemesis action that pads the values clients write
+	// to near Limits.MaxValueSize for a while. The stores then run with a
+	// 128 KiB value limit, 512 KiB states and 1 MiB frames, so that every
+	// batch crossing the network (anti-entropy, hints, transfers) meets the
+	// frame limit.
+	LargeValues bool
 
 	// Resolver, if set, is installed as Config.Resolver on every store,
 	// replacing the one Mode implies. Values are msgpack-encoded []int64 sets

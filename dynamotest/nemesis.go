@@ -27,6 +27,13 @@ func (s *sim) nemesis() {
 	up, down := s.upNodes(), s.downNodes()
 	maxDown := min(2, n-1)
 	var desc string
+	if s.cfg.LargeValues && s.rng.IntN(8) == 0 {
+		desc = s.largeValues()
+		s.faultCount++
+		s.logf("nemesis: %s", desc)
+		s.decide("nemesis " + desc)
+		return
+	}
 	switch pick := s.rng.IntN(100); {
 	case pick < 5:
 		s.calm()

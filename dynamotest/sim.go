@@ -101,6 +101,10 @@ type sim struct {
 	maxInflight int
 
 	restUntil []time.Duration // per key: no adds before, so its tombstone can be purged
+
+	pad     atomic.Int64  // the large-values fault: the size written values are padded to
+	largeAt time.Duration // when it began
+	codec   setCodec
 }
 
 // stepInfo describes the cluster when a client step began.
@@ -130,7 +134,7 @@ func newSim(cfg SimConfig) *sim {
 		cfg:       cfg,
 		rng:       rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)),
 		t0:        time.Now(),
-		net:       memnet.New(memnet.Options{Seed: cfg.Seed}),
+		net:       memnet.New(memnet.Options{Seed: cfg.Seed, MaxFrameSize: frameSize(cfg)}),
 		faults:    &faults{seed: mix64(seed + 0x632be59bd9b4e019)},
 		counters:  make([]int64, cfg.Clients),
 		inflight:  make([]int, cfg.Keys),
@@ -141,6 +145,7 @@ func newSim(cfg SimConfig) *sim {
 	if s.merge == nil {
 		s.merge = dynamo.Union[int64]
 	}
+	s.codec = setCodec{pad: &s.pad}
 	for k := range cfg.Keys {
 		s.keys = append(s.keys, fmt.Appendf(nil, "dynamotest/set/%03d", k))
 	}
@@ -158,6 +163,15 @@ func newSim(cfg SimConfig) *sim {
 		}
 	}
 	return s
+}
+
+// frameSize is the simulated network's frame limit: small with large values,
+// so that batches meet it; the default otherwise.
+func frameSize(cfg SimConfig) int {
+	if cfg.LargeValues {
+		return largeFrame
+	}
+	return 0
 }
 
 // newDisk gives nd an empty disk.
@@ -197,6 +211,9 @@ func (s *sim) start(nd *node) error {
 	cfg.Handoff.MaxBackoff = handoffBackoff
 	cfg.AntiEntropy.Interval = antiEntropyEvery
 	cfg.TombstoneGrace = tombstoneGrace
+	if s.cfg.LargeValues {
+		cfg.Limits.MaxValueSize, cfg.Limits.MaxStateSize = largeMaxValue, largeMaxState
+	}
 	cfg.Clock = func() time.Time { return time.Now().Add(time.Duration(nd.skew.Load())) }
 	cfg.Rand = rand.NewChaCha8(seed) // the incarnation replays with the seed
 	switch {
@@ -275,6 +292,7 @@ func (s *sim) run() (Report, error) {
 	}
 	for done := 0; done < s.cfg.Ops; {
 		s.expire()
+		s.expireLarge()
 		if s.cfg.Faults && s.rng.IntN(4) == 0 {
 			s.nemesis()
 		} else {

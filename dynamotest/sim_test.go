@@ -219,3 +219,10 @@ func TestReport_String(t *testing.T) {
 	require.Contains(t, string(r.JSON()), `"unacked_present":3`)
 	require.NoError(t, r.Err())
 }
+
+// TestSim_LargeValues is TestSim_Union with the large-values fault: for a
+// while, clients write values near the size limit, so anti-entropy, hint
+// delivery, transfers and read repair all meet the frame limit.
+func TestSim_LargeValues(t *testing.T) {
+	runSeeds(t, "TestSim_LargeValues", func(cfg *dynamotest.SimConfig) { cfg.LargeValues = true })
+}

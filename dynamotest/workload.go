@@ -64,8 +64,6 @@ type op struct {
 // acked reports whether the operation's write was acknowledged.
 func (o *op) acked() bool { return o.err == nil }
 
-var codec = dynamo.MsgpackCodec[[]int64]{}
-
 // do runs o through st. It is the operation's goroutine.
 func (s *sim) do(o *op, st *dynamo.Store) {
 	if o.offset > 0 {
@@ -78,7 +76,7 @@ func (s *sim) do(o *op, st *dynamo.Store) {
 	switch o.kind {
 	case opAdd:
 		s.beginWrite(o.key)
-		_, o.err = dynamo.Modify(ctx, st, key, codec, s.merge, func(cur []int64, _ bool) ([]int64, error) {
+		_, o.err = dynamo.Modify(ctx, st, key, s.codec, s.merge, func(cur []int64, _ bool) ([]int64, error) {
 			next := insertSorted(slices.Clone(cur), o.elem)
 			o.attempts = append(o.attempts, attempt{at: s.now(), set: slices.Clone(next)})
 			return next, nil
@@ -112,7 +110,7 @@ func (o *op) observe(sibs []dynamo.Sibling) {
 	o.siblings = len(sibs)
 	var all []int64
 	for i, sb := range sibs {
-		v, err := codec.Unmarshal(sb.Value)
+		v, err := setCodec{}.Unmarshal(sb.Value)
 		if err != nil {
 			o.corrupt = fmt.Errorf("sibling %d of %d: %w", i, len(sibs), err)
 			continue

@@ -11,6 +11,11 @@ import (
 // Static is a Membership whose members and reachability change only when the
 // program says so. Tests use it to stage joins, leaves and failures without a
 // network. It is safe for concurrent use.
+//
+// Static detects no failure: a member is reachable until SetReachable says
+// otherwise. A dynamo Store layers its own failure detector over it (a peer
+// whose calls go unanswered is backed off and probed again), so with a
+// static list silent failures still close after one replica timeout.
 type Static struct {
 	mu        sync.RWMutex
 	members   map[string]Member

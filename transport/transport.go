@@ -64,6 +64,15 @@ type Transport interface {
 	Close() error
 }
 
+// FrameLimiter is implemented by a Transport that can say how large a
+// request or reply it carries. The root package sizes its batches (anti-entropy
+// exchanges, hint deliveries, transfers) below it; a Transport without it is
+// taken to carry DefaultMaxFrameSize.
+type FrameLimiter interface {
+	// MaxFrameSize returns the largest payload in bytes, in either direction.
+	MaxFrameSize() int
+}
+
 // RemoteError is the error a Handler returned on the remote node.
 type RemoteError struct {
 	Addr string // the remote node

@@ -12,7 +12,10 @@ import (
 	"github.com/dynamo-kv/dynamo/transport"
 )
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport    = (*Transport)(nil)
+	_ transport.FrameLimiter = (*Transport)(nil)
+)
 
 // errLost is wrapped, with transport.ErrUnreachable and the ctx error, by
 // calls whose request or reply the network lost.
@@ -49,6 +52,10 @@ func newTransport(n *Network, addr string) *Transport {
 
 // Addr returns the address the transport listens on.
 func (t *Transport) Addr() string { return t.addr }
+
+// MaxFrameSize returns the largest request or reply the network carries
+// (transport.FrameLimiter).
+func (t *Transport) MaxFrameSize() int { return t.net.maxFrame }
 
 // Serve starts delivering inbound requests to h. It returns
 // transport.ErrClosed after Close, and an error if called twice.

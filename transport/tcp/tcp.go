@@ -68,7 +68,10 @@ import (
 	"github.com/dynamo-kv/dynamo/transport"
 )
 
-var _ transport.Transport = (*Transport)(nil)
+var (
+	_ transport.Transport    = (*Transport)(nil)
+	_ transport.FrameLimiter = (*Transport)(nil)
+)
 
 // Transport is a node's TCP endpoint. It implements transport.Transport and is
 // safe for concurrent use.
@@ -135,6 +138,10 @@ func serve(ln net.Listener, opts Options) *Transport {
 
 // Addr returns the address the transport listens on, as host:port.
 func (t *Transport) Addr() string { return t.addr }
+
+// MaxFrameSize returns the largest request or reply payload the transport
+// sends or accepts (transport.FrameLimiter).
+func (t *Transport) MaxFrameSize() int { return t.opts.MaxFrameSize }
 
 // Serve starts delivering inbound requests to h. It returns
 // transport.ErrClosed after Close, and an error if called twice.
