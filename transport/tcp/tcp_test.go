@@ -82,6 +82,20 @@ func TestTCP_Listen_InvalidOptions(t *testing.T) {
 		require.ErrorContains(t, err, want)
 	}
 	require.NoError(t, tcp.Options{}.Validate())
+
+	err = tcp.Options{
+		MaxConns: -1, MaxConnInFlight: -1, MaxInFlight: -1, HandshakeTimeout: -1, ReadTimeout: -1, IdleTimeout: -1,
+		Identify: func(tls.ConnectionState) (string, error) { return "", nil },
+	}.Validate()
+	require.ErrorIs(t, err, tcp.ErrInvalidOptions)
+	for _, want := range []string{"MaxConns (-1)", "MaxConnInFlight (-1)", "MaxInFlight (-1)", "HandshakeTimeout (-1ns)",
+		"ReadTimeout (-1ns)", "IdleTimeout (-1ns)", "Identify needs TLS"} {
+		require.ErrorContains(t, err, want)
+	}
+	err = tcp.Options{MaxFrameSize: 1 << 20, ReadBudget: 1 << 19}.Validate()
+	require.ErrorContains(t, err, "ReadBudget (524288) must be at least MaxFrameSize (1048576)")
+	require.ErrorContains(t, tcp.Options{ReadBudget: -1}.Validate(), "ReadBudget (-1) must not be negative")
+	require.ErrorContains(t, tcp.Options{ReadBudget: 1 << 20}.Validate(), "at least MaxFrameSize (16777216)")
 }
 
 func TestTCP_Listen_AddressInUse(t *testing.T) {
