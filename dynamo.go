@@ -523,7 +523,8 @@ func (s *Store) checkContext(c Context) error {
 }
 
 // placement returns key's N primaries and, unless primariesOnly, its
-// reachable fallbacks in preference-list order.
+// reachable fallbacks in preference-list order, those in zones without a
+// reachable primary first (zoneFallbacks).
 func (s *Store) placement(key []byte, primariesOnly bool) (primaries, fallbacks []Member) {
 	r := s.ring.Load()
 	p := r.partition(key)
@@ -537,7 +538,7 @@ func (s *Store) placement(key []byte, primariesOnly bool) (primaries, fallbacks 
 			fallbacks = append(fallbacks, m)
 		}
 	}
-	return primaries, fallbacks
+	return primaries, s.zoneFallbacks(r, primaries, fallbacks)
 }
 
 func (s *Store) reachable(id string) bool {
