@@ -306,20 +306,18 @@ func rzJoin(t *testing.T, before, after *ring, newcomer string, n int) int {
 				removed = append(removed, id)
 			}
 		}
-		switch {
-		case len(added) == 0:
-			require.Empty(t, removed, "partition %d", p)
-		case len(old) < n: // the ring was smaller than n: the newcomer only adds
-			require.Equal(t, []string{newcomer}, added, "partition %d", p)
-			require.Empty(t, removed, "partition %d", p)
+		// (plain checks: testify per partition is slow under -race)
+		if len(added) > 0 {
 			entered++
-		default:
-			require.Equal(t, []string{newcomer}, added, "partition %d: %v -> %v", p, old, cur)
-			require.Len(t, removed, 1, "partition %d: %v -> %v", p, old, cur)
-			entered++
+			if !slices.Equal(added, []string{newcomer}) {
+				t.Fatalf("partition %d: %v -> %v: old nodes entered", p, old, cur)
+			}
 		}
-		if before.owner(p).ID != after.owner(p).ID {
-			require.Equal(t, newcomer, after.owner(p).ID, "partition %d: the owner moved to an old node", p)
+		if wantRemoved := min(len(added), len(old)+len(added)-n); len(removed) != max(wantRemoved, 0) {
+			t.Fatalf("partition %d: %v -> %v: %d nodes left, want %d", p, old, cur, len(removed), max(wantRemoved, 0))
+		}
+		if was, now := before.owner(p).ID, after.owner(p).ID; was != now && now != newcomer {
+			t.Fatalf("partition %d: the owner moved from %s to the old node %s", p, was, now)
 		}
 	}
 	return entered
@@ -333,7 +331,6 @@ func rzJoin(t *testing.T, before, after *ring, newcomer string, n int) int {
 // at most by the newcomer displacing one node. A leave is a join run
 // backwards: only the leaver's replicas move, one node taking each.
 func TestRing_Zones_JoinMovesOnlyToNewcomer(t *testing.T) {
-	const q = 1 << 14
 	tests := map[string]struct {
 		sizes   []int
 		zone    string
@@ -355,13 +352,17 @@ func TestRing_Zones_JoinMovesOnlyToNewcomer(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
+			q := 1 << 12
+			if tc.checked { // enough partitions to measure a share of 1/51
+				q = 1 << 14
+			}
 			ms := rzMembers(tc.sizes...)
 			newcomer := Member{ID: "joiner", Addr: "joiner", Zone: tc.zone}
 			before := newRing(ms, q, rgKeep)
 			after := newRing(append(slices.Clone(ms), newcomer), q, rgKeep)
 			entered := rzJoin(t, before, after, newcomer.ID, tc.n)
-			frac := float64(entered) / q
-			t.Logf("%v + 1 in %s, N=%d: the newcomer became a primary of %d of %d partitions (%.4f), one replica moving to it in each",
+			frac := float64(entered) / float64(q)
+			t.Logf("%v + 1 in %s, N=%d: the newcomer entered the first N of %d of %d partitions (%.4f), displacing one node in each unless the ring was smaller than N",
 				tc.sizes, tc.zone, tc.n, entered, q, frac)
 			require.Positive(t, entered)
 			if tc.checked {
@@ -382,9 +383,13 @@ func TestRing_Zones_JoinMovesOnlyToNewcomer(t *testing.T) {
 						}
 					}
 					for _, id := range kept {
-						require.Contains(t, now, id, "partition %d: %s left, %s lost its replica", p, gone.ID, id)
+						if !slices.Contains(now, id) {
+							t.Fatalf("partition %d: %s left, %s lost its replica: %v -> %v", p, gone.ID, id, was, now)
+						}
 					}
-					require.LessOrEqual(t, len(now)-len(kept), 1, "partition %d", p)
+					if len(now)-len(kept) > 1 {
+						t.Fatalf("partition %d: %s left, %d nodes entered: %v -> %v", p, gone.ID, len(now)-len(kept), was, now)
+					}
 				}
 			}
 		})

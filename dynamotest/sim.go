@@ -101,6 +101,7 @@ type sim struct {
 	maxInflight int
 
 	restUntil []time.Duration // per key: no adds before, so its tombstone can be purged
+	zone      zoneState       // SimConfig.ZoneOutage's progress
 }
 
 // stepInfo describes the cluster when a client step began.
@@ -147,7 +148,7 @@ func newSim(cfg SimConfig) *sim {
 	var ms []membership.Member
 	for i := range cfg.Nodes {
 		id := fmt.Sprintf("n%d", i)
-		ms = append(ms, membership.Member{ID: id, Addr: id})
+		ms = append(ms, membership.Member{ID: id, Addr: id, Zone: s.zoneName(i)})
 		s.nodes = append(s.nodes, &node{idx: i, id: id})
 	}
 	s.members = membership.NewStatic(ms...)
@@ -274,6 +275,7 @@ func (s *sim) run() (Report, error) {
 		return Report{}, s.err
 	}
 	for done := 0; done < s.cfg.Ops; {
+		s.zoneStep(done)
 		s.expire()
 		if s.cfg.Faults && s.rng.IntN(4) == 0 {
 			s.nemesis()
@@ -291,6 +293,7 @@ func (s *sim) run() (Report, error) {
 	}
 	final, converged := s.converge()
 	rep := s.check(final, converged, s.now()-healedAt)
+	s.zoneReport(&rep)
 	return rep, nil
 }
 
