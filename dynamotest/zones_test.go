@@ -74,3 +74,14 @@ func TestSim_ZonesUnderFaults(t *testing.T) {
 		})
 	}
 }
+
+// TestSim_ZoneOutage_Replays runs one zone outage seed twice: the reports,
+// fingerprints included, are identical.
+func TestSim_ZoneOutage_Replays(t *testing.T) {
+	cfg := config(t, 5)
+	cfg.Faults = false
+	cfg.Nodes, cfg.Zones, cfg.ZoneOutage = 6, 3, dynamotest.ZoneOutageLoseDisks
+	a := dynamotest.RunT(t, cfg)
+	b := dynamotest.RunT(t, cfg)
+	require.Equal(t, a, b, "seed %d did not replay", cfg.Seed)
+}
