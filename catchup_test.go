@@ -73,6 +73,7 @@ func TestHandoff_LargeHintsDelivered(t *testing.T) {
 		for i, k := range keys {
 			require.NoError(t, via.Put(ctx, k, bigValue(i, size), Context{}))
 		}
+		synctest.Wait() // the hint write may finish after the acknowledgement
 		held := c.stores[indexOf(fallback)]
 		require.Equal(t, 17, pendingFor(held, owner), "one fallback holds 17 large hints")
 		c.upAll()
@@ -186,7 +187,7 @@ func TestStaticMembers_SilentPeerRoutedAround(t *testing.T) {
 		silent := pref[1].ID
 		c.net.Isolate(silent)
 		require.NoError(t, coord.Put(ctx, []byte("k"), []byte("v1"), Context{}))
-		advance(coord.cfg.ReplicaTimeout) // the call to the silent peer times out
+		advance(coord.cfg.ReplicaTimeout + time.Millisecond) // the call to the silent peer times out
 		require.False(t, coord.Reachable(silent), "the unanswered call marked the peer down")
 		require.True(t, c.members.Reachable(silent), "the membership never noticed")
 		start := time.Now()

@@ -132,7 +132,8 @@ type Config struct {
 	// Membership says who is in the ring and reachable. If nil, Members is
 	// used as a static list.
 	Membership Membership
-	// Members is a static member list, used when Membership is nil. Its
+	// Members is a static member list, used when Membership is nil. Give
+	// each member its Zone to spread every key's replicas over zones. Its
 	// membership holds every member reachable forever; the Store's own
 	// failure detector (an unanswered call backs a peer off for a while, see
 	// Store.Reachable) is then the only one.
@@ -236,6 +237,9 @@ func (c Config) Validate() error {
 			}
 			if m.Addr == "" {
 				add("Members[%d] (%q) has an empty Addr", i, m.ID)
+			}
+			if len(m.Zone) > membership.MaxZoneLen {
+				add("Members[%d] (%q) has a Zone of %d bytes, the limit is %d", i, m.ID, len(m.Zone), membership.MaxZoneLen)
 			}
 			seen[m.ID] = true
 		}

@@ -136,6 +136,13 @@ func TestConfig_Validate(t *testing.T) {
 			mut:  func(c *Config) { c.Members = append(c.Members, Member{ID: "n2", Addr: "a4"}) },
 			want: []string{`Members[3] repeats ID "n2"`},
 		},
+		"members in zones": {mut: func(c *Config) {
+			c.Members[0].Zone, c.Members[1].Zone, c.Members[2].Zone = "a", "b", strings.Repeat("z", membership.MaxZoneLen)
+		}},
+		"member zone too long": {
+			mut:  func(c *Config) { c.Members[2].Zone = strings.Repeat("z", membership.MaxZoneLen+1) },
+			want: []string{fmt.Sprintf(`Members[2] (%q) has a Zone of %d bytes, the limit is %d`, "n3", membership.MaxZoneLen+1, membership.MaxZoneLen)},
+		},
 		"member without Addr": {
 			mut:  func(c *Config) { c.Members[1].Addr = "" },
 			want: []string{`Members[1] ("n2") has an empty Addr`},

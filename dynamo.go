@@ -547,7 +547,8 @@ func (s *Store) checkContext(c Context) error {
 }
 
 // placement returns key's N primaries and, unless primariesOnly, its
-// reachable fallbacks in preference-list order.
+// reachable fallbacks in preference-list order, those in zones without a
+// reachable primary first (zoneFallbacks).
 func (s *Store) placement(key []byte, primariesOnly bool) (primaries, fallbacks []Member) {
 	r := s.ring.Load()
 	p := r.partition(key)
@@ -561,7 +562,7 @@ func (s *Store) placement(key []byte, primariesOnly bool) (primaries, fallbacks 
 			fallbacks = append(fallbacks, m)
 		}
 	}
-	return primaries, fallbacks
+	return primaries, s.zoneFallbacks(r, primaries, fallbacks)
 }
 
 // reachable reports whether id is up by both the membership's failure

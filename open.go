@@ -33,6 +33,13 @@ type NodeConfig struct {
 	// Seeds are gossip addresses of nodes already in the cluster. Empty
 	// starts a new cluster.
 	Seeds []string
+	// Zone is this node's failure domain (a rack, an availability zone),
+	// published in its gossip ring record; at most membership.MaxZoneLen
+	// bytes. Every key's replicas then span min(N, zones) zones; see
+	// Member.Zone. Empty means none. It applies to the gossip membership
+	// Open builds: with Config.Members or Config.Membership, the zones come
+	// from there, and Open refuses a Zone beside them.
+	Zone string
 	// GossipProfile sets failure-detection timing; empty means LAN.
 	GossipProfile membership.Profile
 	// GossipKey, if set, encrypts gossip (16, 24 or 32 bytes, the same on
@@ -94,6 +101,9 @@ func Open(ctx context.Context, dir string, cfg NodeConfig) (_ *Node, err error) 
 			n.release()
 		}
 	}()
+	if cfg.Zone != "" && (cfg.Membership != nil || len(cfg.Members) > 0) {
+		return nil, fmt.Errorf("%w: NodeConfig.Zone (%q) applies only to the gossip membership Open builds; give the zone in Config.Members or Config.Membership instead", ErrInvalidConfig, cfg.Zone)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("dynamo: open %s: %w", dir, err)
 	}
@@ -119,7 +129,7 @@ func Open(ctx context.Context, dir string, cfg NodeConfig) (_ *Node, err error) 
 			bind = "127.0.0.1:0"
 		}
 		n.gossip, err = membership.JoinGossip(ctx, membership.GossipConfig{
-			NodeID: cfg.NodeID, BindAddr: bind, DataAddr: cfg.Transport.Addr(), Seeds: cfg.Seeds,
+			NodeID: cfg.NodeID, BindAddr: bind, DataAddr: cfg.Transport.Addr(), Seeds: cfg.Seeds, Zone: cfg.Zone,
 			SecretKey: cfg.GossipKey, SecretKeys: sec.gossipKeys, Profile: cfg.GossipProfile, Logger: cfg.Logger, JoinRetry: cfg.JoinRetry,
 		})
 		if err != nil {

@@ -1,16 +1,19 @@
 // ring.go: §4.2-4.3, §6.2 placement: the hash space cut into Q fixed, equal
-// partitions, each partition's preference list ranked by rendezvous hashing.
+// partitions, each partition's preference list ranked by rendezvous hashing
+// and spread across zones (failure domains, the paper's data centers of §4.6).
 package dynamo
 
 import (
 	"hash/fnv"
 	"math/bits"
 	"slices"
+	"strings"
 
 	"github.com/dynamo-kv/dynamo/membership"
 )
 
-// Member is one node of the ring: its stable ID and its Transport address.
+// Member is one node of the ring: its stable ID, its Transport address and
+// its zone.
 type Member = membership.Member
 
 // ring places keys (DESIGN §3). The hash space is cut into a fixed number of
@@ -24,16 +27,33 @@ type Member = membership.Member
 // node's partitions go to their next node in order, nothing else moves).
 // Balance improves with partitions per node; see Config.Partitions.
 //
+// With members in more than one zone, a preference list takes the nodes in
+// rounds: first the best-scored node of every zone, then the second-best of
+// every zone, and so on, each round in score order. So the first
+// min(N, zones) nodes lie in distinct zones, the list's first node is the
+// same as without zones (the best score overall is the best of its zone),
+// and replicas beyond the zone count spread evenly over the zones. A join
+// still moves keys only to the newcomer: an old node's round and its place
+// in its round can only get worse when a node is added, so no old node
+// enters a partition's first N, and the newcomer, if it enters, displaces
+// exactly one (see zones.go for the arithmetic of balance).
+//
 // A ring is immutable once built.
 type ring struct {
 	partitions int
 	members    []Member // sorted by ID
 	index      map[string]int
 	hashes     []uint64 // per member: hash of its ID
-	keep       int      // length of each stored preference list
-	prefs      []uint16 // partitions*keep member indices, best first
-	// fingerprint identifies the member set and partitioning: two nodes
-	// with the same fingerprint compute the same preference lists.
+	// zoneOf gives each member's index in zones, the distinct zone names in
+	// order. Both are nil when all members share one zone: placement is
+	// then plain rendezvous order.
+	zoneOf []uint16
+	zones  []string
+	keep   int      // length of each stored preference list
+	prefs  []uint16 // partitions*keep member indices, best first
+	// fingerprint identifies the member set, their zones and the
+	// partitioning: two nodes with the same fingerprint compute the same
+	// preference lists.
 	fingerprint uint64
 }
 
@@ -42,15 +62,7 @@ type ring struct {
 // nodes of each preference list (more are computed on demand).
 func newRing(members []Member, partitions, keep int) *ring {
 	ms := slices.Clone(members)
-	slices.SortStableFunc(ms, func(a, b Member) int {
-		switch {
-		case a.ID < b.ID:
-			return -1
-		case a.ID > b.ID:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(ms, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	ms = slices.CompactFunc(ms, func(a, b Member) bool { return a.ID == b.ID })
 	r := &ring{partitions: partitions, members: ms, index: make(map[string]int, len(ms))}
 	r.hashes = make([]uint64, len(ms))
@@ -59,35 +71,47 @@ func newRing(members []Member, partitions, keep int) *ring {
 		r.index[m.ID] = i
 		r.hashes[i] = hashString(m.ID)
 		r.fingerprint = mix64(r.fingerprint ^ r.hashes[i])
+		if m.Zone != "" { // a ring without zones keeps the fingerprint it always had
+			r.fingerprint = mix64(r.fingerprint ^ mix64(hashString(m.Zone)^zoneSalt))
+		}
 	}
+	r.setZones()
 	r.keep = min(keep, len(ms))
 	if r.keep == 0 {
 		return r
 	}
 	r.prefs = make([]uint16, partitions*r.keep)
+	if r.zones != nil {
+		r.buildZoned()
+		return r
+	}
 	scores := make([]uint64, r.keep)
 	for p := 0; p < partitions; p++ {
 		top := r.prefs[p*r.keep : (p+1)*r.keep]
 		ps := partitionSeed(p)
 		n := 0
 		for i, h := range r.hashes {
-			s := mix64(h ^ ps)
-			if n == r.keep && s <= scores[n-1] {
-				continue
-			}
-			// insertion into the descending top list
-			j := min(n, r.keep-1)
-			for j > 0 && scores[j-1] < s {
-				scores[j], top[j] = scores[j-1], top[j-1]
-				j--
-			}
-			scores[j], top[j] = s, uint16(i)
-			if n < r.keep {
-				n++
-			}
+			n = topInsert(scores, top, n, mix64(h^ps), uint16(i))
 		}
 	}
 	return r
+}
+
+// topInsert offers member i with score s to the descending top list
+// (scores, idx) that holds n entries, and returns how many it holds after.
+// Of equal scores the one offered first stays ahead.
+func topInsert(scores []uint64, idx []uint16, n int, s uint64, i uint16) int {
+	k := len(scores)
+	if n == k && s <= scores[n-1] {
+		return n
+	}
+	j := min(n, k-1)
+	for j > 0 && scores[j-1] < s {
+		scores[j], idx[j] = scores[j-1], idx[j-1]
+		j--
+	}
+	scores[j], idx[j] = s, i
+	return min(n+1, k)
 }
 
 // partition returns the partition that holds key.
@@ -114,15 +138,10 @@ func (r *ring) preference(p, k int) []Member {
 	for i, h := range r.hashes {
 		idx[i], sc[i] = i, mix64(h^ps)
 	}
-	slices.SortFunc(idx, func(a, b int) int {
-		switch {
-		case sc[a] > sc[b]:
-			return -1
-		case sc[a] < sc[b]:
-			return 1
-		}
-		return a - b
-	})
+	slices.SortFunc(idx, func(a, b int) int { return byScore(sc[a], sc[b], a, b) })
+	if r.zones != nil {
+		r.inRounds(idx)
+	}
 	for _, i := range idx[:k] {
 		out = append(out, r.members[i])
 	}
@@ -150,6 +169,17 @@ func (r *ring) owner(p int) Member { return r.members[r.prefs[p*r.keep]] }
 func (r *ring) contains(id string) bool {
 	_, ok := r.index[id]
 	return ok
+}
+
+// byScore orders members by descending score, then ascending index.
+func byScore(sa, sb uint64, a, b int) int {
+	switch {
+	case sa > sb:
+		return -1
+	case sa < sb:
+		return 1
+	}
+	return a - b
 }
 
 func partitionSeed(p int) uint64 { return mix64(uint64(p) + 0x9e3779b97f4a7c15) }

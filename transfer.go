@@ -25,8 +25,10 @@ type transferState struct {
 	// wire counts what pulls and pushes moved.
 	wire SyncResult
 	// round serializes TransferRound: a manual call waits for the background
-	// loop's round instead of repeating its pulls at the same time.
-	round sync.Mutex
+	// loop's round instead of repeating its pulls at the same time. (A
+	// channel, not a mutex: waiting on it is a durable block in a synctest
+	// bubble, so simulated time goes on while one round waits for another.)
+	round chan struct{}
 	// loopRounds counts the background loop's finished rounds.
 	loopRounds atomic.Int64
 	// ready is closed once the pulls planned at start-up are done.
@@ -35,7 +37,7 @@ type transferState struct {
 }
 
 func newTransferState() *transferState {
-	return &transferState{pull: map[uint32][]string{}, wake: make(chan struct{}, 1), ready: make(chan struct{})}
+	return &transferState{pull: map[uint32][]string{}, wake: make(chan struct{}, 1), ready: make(chan struct{}), round: make(chan struct{}, 1)}
 }
 
 // markReadyIfDone closes ready when nothing is left to pull. Callers hold mu.
@@ -207,8 +209,12 @@ func (s *Store) transferLoop(ctx context.Context) {
 // interrupted by a crash is simply run again. The background loop calls it
 // every Handoff.Interval and after membership changes; tests may too.
 func (s *Store) TransferRound(ctx context.Context) error {
-	s.transfer.round.Lock()
-	defer s.transfer.round.Unlock()
+	select {
+	case s.transfer.round <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.transfer.round }()
 	return errors.Join(s.pullRound(ctx), s.pushRound(ctx))
 }
 

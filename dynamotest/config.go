@@ -105,6 +105,15 @@ type SimConfig struct {
 	// frame limit.
 	LargeValues bool
 
+	// Zones puts node i in zone "z<i mod Zones>" (Member.Zone), so that
+	// every key's replicas span min(N, Zones) zones, which the checker
+	// verifies. Zero means no zones.
+	Zones int
+	// ZoneOutage takes one zone down for the middle third of the workload;
+	// default ZoneOutageNone. It needs Zones >= 2 and no Faults. The Report
+	// counts the adds that ran meanwhile and were acknowledged.
+	ZoneOutage ZoneOutage
+
 	// Resolver, if set, is installed as Config.Resolver on every store,
 	// replacing the one Mode implies. Values are msgpack-encoded []int64 sets
 	// (dynamo.MsgpackCodec[[]int64]).
@@ -165,6 +174,7 @@ func (cfg SimConfig) validate() error {
 	if cfg.Broken < BrokenNone || cfg.Broken > BrokenStaleDelete {
 		add("Broken (%d) is unknown", int(cfg.Broken))
 	}
+	errs = append(errs, cfg.validateZones()...)
 	if len(errs) == 0 {
 		return nil
 	}

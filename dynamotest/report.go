@@ -51,6 +51,14 @@ type Report struct {
 	CheckedDeletes int `json:"checked_deletes"`
 	// Faults counts the nemesis actions taken.
 	Faults int `json:"faults"`
+	// DownZone names the zone SimConfig.ZoneOutage took down, ZoneDownAdds
+	// counts the adds that ran while it was down, ZoneDownAcked those
+	// acknowledged, and ZoneHints the hints the other nodes held for the
+	// zone's nodes when it returned (when the workload outlasted the outage).
+	DownZone      string `json:"down_zone,omitempty"`
+	ZoneDownAdds  int    `json:"zone_down_adds,omitempty"`
+	ZoneDownAcked int    `json:"zone_down_acked,omitempty"`
+	ZoneHints     int    `json:"zone_hints,omitempty"`
 	// Converged reports whether the replicas converged within the bounded
 	// number of rounds after healing.
 	Converged bool `json:"converged"`
@@ -61,7 +69,8 @@ type Report struct {
 	// (at most a few per kind). Empty means the run passed. Each starts with
 	// its kind: "lost", "resurrected", "duplicate-siblings" (one write became
 	// several siblings), "siblings" (more siblings than clients),
-	// "convergence" or "corrupt".
+	// "convergence", "corrupt" or "zones" (a key's replicas in fewer than
+	// min(N, Zones) zones).
 	Violations []string `json:"violations,omitempty"`
 	// Notes describes expected anomalies, such as the elements last-write-wins
 	// lost (at most a few per kind).

@@ -105,6 +105,7 @@ type sim struct {
 	pad     atomic.Int64  // the large-values fault: the size written values are padded to
 	largeAt time.Duration // when it began
 	codec   setCodec
+	zone    zoneState // SimConfig.ZoneOutage's progress
 }
 
 // stepInfo describes the cluster when a client step began.
@@ -152,7 +153,7 @@ func newSim(cfg SimConfig) *sim {
 	var ms []membership.Member
 	for i := range cfg.Nodes {
 		id := fmt.Sprintf("n%d", i)
-		ms = append(ms, membership.Member{ID: id, Addr: id})
+		ms = append(ms, membership.Member{ID: id, Addr: id, Zone: s.zoneName(i)})
 		s.nodes = append(s.nodes, &node{idx: i, id: id})
 	}
 	s.members = membership.NewStatic(ms...)
@@ -291,6 +292,7 @@ func (s *sim) run() (Report, error) {
 		return Report{}, s.err
 	}
 	for done := 0; done < s.cfg.Ops; {
+		s.zoneStep(done)
 		s.expire()
 		s.expireLarge()
 		if s.cfg.Faults && s.rng.IntN(4) == 0 {
@@ -309,6 +311,7 @@ func (s *sim) run() (Report, error) {
 	}
 	final, converged := s.converge()
 	rep := s.check(final, converged, s.now()-healedAt)
+	s.zoneReport(&rep)
 	return rep, nil
 }
 

@@ -21,7 +21,7 @@ import (
 // failure detector holds alive).
 //
 // Each node publishes a ring record (ID, data address, incarnation, left
-// flag) in its memberlist metadata, and receivers complete it with the
+// flag, zone) in its memberlist metadata, and receivers complete it with the
 // node's gossip address, which memberlist carries itself. Records, gossip
 // address included, also spread in broadcasts and in memberlist's periodic
 // push/pull state exchange, and every node merges them by one rule: a later
@@ -87,7 +87,7 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 	g := &Gossip{
 		id:     cfg.NodeID,
 		logger: logger.With("node", cfg.NodeID),
-		self:   entry{ID: cfg.NodeID, Addr: cfg.DataAddr, Incarnation: inc},
+		self:   entry{ID: cfg.NodeID, Addr: cfg.DataAddr, Incarnation: inc, Zone: cfg.Zone},
 		done:   make(chan struct{}),
 		quit:   make(chan struct{}),
 	}
@@ -468,7 +468,7 @@ func (g *Gossip) learn(records []entry, spread bool) {
 			g.logger.Warn("membership: a peer changed this node's ring record", "incarnation", e.Incarnation, "left", e.Left)
 		}
 		if spread {
-			g.broadcast(e)
+			g.broadcast(g.view.records[e.ID]) // e and what the view knew besides
 		}
 		changed = changed || g.view.visible(e.ID) != before
 	}

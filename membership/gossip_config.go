@@ -56,6 +56,11 @@ type GossipConfig struct {
 	// nodes see. It travels in memberlist's node metadata.
 	DataAddr string
 
+	// Zone is this node's failure domain, the Member.Zone other nodes see:
+	// at most MaxZoneLen bytes, fixed for the node's run. It travels in
+	// memberlist's node metadata with the ID and DataAddr. Empty means none.
+	Zone string
+
 	// Seeds are gossip addresses ("host:port") of nodes already in the
 	// cluster; JoinGossip contacts them. Empty starts a new cluster. After
 	// JoinGossip, the reconnect loop (see ReconnectInterval) contacts them
@@ -154,14 +159,17 @@ func (c GossipConfig) Validate() error {
 	if c.JoinRetry && c.ReconnectInterval < 0 {
 		errs = append(errs, fmt.Errorf("JoinRetry needs the reconnect loop, which a negative ReconnectInterval (%v) disables", c.ReconnectInterval))
 	}
+	if len(c.Zone) > MaxZoneLen {
+		errs = append(errs, fmt.Errorf("Zone is %d bytes, the limit is %d", len(c.Zone), MaxZoneLen))
+	}
 	// The largest metadata this node will ever publish: the left flag set
 	// and the widest incarnation.
-	meta, err := encode(metaV1, metaRecord(entry{ID: c.NodeID, Addr: c.DataAddr, Incarnation: math.MaxUint64, Left: true}))
+	meta, err := encode(metaV1, metaRecord(entry{ID: c.NodeID, Addr: c.DataAddr, Incarnation: math.MaxUint64, Left: true, Zone: c.Zone}))
 	if err != nil {
 		errs = append(errs, err)
 	} else if len(meta) > memberlist.MetaMaxSize {
-		errs = append(errs, fmt.Errorf("node metadata for NodeID (%d bytes) and DataAddr (%d bytes) takes %d bytes, more than memberlist.MetaMaxSize (%d)",
-			len(c.NodeID), len(c.DataAddr), len(meta), memberlist.MetaMaxSize))
+		errs = append(errs, fmt.Errorf("node metadata for NodeID (%d bytes), DataAddr (%d bytes) and Zone (%d bytes) takes %d bytes, more than memberlist.MetaMaxSize (%d)",
+			len(c.NodeID), len(c.DataAddr), len(c.Zone), len(meta), memberlist.MetaMaxSize))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))

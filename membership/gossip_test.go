@@ -333,6 +333,18 @@ func TestGossipConfig_Validate(t *testing.T) {
 			func(c *membership.GossipConfig) { c.JoinRetry, c.ReconnectInterval = true, -time.Second },
 			[]string{"JoinRetry needs the reconnect loop", "ReconnectInterval (-1s)"},
 		},
+		"zone too long": {
+			func(c *membership.GossipConfig) { c.Zone = strings.Repeat("z", membership.MaxZoneLen+1) },
+			[]string{fmt.Sprintf("Zone is %d bytes, the limit is %d", membership.MaxZoneLen+1, membership.MaxZoneLen)},
+		},
+		"metadata with a zone too large": {
+			func(c *membership.GossipConfig) {
+				c.NodeID = strings.Repeat("x", 200)
+				c.DataAddr = strings.Repeat("y", 250)
+				c.Zone = strings.Repeat("z", membership.MaxZoneLen)
+			},
+			[]string{"MetaMaxSize (512)", "Zone (64 bytes)"},
+		},
 		"bad port": {
 			func(c *membership.GossipConfig) { c.BindAddr = "127.0.0.1:70000" },
 			[]string{`BindAddr ("127.0.0.1:70000") has a bad port`},

@@ -24,8 +24,8 @@
 // operator calls Remove; a crash only makes Reachable false, even long after
 // memberlist has forgotten the node, and a process restarted with the same
 // NodeID is reachable again. Nodes exchange ring records (ID, data address,
-// incarnation, left flag, gossip address) so that a node joining later sees
-// the same ring, failed members included.
+// incarnation, left flag, gossip address, zone) so that a node joining later
+// sees the same ring, failed members included.
 //
 // memberlist forgets a node it has held dead for a while and never contacts
 // it again. So that a partition heals however long it lasted, a reconnect
@@ -60,11 +60,19 @@
 //   - The reconnect loop joins the gossip address a dead member last had. If
 //     a node of another cluster now listens there, the two clusters merge;
 //     give each cluster its own SecretKey so that they cannot.
-//   - Ring records of this release carry a fifth field (the gossip
-//     address). Releases before it decode records strictly and reject
-//     them, so a cluster cannot mix the two; from this release on, records
-//     with fields appended later decode, their new fields skipped.
+//   - Ring records carry a fifth field (the gossip address) and a sixth
+//     (the zone). Releases before the fifth decode records strictly and
+//     reject them, so a cluster cannot mix the two; from the fifth on,
+//     records with fields appended later decode, their new fields skipped.
+//     A node of a release before the zone relays records without it, which
+//     a receiver that knows the zone never lets erase it; but such a node
+//     builds its ring without zones, so upgrade every node before setting
+//     zones.
 package membership
+
+// MaxZoneLen bounds Member.Zone in bytes. GossipConfig.Validate refuses a
+// longer zone, and a ring record that carries one is dropped as malformed.
+const MaxZoneLen = 64
 
 // Member is one node of the ring.
 type Member struct {
@@ -72,6 +80,12 @@ type Member struct {
 	ID string
 	// Addr is the address of the node's Transport.
 	Addr string
+	// Zone names the node's failure domain (a rack, an availability zone,
+	// a data center), at most MaxZoneLen bytes. A dynamo ring places a key's
+	// replicas in as many distinct zones as it can. Empty is a zone like any
+	// other name, so a ring whose members all leave it empty places keys
+	// exactly as a ring without zones.
+	Zone string
 }
 
 // Membership reports the ring's members and their reachability.

@@ -34,19 +34,47 @@ type entry struct {
 	// node up. Empty in node metadata, whose receiver takes the address
 	// memberlist itself carries, and in records written before the field.
 	GossipAddr string
+	// Zone is the node's failure domain (Member.Zone), fixed for a run.
+	// Empty for a node without one, and in records written before the
+	// field or relayed by a node of a release before it.
+	Zone string
 }
 
-// supersedes reports whether e replaces old, a record with the same ID: a
-// later incarnation wins, and within one incarnation a leave is final. A
-// record that is otherwise the same replaces one without a gossip address.
-func (e entry) supersedes(old entry) bool {
+// over returns the record a view keeps when it holds old, a record with the
+// same ID, and hears e; changed reports whether that differs from old. A
+// later incarnation wins, and within one incarnation a leave is final.
+// Records of the same incarnation and left flag describe the same run of the
+// node: e only fills in the optional fields (GossipAddr, Zone) that old
+// lacks, field by field, so nodes that hear the same records in any order
+// keep the same one. A relay that dropped a field (a node of an older
+// release) never erases it.
+func (e entry) over(old entry) (kept entry, changed bool) {
 	if e.Incarnation != old.Incarnation {
-		return e.Incarnation > old.Incarnation
+		if e.Incarnation > old.Incarnation {
+			return e, true
+		}
+		return old, false
 	}
 	if e.Left != old.Left {
-		return e.Left
+		if e.Left {
+			return e, true
+		}
+		return old, false
 	}
-	return old.GossipAddr == "" && e.GossipAddr != ""
+	kept = old
+	if kept.GossipAddr == "" {
+		kept.GossipAddr = e.GossipAddr
+	}
+	if kept.Zone == "" {
+		kept.Zone = e.Zone
+	}
+	return kept, kept != old
+}
+
+// supersedes reports whether hearing e changes a view that holds old.
+func (e entry) supersedes(old entry) bool {
+	_, changed := e.over(old)
+	return changed
 }
 
 // visibility is what Membership shows of one ID; a change in it is what
@@ -54,6 +82,7 @@ func (e entry) supersedes(old entry) bool {
 type visibility struct {
 	member    bool
 	addr      string
+	zone      string
 	reachable bool
 }
 
@@ -68,11 +97,14 @@ type view struct {
 	alive map[string]uint64
 }
 
-// merge stores e if it supersedes what the view holds for e.ID, or if the ID
-// is new, and reports whether it did.
+// merge stores what e adds to the view's record for e.ID (see entry.over),
+// or e itself if the ID is new, and reports whether the view changed.
 func (v *view) merge(e entry) bool {
-	if old, ok := v.records[e.ID]; ok && !e.supersedes(old) {
-		return false
+	if old, ok := v.records[e.ID]; ok {
+		var changed bool
+		if e, changed = e.over(old); !changed {
+			return false
+		}
 	}
 	if v.records == nil {
 		v.records = make(map[string]entry)
@@ -100,7 +132,7 @@ func (v *view) visible(id string) visibility {
 		return visibility{}
 	}
 	inc, up := v.alive[id]
-	return visibility{member: true, addr: e.Addr, reachable: up && inc == e.Incarnation}
+	return visibility{member: true, addr: e.Addr, zone: e.Zone, reachable: up && inc == e.Incarnation}
 }
 
 // members returns the ring, joined and not left, sorted by ID.
@@ -108,7 +140,7 @@ func (v *view) members() []Member {
 	out := make([]Member, 0, len(v.records))
 	for _, e := range v.records {
 		if !e.Left {
-			out = append(out, Member{ID: e.ID, Addr: e.Addr})
+			out = append(out, Member{ID: e.ID, Addr: e.Addr, Zone: e.Zone})
 		}
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })

@@ -3,7 +3,9 @@
 package membership
 
 import (
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/memberlist"
@@ -14,6 +16,7 @@ func TestEntry_Supersedes(t *testing.T) {
 	live := func(inc uint64) entry { return entry{ID: "a", Addr: "x", Incarnation: inc} }
 	left := func(inc uint64) entry { return entry{ID: "a", Addr: "x", Incarnation: inc, Left: true} }
 	withGossip := func(e entry) entry { e.GossipAddr = "127.0.0.1:7946"; return e }
+	withZone := func(e entry) entry { e.Zone = "eu-1a"; return e }
 	tests := map[string]struct {
 		e, old entry
 		want   bool
@@ -31,12 +34,53 @@ func TestEntry_Supersedes(t *testing.T) {
 		"gossip address does not undo leave": {withGossip(live(1)), left(1), false},
 		"leave without gossip address":       {left(1), withGossip(live(1)), true},
 		"same gossip address is no news":     {withGossip(live(1)), withGossip(live(1)), false},
+		"zone fills in":                      {withZone(live(1)), live(1), true},
+		"missing zone is no news":            {live(1), withZone(live(1)), false},
+		"zone does not undo a leave":         {withZone(live(1)), left(1), false},
+		"zone fills in beside gossip":        {withZone(live(1)), withGossip(live(1)), true},
+		"gossip fills in beside zone":        {withGossip(live(1)), withZone(live(1)), true},
+		"same zone is no news":               {withZone(live(1)), withZone(live(1)), false},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			require.Equal(t, tc.want, tc.e.supersedes(tc.old))
 		})
 	}
+}
+
+// Records of one run of a node complete each other field by field, so every
+// node ends with the same record whatever order it hears them in, and a relay
+// of an older release that dropped the zone never erases it.
+func TestView_RecordsOfOneRunMergeInAnyOrder(t *testing.T) {
+	base := entry{ID: "a", Addr: "x", Incarnation: 3}
+	withGossip, withZone, both := base, base, base
+	withGossip.GossipAddr = "g:1"
+	withZone.Zone = "z1"
+	both.GossipAddr, both.Zone = "g:1", "z1"
+	records := []entry{base, withGossip, withZone, both}
+	perms := [][]int{{0, 1, 2, 3}, {3, 2, 1, 0}, {1, 2, 0, 3}, {2, 1, 3, 0}, {0, 3, 1, 2}, {1, 0, 3, 2}}
+	for _, perm := range perms {
+		var v view
+		for _, i := range perm {
+			v.merge(records[i])
+		}
+		require.Equal(t, both, v.records["a"], "order %v", perm)
+		require.Equal(t, []Member{{ID: "a", Addr: "x", Zone: "z1"}}, v.members(), "order %v", perm)
+	}
+	// Only the two partial records: their union.
+	var v view
+	require.True(t, v.merge(withGossip))
+	require.True(t, v.merge(withZone))
+	require.Equal(t, both, v.records["a"])
+	require.False(t, v.merge(base), "a record without the optional fields is no news")
+
+	// A zone shows in Members and in what subscribers are told about.
+	var w view
+	w.merge(base)
+	before := w.visible("a")
+	w.merge(withZone)
+	require.NotEqual(t, before, w.visible("a"), "learning the zone is a change subscribers hear of")
+	require.Equal(t, "z1", w.visible("a").zone)
 }
 
 func TestView_FailureIsNotDeparture(t *testing.T) {
@@ -67,7 +111,7 @@ func TestView_FailureIsNotDeparture(t *testing.T) {
 }
 
 func TestWire_RoundTripAndRejects(t *testing.T) {
-	e := entry{ID: "node-1", Addr: "127.0.0.1:7000", Incarnation: math.MaxUint64, Left: true, GossipAddr: "127.0.0.1:7946"}
+	e := entry{ID: "node-1", Addr: "127.0.0.1:7000", Incarnation: math.MaxUint64, Left: true, GossipAddr: "127.0.0.1:7946", Zone: "us-east-1a"}
 	b, err := encode(metaV1, e)
 	require.NoError(t, err)
 	got, err := decodeEntry(metaV1, b)
@@ -107,17 +151,32 @@ func TestWire_OtherReleases(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, entry{ID: "a", Addr: "x", Incarnation: 7, Left: true}, got)
 
+	// The release before zones: five fields.
+	type v5 struct {
+		_msgpack    struct{} `msgpack:",as_array"`
+		ID, Addr    string
+		Incarnation uint64
+		Left        bool
+		GossipAddr  string
+	}
+	five, err := encode(msgEntryV1, v5{ID: "a", Addr: "x", Incarnation: 7, GossipAddr: "g:1"})
+	require.NoError(t, err)
+	got, err = decodeEntry(msgEntryV1, five)
+	require.NoError(t, err)
+	require.Equal(t, entry{ID: "a", Addr: "x", Incarnation: 7, GossipAddr: "g:1"}, got)
+
 	type later struct {
 		_msgpack    struct{} `msgpack:",as_array"`
 		ID, Addr    string
 		Incarnation uint64
 		Left        bool
 		GossipAddr  string
-		Zone        map[string]int
+		Zone        string
+		Labels      map[string]int
 		Weight      float64
 	}
 	recs := []later{
-		{ID: "a", Addr: "x", Incarnation: 7, GossipAddr: "g:1", Zone: map[string]int{"z": 1}, Weight: 0.5},
+		{ID: "a", Addr: "x", Incarnation: 7, GossipAddr: "g:1", Zone: "z", Labels: map[string]int{"z": 1}, Weight: 0.5},
 		{ID: "b", Addr: "y", Incarnation: 8, Left: true},
 	}
 	state, err := encode(stateV1, recs)
@@ -125,7 +184,7 @@ func TestWire_OtherReleases(t *testing.T) {
 	var records []entry
 	require.NoError(t, decode(stateV1, state, &records))
 	require.Equal(t, []entry{
-		{ID: "a", Addr: "x", Incarnation: 7, GossipAddr: "g:1"},
+		{ID: "a", Addr: "x", Incarnation: 7, GossipAddr: "g:1", Zone: "z"},
 		{ID: "b", Addr: "y", Incarnation: 8, Left: true},
 	}, records)
 
@@ -137,6 +196,20 @@ func TestWire_OtherReleases(t *testing.T) {
 	require.NoError(t, err)
 	_, err = decodeEntry(metaV1, wrongType)
 	require.ErrorIs(t, err, errMalformed, "a gossip address that is not a string")
+	zoneNotString, err := encode(metaV1, []any{"a", "x", 7, false, "g:1", 42})
+	require.NoError(t, err)
+	_, err = decodeEntry(metaV1, zoneNotString)
+	require.ErrorIs(t, err, errMalformed, "a zone that is not a string")
+	longZone, err := encode(msgEntryV1, []any{"a", "x", 7, false, "g:1", strings.Repeat("z", MaxZoneLen+1)})
+	require.NoError(t, err)
+	_, err = decodeEntry(msgEntryV1, longZone)
+	require.ErrorIs(t, err, errMalformed, "a zone beyond MaxZoneLen")
+	require.ErrorContains(t, err, fmt.Sprintf("Zone of %d bytes, the limit is %d", MaxZoneLen+1, MaxZoneLen))
+	maxZone, err := encode(msgEntryV1, []any{"a", "x", 7, false, "g:1", strings.Repeat("z", MaxZoneLen)})
+	require.NoError(t, err)
+	got, err = decodeEntry(msgEntryV1, maxZone)
+	require.NoError(t, err)
+	require.Len(t, got.Zone, MaxZoneLen)
 	withNil, err := encode(stateV1, []any{nil, []any{"a", "x", 1, false}})
 	require.NoError(t, err)
 	require.NoError(t, decode(stateV1, withNil, &records))
@@ -144,19 +217,21 @@ func TestWire_OtherReleases(t *testing.T) {
 }
 
 func TestWire_MetaOmitsGossipAddr(t *testing.T) {
-	e := entry{ID: "a", Addr: "x", Incarnation: 1, GossipAddr: "127.0.0.1:7946"}
+	e := entry{ID: "a", Addr: "x", Incarnation: 1, GossipAddr: "127.0.0.1:7946", Zone: "z1"}
 	b, err := encode(metaV1, metaRecord(e))
 	require.NoError(t, err)
 	got, err := decodeEntry(metaV1, b)
 	require.NoError(t, err)
 	require.Empty(t, got.GossipAddr, "memberlist carries the address itself")
+	require.Equal(t, "z1", got.Zone, "the zone travels in the metadata")
 	require.Equal(t, "127.0.0.1:7946", e.GossipAddr, "metaRecord copies")
 }
 
 func TestWire_MetaOfReasonableNodeFits(t *testing.T) {
-	// A 200-byte ID and a 253-byte DNS name with a port still fit.
-	e := entry{ID: string(make([]byte, 200)), Addr: string(make([]byte, 259)), Incarnation: math.MaxUint64, Left: true,
-		GossipAddr: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"}
+	// A 128-byte ID (dynamo's NodeID limit), a 253-byte DNS name with a
+	// port and the longest zone still fit.
+	e := entry{ID: string(make([]byte, 128)), Addr: string(make([]byte, 259)), Incarnation: math.MaxUint64, Left: true,
+		GossipAddr: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535", Zone: strings.Repeat("z", MaxZoneLen)}
 	b, err := encode(metaV1, metaRecord(e))
 	require.NoError(t, err)
 	require.LessOrEqual(t, len(b), memberlist.MetaMaxSize)

@@ -16,7 +16,7 @@ import (
 // it without a new layout: entry.DecodeMsgpack reads the fields it knows,
 // leaves missing trailing ones zero and skips unknown trailing ones. (Before
 // GossipAddr was appended, entries were decoded strictly, so releases from
-// before it reject today's five-field entries.)
+// before it reject five-field entries and later ones.)
 const (
 	// metaV1 opens node metadata: one entry describing the node itself.
 	metaV1 byte = 1
@@ -94,6 +94,15 @@ func (e *entry) DecodeMsgpack(d *msgpack.Decoder) error {
 		}
 		known++
 	}
+	if n > known {
+		if r.Zone, err = d.DecodeString(); err != nil {
+			return fmt.Errorf("ring record Zone: %w", err)
+		}
+		if len(r.Zone) > MaxZoneLen {
+			return fmt.Errorf("ring record Zone of %d bytes, the limit is %d", len(r.Zone), MaxZoneLen)
+		}
+		known++
+	}
 	for range n - known {
 		if err := d.Skip(); err != nil {
 			return fmt.Errorf("ring record, field of a later release: %w", err)
@@ -105,7 +114,7 @@ func (e *entry) DecodeMsgpack(d *msgpack.Decoder) error {
 
 // metaRecord is e as it goes into node metadata: without GossipAddr, which
 // memberlist carries itself, so that the metadata's size budget
-// (memberlist.MetaMaxSize) is left to the ID and data address.
+// (memberlist.MetaMaxSize) is left to the ID, data address and zone.
 func metaRecord(e entry) entry {
 	e.GossipAddr = ""
 	return e

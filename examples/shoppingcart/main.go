@@ -29,11 +29,11 @@ func main() {
 
 // nodeFlags are the settings of one node of a multi-process cluster.
 type nodeFlags struct {
-	id, listen, gossip, join, data, http string
-	profile                              membership.Profile
-	leaveOnExit                          bool
-	secretFile                           string // the cluster secret; "" with insecure
-	insecure                             bool
+	id, listen, gossip, join, data, http, zone string
+	profile                                    membership.Profile
+	leaveOnExit                                bool
+	secretFile                                 string // the cluster secret; "" with insecure
+	insecure                                   bool
 }
 
 // run is main without the exit: it returns the process's exit code.
@@ -53,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.join, "join", "", "comma-separated gossip addresses of nodes already in the cluster")
 	fs.StringVar(&f.data, "data", "", "data directory; reuse it to restart the node")
 	fs.StringVar(&f.http, "http", "127.0.0.1:0", "HTTP API address")
+	fs.StringVar(&f.zone, "zone", "", "failure domain (rack or availability zone): each key's replicas span as many zones as the cluster has, up to N")
 	fs.StringVar(&profile, "profile", string(membership.ProfileLAN), "failure detection timing: lan, wan or local")
 	fs.BoolVar(&f.leaveOnExit, "leave-on-exit", false, "leave the ring for good on SIGTERM or SIGINT (default: stop as if crashed, keep partitions)")
 	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the cluster secret, the same on every node (node mode needs it, or -insecure)")

@@ -57,7 +57,7 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 		}
 	}
 	g, err := membership.JoinGossip(ctx, membership.GossipConfig{
-		NodeID: f.id, BindAddr: f.gossip, DataAddr: tr.Addr(), Seeds: seeds, Profile: f.profile, Logger: log,
+		NodeID: f.id, BindAddr: f.gossip, DataAddr: tr.Addr(), Seeds: seeds, Profile: f.profile, Logger: log, Zone: f.zone,
 		SecretKeys: gossipKeys,
 	})
 	if err != nil {
@@ -274,9 +274,11 @@ func (a *api) getLocal(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, rep)
 }
 
-// prefReply is the body of GET /pref/{key}: node IDs, best first.
+// prefReply is the body of GET /pref/{key}: node IDs, best first, and
+// their zones in the same order.
 type prefReply struct {
-	IDs []string `json:"ids"`
+	IDs   []string `json:"ids"`
+	Zones []string `json:"zones"`
 }
 
 // getPref answers with the first n (?n=, default N) nodes of key's
@@ -295,9 +297,10 @@ func (a *api) getPref(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rep := prefReply{IDs: []string{}}
+	rep := prefReply{IDs: []string{}, Zones: []string{}}
 	for _, m := range a.node.PreferenceList(key, n) {
 		rep.IDs = append(rep.IDs, m.ID)
+		rep.Zones = append(rep.Zones, m.Zone)
 	}
 	writeJSON(w, http.StatusOK, rep)
 }
@@ -341,13 +344,14 @@ type healthReply struct {
 type memberHealth struct {
 	ID        string `json:"id"`
 	Addr      string `json:"addr"`
+	Zone      string `json:"zone,omitempty"`
 	Reachable bool   `json:"reachable"`
 }
 
 func (a *api) health(w http.ResponseWriter, _ *http.Request) {
 	rep := healthReply{ID: a.gossip.ID(), Actor: a.node.Actor(), Gossip: a.gossip.GossipAddr(), Stats: a.node.Stats()}
 	for _, m := range a.gossip.Members() {
-		rep.Members = append(rep.Members, memberHealth{ID: m.ID, Addr: m.Addr, Reachable: m.ID == rep.ID || a.gossip.Reachable(m.ID)})
+		rep.Members = append(rep.Members, memberHealth{ID: m.ID, Addr: m.Addr, Zone: m.Zone, Reachable: m.ID == rep.ID || a.gossip.Reachable(m.ID)})
 	}
 	writeJSON(w, http.StatusOK, rep)
 }

@@ -11,12 +11,16 @@ import (
 )
 
 func benchmarkCall(b *testing.B, opts tcp.Options, parallel bool) {
+	benchmarkCallSize(b, opts, parallel, 1024)
+}
+
+func benchmarkCallSize(b *testing.B, opts tcp.Options, parallel bool, size int) {
 	server := listen(b, opts)
 	if err := server.Serve(echo); err != nil {
 		b.Fatal(err)
 	}
 	client := listen(b, opts)
-	req := bytes.Repeat([]byte("x"), 1024)
+	req := bytes.Repeat([]byte("x"), size)
 	ctx := context.Background()
 	if _, err := client.Call(ctx, server.Addr(), req); err != nil { // dial outside the timing
 		b.Fatal(err)
@@ -54,6 +58,10 @@ func BenchmarkCall_Parallel64(b *testing.B) {
 	b.SetParallelism(64)
 	benchmarkCall(b, tcp.Options{}, true)
 }
+
+// BenchmarkCall_1MiB makes one 1 MiB echo call at a time: payloads read
+// in growing pieces.
+func BenchmarkCall_1MiB(b *testing.B) { benchmarkCallSize(b, tcp.Options{}, false, 1<<20) }
 
 // BenchmarkCall_Secret is BenchmarkCall over mutual TLS 1.3 from a cluster
 // secret (package auth).
