@@ -155,6 +155,7 @@ func TestServer_PipelinedFloodIsBounded(t *testing.T) {
 	// The server stopped reading: the flood's writes stall too.
 	require.Less(t, stuck, int64(100_000))
 	during := runtime.NumGoroutine()
+	t.Logf("goroutines: %d before the flood, %d with %d requests sent", before, during, stuck)
 	// The flood's writer and the server's reader, plus one per place.
 	require.LessOrEqual(t, during, before+2+perConn, "goroutines grew from %d to %d with %d requests sent", before, during, stuck)
 
