@@ -30,6 +30,9 @@ func TestOpen_Zones_GossipedAndUsedForPlacement(t *testing.T) {
 		cfg := dynamo.DefaultConfig()
 		cfg.NodeID = fmt.Sprintf("node-%d", i)
 		cfg.Partitions = 256
+		// A first TLS handshake under -race on a loaded machine may take
+		// longer than the default 500ms; no replica fails here.
+		cfg.ReplicaTimeout, cfg.RequestTimeout = 5*time.Second, 15*time.Second
 		nc := dynamo.NodeConfig{Config: cfg, Zone: zone, GossipProfile: membership.ProfileLocal, Secrets: [][]byte{zonesSecret}}
 		if i > 0 {
 			nc.Seeds = []string{nodes[0].GossipAddr()}
