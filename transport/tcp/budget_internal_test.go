@@ -97,7 +97,7 @@ func TestBudget_NilReservesNothing(t *testing.T) {
 }
 
 // A payload announced at 16 MiB reserves only about what has come: never
-// more than twice the bytes sent.
+// more than twice the bytes sent, or 4 KiB.
 func TestReadPayload_ReservesAsBytesArrive(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const announced = 16 << 20
@@ -122,7 +122,7 @@ func TestReadPayload_ReservesAsBytesArrive(t *testing.T) {
 			require.NoError(t, err)
 			sent += n
 			synctest.Wait()
-			require.LessOrEqual(t, b.reserved(), int64(2*sent), "after %d bytes sent", sent)
+			require.LessOrEqual(t, b.reserved(), int64(max(2*sent, 1<<minGrowShift)), "after %d bytes sent", sent)
 			require.GreaterOrEqual(t, b.reserved(), int64(sent))
 		}
 		require.NoError(t, pw.CloseWithError(io.ErrUnexpectedEOF))
@@ -163,4 +163,23 @@ func TestReadPayload_WaitsForBudgetUntilDeadline(t *testing.T) {
 		require.Equal(t, 3*time.Second, time.Since(start))
 		require.EqualValues(t, 100, b.reserved())
 	})
+}
+
+// Buffers a payload outgrows go back to their pools; the payload itself is
+// never pooled.
+func TestReadPayload_OutgrownBuffersPooled(t *testing.T) {
+	n := 1<<20 + 1
+	src := bytes.Repeat([]byte{'z'}, n)
+	br := bufio.NewReaderSize(bytes.NewReader(src), bufSize)
+	got, _, err := readPayload(br, n, nil, time.Now().Add(time.Minute), nil)
+	require.NoError(t, err)
+	require.Equal(t, src, got)
+	require.Equal(t, -1, growClass(cap(got)))
+	pooled := growBuf(1 << 20)
+	require.Equal(t, 1<<20, cap(pooled))
+	require.Empty(t, pooled)
+	require.Equal(t, -1, growClass(3<<12))
+	require.Equal(t, -1, growClass(1<<11))
+	require.Equal(t, -1, growClass(1<<24))
+	require.Equal(t, 0, growClass(1<<12))
 }

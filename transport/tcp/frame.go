@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
+	"sync"
 	"time"
 )
 
@@ -87,15 +89,55 @@ func parseHeader(buf *[frameOverhead]byte) (header, error) {
 	}, nil
 }
 
+// A payload that has not arrived whole is read into pooled buffers of
+// power-of-two sizes, from 1<<minGrowShift up, and then into one of exactly
+// its size once at least half of it has come: the buffers it outgrows are
+// reused by later frames instead of left to the collector.
+const (
+	minGrowShift = 12 // 4 KiB
+	maxGrowShift = 23 // 8 MiB: half the default frame limit
+)
+
+var growPools [maxGrowShift - minGrowShift + 1]sync.Pool // of *[]byte
+
+// growBuf returns an empty buffer of capacity size, pooled if size is one
+// of the pooled powers of two.
+func growBuf(size int) []byte {
+	if i := growClass(size); i >= 0 {
+		if v := growPools[i].Get(); v != nil {
+			return (*v.(*[]byte))[:0]
+		}
+	}
+	return make([]byte, 0, size)
+}
+
+// putGrow gives an outgrown buffer back to its pool.
+func putGrow(buf []byte) {
+	if i := growClass(cap(buf)); i >= 0 {
+		buf = buf[:0]
+		growPools[i].Put(&buf)
+	}
+}
+
+// growClass is the pool of buffers of capacity size, or -1.
+func growClass(size int) int {
+	shift := bits.TrailingZeros(uint(size))
+	if size != 1<<shift || shift < minGrowShift || shift > maxGrowShift {
+		return -1
+	}
+	return shift - minGrowShift
+}
+
 // readPayload reads an n-byte payload from br. Its buffer grows as bytes
-// arrive, never past twice what has come, and never from n alone; with b
-// set, every byte of it is reserved from b first, waiting for b until
-// deadline or done. It returns the bytes reserved, which the caller
+// arrive, never past twice what has come (or 4 KiB), and never from n
+// alone; with b set, every byte of it is reserved from b first, waiting for
+// b until deadline or done. It returns the bytes reserved, which the caller
 // releases; on error it has released them.
 func readPayload(br *bufio.Reader, n int, b *budget, deadline time.Time, done <-chan struct{}) ([]byte, int64, error) {
 	var buf []byte
 	var reserved int64
 	fail := func(err error) ([]byte, int64, error) {
+		putGrow(buf)
 		b.release(reserved)
 		return nil, 0, err
 	}
@@ -106,14 +148,25 @@ func readPayload(br *bufio.Reader, n int, b *budget, deadline time.Time, done <-
 					return fail(unexpectedEOF(err))
 				}
 			}
-			// The old buffer is garbage once copied: reserve the growth only,
+			have := len(buf) + br.Buffered()
+			size := max(2*cap(buf), 1<<minGrowShift)
+			for size < have {
+				size *= 2
+			}
+			size = min(size, n) // exact once half has come
+			// The old buffer is idle once copied: reserve the growth only,
 			// so that a budget of n bytes can always read n.
-			size := min(n, max(2*cap(buf), len(buf)+br.Buffered()))
 			if err := b.reserve(int64(size)-reserved, deadline, done); err != nil {
 				return fail(err)
 			}
-			grown := make([]byte, len(buf), size)
+			var grown []byte
+			if size == n {
+				grown = make([]byte, len(buf), n)
+			} else {
+				grown = growBuf(size)[:len(buf)]
+			}
 			copy(grown, buf)
+			putGrow(buf)
 			buf, reserved = grown, int64(size)
 		}
 		m, err := br.Read(buf[len(buf):cap(buf)])

@@ -87,7 +87,7 @@ type Options struct {
 	// ReadBudget bounds, in bytes, the request payloads the transport holds
 	// at once: read so far, or whole and waiting for their handler to
 	// return. Memory is reserved as bytes arrive (at most twice what has
-	// come), never from the length a frame announces. A reader that finds
+	// come, or 4 KiB), never from the length a frame announces. A reader that finds
 	// the budget spent waits, until its frame's ReadTimeout closes the
 	// connection. It must be at least MaxFrameSize. Zero means
 	// max(DefaultReadBudget, MaxFrameSize) (128 MiB).
