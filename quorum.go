@@ -270,7 +270,9 @@ func (s *Store) callObserved(ctx, callCtx context.Context, m Member, req []byte)
 		if errors.Is(err, transport.ErrClosed) {
 			return nil, fmt.Errorf("%w: %w", ErrClosed, err)
 		}
-		if ctx.Err() == nil && !errors.Is(err, transport.ErrFrameTooLarge) && !errors.Is(err, transport.ErrRemote) {
+		// A peer that answered (with an error, or busy) is up; one that did
+		// not, while the caller still waited, is backed off.
+		if ctx.Err() == nil && !errors.Is(err, transport.ErrFrameTooLarge) && !errors.Is(err, transport.ErrRemote) && !errors.Is(err, transport.ErrBusy) {
 			s.health.failed(m.ID, time.Now(), s.cfg.ReplicaTimeout)
 		}
 		return nil, err
