@@ -54,9 +54,7 @@ package dynamo
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -75,11 +73,6 @@ import (
 const (
 	spaceData = 'd'
 	spaceMeta = 'm'
-)
-
-var (
-	metaIncarnation = []byte("mincarnation")
-	metaPartitions  = []byte("mpartitions")
 )
 
 // Sibling is one concurrent version of a key's value.
@@ -180,11 +173,7 @@ func New(cfg Config) (*Store, error) {
 	// Forwarded-request IDs must not repeat across runs of one actor (a clean
 	// restart keeps it), or a replica's dedupe table would swallow new writes.
 	var rb [8]byte
-	src := cfg.Rand
-	if src == nil {
-		src = rand.Reader
-	}
-	if _, err := io.ReadFull(src, rb[:]); err != nil {
+	if _, err := io.ReadFull(s.entropy(), rb[:]); err != nil {
 		return nil, fmt.Errorf("dynamo: request-id entropy: %w", err)
 	}
 	s.reqBase = binary.BigEndian.Uint64(rb[:])
@@ -217,54 +206,6 @@ func New(cfg Config) (*Store, error) {
 	}
 	s.log.Info("store started", "actor", s.actor, "members", len(s.ring.Load().members))
 	return s, nil
-}
-
-// loadIncarnation returns the node's incarnation, creating a random one on
-// empty storage (DESIGN §2, Riak kv679): a node that lost its data never
-// reissues the dots of its earlier life. It also pins Partitions.
-func (s *Store) loadIncarnation() (string, error) {
-	st := s.cfg.Storage
-	var want [4]byte
-	binary.BigEndian.PutUint32(want[:], uint32(s.cfg.Partitions))
-	err := st.Update(metaPartitions, func(cur []byte) ([]byte, error) {
-		if cur == nil {
-			return want[:], nil
-		}
-		if len(cur) != 4 {
-			return nil, fmt.Errorf("%w: partitions record of %d bytes", ErrCorrupt, len(cur))
-		}
-		if got := binary.BigEndian.Uint32(cur); got != uint32(s.cfg.Partitions) {
-			return nil, fmt.Errorf("%w: storage was created with Partitions %d, Config.Partitions is %d", ErrInvalidConfig, got, s.cfg.Partitions)
-		}
-		return cur, nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("dynamo: open storage: %w", err)
-	}
-	fresh := make([]byte, 6)
-	src := s.cfg.Rand
-	if src == nil {
-		src = rand.Reader
-	}
-	if _, err := io.ReadFull(src, fresh); err != nil {
-		return "", fmt.Errorf("dynamo: incarnation entropy: %w", err)
-	}
-	var inc []byte
-	err = st.Update(metaIncarnation, func(cur []byte) ([]byte, error) {
-		if cur != nil {
-			if len(cur) != 6 {
-				return nil, fmt.Errorf("%w: incarnation record of %d bytes", ErrCorrupt, len(cur))
-			}
-			inc = slices.Clone(cur)
-			return cur, nil
-		}
-		inc = fresh // first start, or the storage was lost: a new actor
-		return fresh, nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("dynamo: open storage: %w", err)
-	}
-	return hex.EncodeToString(inc), nil
 }
 
 // Actor returns the identity this node stamps on the versions it coordinates:
