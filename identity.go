@@ -22,10 +22,25 @@ var (
 // identityFormat is the first byte of the identity record.
 const identityFormat = 1
 
+// lostWrites is implemented by a Storage that may have come up without some
+// writes it acknowledged (storage.Lossy: one opened in a salvaging mode on a
+// damaged log). A node on such a storage takes a new incarnation, so that it
+// never reissues a dot of its earlier life, and takes the lost writes back
+// from its peers.
+type lostWrites interface {
+	LostWrites() bool
+}
+
+// lostWritesClearer is implemented by a lostWrites storage that can record,
+// durably, that the loss has been made up for.
+type lostWritesClearer interface {
+	ClearLostWrites() error
+}
+
 // loadIncarnation pins the storage to the cluster name, node ID and
 // partition count of s.cfg, and returns the node's incarnation: the stored
-// one, or a new random one on empty storage (DESIGN §2, Riak kv679), so
-// that a node that lost its data never
+// one, or a new random one on empty storage or on a storage that reports
+// lost writes (DESIGN §2, Riak kv679), so that a node that lost data never
 // reissues the dots of its earlier life.
 func (s *Store) loadIncarnation() (string, error) {
 	st := s.cfg.Storage
@@ -36,20 +51,33 @@ func (s *Store) loadIncarnation() (string, error) {
 	if _, err := io.ReadFull(s.entropy(), fresh); err != nil {
 		return "", fmt.Errorf("dynamo: incarnation entropy: %w", err)
 	}
+	lossy := false
+	if l, ok := st.(lostWrites); ok && l.LostWrites() {
+		lossy = true
+	}
 	var inc []byte
 	err := st.Update(metaIncarnation, func(cur []byte) ([]byte, error) {
-		if cur != nil {
+		if cur != nil && !lossy {
 			if len(cur) != 6 {
 				return nil, fmt.Errorf("%w: incarnation record of %d bytes", ErrCorrupt, len(cur))
 			}
 			inc = slices.Clone(cur)
 			return cur, nil
 		}
-		inc = fresh // first start, or the storage was lost: a new actor
+		inc = fresh // first start, storage lost, or writes lost: a new actor
 		return fresh, nil
 	})
 	if err != nil {
 		return "", fmt.Errorf("dynamo: open storage: %w", err)
+	}
+	if lossy {
+		s.log.Warn("storage reports lost writes: took a new incarnation; the lost writes come back from the other replicas",
+			"incarnation", hex.EncodeToString(inc))
+		if c, ok := st.(lostWritesClearer); ok {
+			if err := c.ClearLostWrites(); err != nil {
+				return "", fmt.Errorf("dynamo: open storage: clear lost writes: %w", err)
+			}
+		}
 	}
 	return hex.EncodeToString(inc), nil
 }

@@ -1,11 +1,13 @@
 // identity_test.go: DESIGN §2 storage pinned to its cluster, node and
-// partition count.
+// partition count, and a new incarnation on storage that lost writes.
 package dynamo
 
 import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dynamo-kv/dynamo/storage/memory"
 )
 
 // Reopening a node's storage under another cluster name or node ID is a
@@ -45,3 +47,38 @@ func TestStore_Identity_PinnedToClusterAndNode(t *testing.T) {
 	require.Equal(t, []string{"v"}, c.local(0, "k"))
 }
 
+// lossyStorage is memory storage that reports lost writes until cleared, as
+// a storage opened in a salvaging mode on a damaged log does.
+type lossyStorage struct {
+	*memory.Store
+	lost bool
+}
+
+func (l *lossyStorage) LostWrites() bool       { return l.lost }
+func (l *lossyStorage) ClearLostWrites() error { l.lost = false; return nil }
+
+// Reference: DESIGN §2 (kv679): a storage that may have lost acknowledged
+// writes makes the node take a new incarnation, once.
+func TestStore_LostWrites_NewIncarnation(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	before := c.stores[0].Actor()
+	mem := c.storages[0]
+	c.stop(0)
+	lossy := &lossyStorage{Store: mem, lost: true}
+	restart := func() string {
+		t.Helper()
+		tr, err := c.net.Listen(nodeID(0))
+		require.NoError(t, err)
+		c.trans[0] = tr
+		s, err := New(c.config(0, lossy))
+		require.NoError(t, err)
+		c.stores[0] = s
+		actor := s.Actor()
+		c.stop(0)
+		return actor
+	}
+	after := restart()
+	require.NotEqual(t, before, after, "lost writes: a new incarnation")
+	require.False(t, lossy.lost, "the loss is cleared once the new incarnation is durable")
+	require.Equal(t, after, restart(), "cleared: the incarnation is kept again")
+}
