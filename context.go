@@ -106,6 +106,14 @@ func (c *Context) UnmarshalText(text []byte) error {
 	return nil
 }
 
+// issueContext returns the Context that Get hands out for vv.
+func (s *Store) issueContext(vv versionVector) Context {
+	if len(vv) == 0 {
+		return Context{}
+	}
+	return Context{cluster: s.cluster, vv: vv}
+}
+
 // encodedSize is the size of c's vector on the wire, checked against
 // Limits.MaxContextSize.
 func (c Context) encodedSize() int {

@@ -372,10 +372,7 @@ func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling,
 	if err != nil {
 		return nil, Context{}, err
 	}
-	c := Context{vv: st.VV}
-	if len(st.VV) > 0 {
-		c.cluster = s.cluster
-	}
+	c := s.issueContext(st.VV)
 	live := st.live()
 	sibs := make([]Sibling, len(live))
 	var newest int64
@@ -531,7 +528,7 @@ func (s *Store) coordinate(ctx context.Context, op string, key, value []byte, to
 	now := s.cfg.Clock().UnixNano()
 	next, enc, err := s.mintDurably(key, value, tombstone, cvv, now)
 	if err != nil {
-		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrCorrupt) {
+		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBadContext) {
 			return err
 		}
 		return &QuorumError{Op: op, Need: w, PerReplica: map[string]error{s.cfg.NodeID: err}}
@@ -629,6 +626,9 @@ func (s *Store) localMerge(key []byte, st state) error {
 		merged := syncStates(old, st)
 		if sameVersion(merged, old) && cur != nil {
 			return slices.Clone(cur), onlyTombstones(old), nil
+		}
+		if err := decodable(merged); err != nil {
+			return nil, false, fmt.Errorf("key %q: %w", key, err)
 		}
 		return encodeState(merged), onlyTombstones(merged), nil
 	})

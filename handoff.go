@@ -149,7 +149,11 @@ func (s *Store) storeHint(target string, key []byte, st state) error {
 		if err != nil {
 			return nil, err
 		}
-		out := encodeState(syncStates(old, st))
+		merged := syncStates(old, st)
+		if err := decodable(merged); err != nil {
+			return nil, fmt.Errorf("hint for key %q: %w", key, err)
+		}
+		out := encodeState(merged)
 		size = len(out)
 		return out, nil
 	})

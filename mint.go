@@ -43,6 +43,9 @@ func (s *Store) mintDurably(key, value []byte, tombstone bool, cvv versionVector
 		if actor == "" {
 			actor = fresh
 		}
+		if err := mintable(base, cvv, actor); err != nil {
+			return nil, false, err
+		}
 		next, _ = mint(base, cvv, actor, value, tombstone, now)
 		stored = encodeState(next)
 		if len(stored) > s.cfg.Limits.MaxStateSize {

@@ -5,6 +5,7 @@ package dynamo
 import (
 	"bytes"
 	"cmp"
+	"fmt"
 	"slices"
 )
 
@@ -231,6 +232,51 @@ func mint(st state, ctx versionVector, actor string, value []byte, tombstone boo
 		out.Siblings = append(out.Siblings, nw)
 	}
 	return out, d
+}
+
+// mintable reports why mint(st, ctx, actor, ...) would build a state that
+// the decoder rejects (DESIGN §8: no input makes a stored state
+// undecodable), or nil: the new dot's counter must stay within maxCounter,
+// and the joined vector within maxDecodedActors. Both can only be reached
+// through an edited context, so the error matches ErrBadContext.
+func mintable(st state, ctx versionVector, actor string) error {
+	if c := max(st.VV.get(actor), ctx.get(actor)); c >= maxCounter {
+		return fmt.Errorf("%w: counter %d of actor %q leaves no room for a new version (the limit is %d)", ErrBadContext, c, actor, uint64(maxCounter))
+	}
+	if n := joinedLen(st.VV, ctx) + 1; n > maxDecodedActors {
+		return fmt.Errorf("%w: the key's vector would hold %d actors, the limit is %d", ErrBadContext, n, maxDecodedActors)
+	}
+	return nil
+}
+
+// decodable reports why the decoder would reject st, or nil. Merges of
+// decodable states can only break the count limits.
+func decodable(st state) error {
+	if len(st.VV) > maxDecodedActors {
+		return fmt.Errorf("%w: the merged vector would hold %d actors, the limit is %d", ErrValueTooLarge, len(st.VV), maxDecodedActors)
+	}
+	if len(st.Siblings) > maxDecodedSiblings {
+		return fmt.Errorf("%w: the merge would hold %d siblings, the limit is %d", ErrTooManySiblings, len(st.Siblings), maxDecodedSiblings)
+	}
+	return nil
+}
+
+// joinedLen is len(join(a, b)), without building it.
+func joinedLen(a, b versionVector) int {
+	n, i, j := 0, 0, 0
+	for i < len(a) && j < len(b) {
+		switch c := cmp.Compare(a[i].Actor, b[j].Actor); {
+		case c < 0:
+			i++
+		case c > 0:
+			j++
+		default:
+			i++
+			j++
+		}
+		n++
+	}
+	return n + len(a) - i + len(b) - j
 }
 
 // concurrentCount is the number of siblings a put with context ctx would leave

@@ -1,0 +1,92 @@
+// integrity_test.go: DESIGN §8 input that must never poison a key: edited
+// contexts, vectors at their bounds, and damaged stored states.
+package dynamo
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// requireConverged runs anti-entropy on every node and requires every
+// replica of key to hold the same decodable bytes.
+func requireConverged(t *testing.T, c *testCluster, key string) state {
+	t.Helper()
+	for round := 0; round < 3; round++ {
+		for _, s := range c.stores {
+			if s != nil {
+				_, err := s.AntiEntropy(context.Background())
+				require.NoError(t, err)
+			}
+		}
+	}
+	var ref []byte
+	var st state
+	for i, m := range c.stores[0].PreferenceList([]byte(key), c.stores[0].cfg.N) {
+		j := int(m.ID[1] - '0')
+		raw, err := c.storages[j].Get(c.stores[j].dataKey(c.stores[j].ring.Load(), []byte(key)))
+		require.NoError(t, err)
+		st, err = decodeState(raw)
+		require.NoError(t, err, "replica %s holds an undecodable state", m.ID)
+		if i > 0 {
+			require.True(t, bytes.Equal(ref, raw), "replica %s differs", m.ID)
+		}
+		ref = raw
+	}
+	return st
+}
+
+// Reference: issue 12 "permanent poisoning": a context whose counter for the
+// coordinator's own actor is at the decoder's bound (2^62) must not make the
+// key's state undecodable, even when the context itself is genuine (a valid
+// MAC): the Put is refused with ErrBadContext or minted safely, and the key
+// stays readable, writable and convergent on every replica.
+func TestStore_Context_CounterAtBound_NeverPoisons(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.W = 3 })
+	a := c.stores[0]
+	ctx := context.Background()
+	put(t, a, "k", "v1", Context{})
+	_, cx := get(t, a, "k", WithR(3))
+	local, err := a.localRead([]byte("k"))
+	require.NoError(t, err)
+	own := a.ownActor(local)
+	require.NotEmpty(t, own)
+	poisoned := a.issueContext(cx.vv.with(own, maxCounter))
+
+	err = a.Put(ctx, []byte("k"), []byte("v2"), poisoned)
+	if err != nil {
+		require.ErrorIs(t, err, ErrBadContext)
+	}
+	for i := range c.stores {
+		vals, cx := get(t, c.stores[i], "k", WithR(3))
+		require.NotEmpty(t, vals, "node %d reads the key", i)
+		put(t, c.stores[i], "k", "after"+nodeID(i), cx)
+	}
+	vals, _ := get(t, a, "k", WithR(3))
+	require.Len(t, vals, 1, "each write superseded the last: %v", vals)
+	requireConverged(t, c, "k")
+}
+
+// A merge whose result the decoder would reject (more siblings than
+// maxDecodedSiblings, each side within it) is refused, and the replica keeps
+// its decodable state.
+func TestStore_LocalMerge_RefusesUndecodableResult(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.N, cfg.R, cfg.W = 1, 1, 1 })
+	s := c.stores[0]
+	half := func(actor string) state {
+		var st state
+		for i := range uint64(maxDecodedSiblings/2 + 1) {
+			st.VV = st.VV.with(actor, i+1)
+			st.Siblings = append(st.Siblings, sibling{Dot: dot{actor, i + 1}, Value: []byte("v")})
+		}
+		return st
+	}
+	require.NoError(t, s.localMerge([]byte("k"), half("x")))
+	err := s.localMerge([]byte("k"), half("y"))
+	require.ErrorIs(t, err, ErrTooManySiblings)
+	st, err := s.localRead([]byte("k"))
+	require.NoError(t, err, "the replica's state is still decodable")
+	require.Len(t, st.Siblings, maxDecodedSiblings/2+1)
+}
