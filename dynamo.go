@@ -45,9 +45,13 @@
 //     Storage. A node restarted on empty Storage takes a new incarnation;
 //     NodeID must never be shared by two live nodes.
 //   - Partitions can never change for a data directory.
-//   - The first time a node writes a key it holds nothing of, it takes a fresh
-//     actor epoch (DESIGN §2, kv679), so a key's context holds one entry per
-//     coordinating node and epoch; it is bounded by Limits.MaxContextSize.
+//   - A node mints a key's versions with an actor epoch it took in its
+//     current run: the first time it writes a key after it starts, after it
+//     held nothing of the key, or after evidence that its record of the key
+//     lost versions, it takes a fresh epoch (DESIGN §2, Riak kv679), so that
+//     no version is ever issued twice, even by a node whose disk went back
+//     in time. A key's context holds one entry per coordinating node and
+//     epoch; it is bounded by Limits.MaxContextSize.
 //   - Tombstones are purged after TombstoneGrace by the purging node's clock;
 //     clock skew shortens the grace.
 package dynamo
@@ -110,7 +114,7 @@ type Store struct {
 	tombstones tombstoneSet
 	aePace     pacer
 	transfer   *transferState
-	epochs     epochLease
+	epochs     *runEpochs
 	forwarded  dedupe
 	reqSeq     atomic.Uint64
 	reqBase    uint64
@@ -118,7 +122,9 @@ type Store struct {
 }
 
 type storeStats struct {
-	readRepairs atomic.Int64
+	readRepairs    atomic.Int64
+	corruptRecords atomic.Int64
+	dotConflicts   atomic.Int64
 }
 
 // Stats are counters of a Store's background work since it started.
@@ -131,6 +137,14 @@ type Stats struct {
 	// of newly owned partitions, and drops of partitions handed to their owners.
 	PartitionsPulled  int64 `json:"partitions_pulled"`
 	PartitionsDropped int64 `json:"partitions_dropped"`
+	// CorruptRecords counts stored states found damaged (failing their
+	// checksum or their decoding) and replaced: the key then came back from
+	// the other replicas.
+	CorruptRecords int64 `json:"corrupt_records"`
+	// DotConflicts counts merges that found one dot carrying two different
+	// versions, which only lost or damaged data produces; both versions were
+	// kept (see syncStates).
+	DotConflicts int64 `json:"dot_conflicts"`
 }
 
 // Stats returns the Store's counters.
@@ -139,7 +153,8 @@ func (s *Store) Stats() Stats {
 	pulled, dropped := s.transfer.pulls, s.transfer.drops
 	s.transfer.mu.Unlock()
 	return Stats{ReadRepairs: s.stats.readRepairs.Load(), Hints: s.hintStats(), PendingTransfers: s.PendingTransfers(),
-		PartitionsPulled: pulled, PartitionsDropped: dropped}
+		PartitionsPulled: pulled, PartitionsDropped: dropped,
+		CorruptRecords: s.stats.corruptRecords.Load(), DotConflicts: s.stats.dotConflicts.Load()}
 }
 
 // New starts a Store: it validates cfg, loads or creates the node's
@@ -170,6 +185,11 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.actor = cfg.NodeID + "/" + inc
+	var eb [8]byte
+	if _, err := io.ReadFull(s.entropy(), eb[:]); err != nil {
+		return nil, fmt.Errorf("dynamo: epoch entropy: %w", err)
+	}
+	s.epochs = newRunEpochs(binary.BigEndian.Uint64(eb[:]))
 	// Forwarded-request IDs must not repeat across runs of one actor (a clean
 	// restart keeps it), or a replica's dedupe table would swallow new writes.
 	var rb [8]byte
@@ -599,15 +619,19 @@ func (s *Store) forward(ctx context.Context, op string, key, value []byte, tombs
 }
 
 // localRead returns this node's state of key, merged with any hints it holds
-// for the key as a fallback.
+// for the key as a fallback. A damaged stored state is an error matching
+// ErrCorrupt: it is never served, and read repair replaces it.
 func (s *Store) localRead(key []byte) (state, error) {
 	raw, err := s.cfg.Storage.Get(s.dataKey(s.ring.Load(), key))
 	if err != nil {
+		if isCorrupt(err) {
+			return state{}, fmt.Errorf("%w: key %q on %s: %w", ErrCorrupt, key, s.cfg.NodeID, err)
+		}
 		return state{}, err
 	}
 	st, err := decodeState(raw)
 	if err != nil {
-		return state{}, err
+		return state{}, fmt.Errorf("key %q on %s: %w", key, s.cfg.NodeID, err)
 	}
 	hinted, err := s.hintedState(key)
 	if err != nil {
@@ -616,15 +640,15 @@ func (s *Store) localRead(key []byte) (state, error) {
 	return syncStates(st, hinted), nil
 }
 
-// localMerge merges st into this node's state of key, durably.
+// localMerge merges st into this node's state of key, durably. A damaged
+// stored state is replaced by st (see integrity.go).
 func (s *Store) localMerge(key []byte, st state) error {
-	return s.updateData(key, func(cur []byte) ([]byte, bool, error) {
-		old, err := decodeState(cur)
-		if err != nil {
-			return nil, false, err
-		}
+	var lost, evidence bool
+	err := s.updateData(key, func(cur []byte) ([]byte, bool, error) {
+		old, damaged := decodeLocal(cur)
+		lost, evidence = damaged, s.lostEvidence(key, old, st)
 		merged := syncStates(old, st)
-		if sameVersion(merged, old) && cur != nil {
+		if sameVersion(merged, old) && cur != nil && !damaged {
 			return slices.Clone(cur), onlyTombstones(old), nil
 		}
 		if err := decodable(merged); err != nil {
@@ -632,6 +656,16 @@ func (s *Store) localMerge(key []byte, st state) error {
 		}
 		return encodeState(merged), onlyTombstones(merged), nil
 	})
+	if err == nil {
+		if lost {
+			s.recordLost(key)
+		}
+		if evidence {
+			s.log.Warn("a peer holds versions of a key this node issued beyond its record: its next write of the key takes a new epoch", "key", key)
+			s.distrustKey(key)
+		}
+	}
+	return err
 }
 
 // handle serves one request from a peer. It never panics on bad input: a

@@ -51,7 +51,7 @@ func TestStore_Context_CounterAtBound_NeverPoisons(t *testing.T) {
 	_, cx := get(t, a, "k", WithR(3))
 	local, err := a.localRead([]byte("k"))
 	require.NoError(t, err)
-	own := a.ownActor(local)
+	own := a.ownActor([]byte("k"), local)
 	require.NotEmpty(t, own)
 	poisoned := a.issueContext(cx.vv.with(own, maxCounter))
 

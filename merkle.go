@@ -106,7 +106,7 @@ func (s *Store) updateData(key []byte, fn func(cur []byte) ([]byte, bool, error)
 	p := r.partition(key)
 	var change uint64
 	var tombs bool
-	err := s.cfg.Storage.Update(s.dataKey(r, key), func(cur []byte) ([]byte, error) {
+	discarded, err := s.updateStorage(s.dataKey(r, key), func(cur []byte) ([]byte, error) {
 		out, t, err := fn(cur)
 		if err != nil {
 			return nil, err
@@ -115,6 +115,9 @@ func (s *Store) updateData(key []byte, fn func(cur []byte) ([]byte, bool, error)
 		tombs = t
 		return out, nil
 	})
+	if discarded && err == nil {
+		s.recordLost(key)
+	}
 	if err == nil {
 		s.tree.xor(p, change)
 		s.tombstones.set(key, tombs)
