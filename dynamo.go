@@ -643,11 +643,15 @@ func (s *Store) localRead(key []byte) (state, error) {
 // localMerge merges st into this node's state of key, durably. A damaged
 // stored state is replaced by st (see integrity.go).
 func (s *Store) localMerge(key []byte, st state) error {
-	var lost, evidence bool
+	var (
+		lost, evidence bool
+		conflicts      int
+		merged         state
+	)
 	err := s.updateData(key, func(cur []byte) ([]byte, bool, error) {
 		old, damaged := decodeLocal(cur)
 		lost, evidence = damaged, s.lostEvidence(key, old, st)
-		merged := syncStates(old, st)
+		merged, conflicts = syncCount(old, st)
 		if sameVersion(merged, old) && cur != nil && !damaged {
 			return slices.Clone(cur), onlyTombstones(old), nil
 		}
@@ -663,6 +667,11 @@ func (s *Store) localMerge(key []byte, st state) error {
 		if evidence {
 			s.log.Warn("a peer holds versions of a key this node issued beyond its record: its next write of the key takes a new epoch", "key", key)
 			s.distrustKey(key)
+		}
+		if conflicts > 0 {
+			s.stats.dotConflicts.Add(int64(conflicts))
+			s.log.Warn("one version dot carried different versions (a node lost data, or a disk lied): kept them all under dots of their own",
+				"key", key, "conflicts", conflicts, "siblings", len(merged.Siblings))
 		}
 	}
 	return err

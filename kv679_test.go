@@ -227,3 +227,40 @@ func TestKV679_PeerStateShowsLostDots(t *testing.T) {
 		require.Equal(t, []string{"v3", "v4"}, liveValues(st))
 	})
 }
+
+// Reference: issue 20 "one dot never carries two different values
+// silently": replicas holding one dot with different versions (here set
+// behind the Stores' backs, as a node that issued the dot twice leaves
+// them) keep both, count the conflict, and converge: before, each replica
+// kept its own and anti-entropy found the key differing forever.
+func TestStore_DotConflict_KeepsBothAndConverges(t *testing.T) {
+	c := kvCluster(t, 3, 3, 2, 2)
+	put(t, c.stores[0], "k", "phil", Context{})
+	requireConverged(t, c, "k")
+	base, err := decodeState(c.record(0, "k"))
+	require.NoError(t, err)
+	reuse := func(value string, tm int64) []byte {
+		st, _ := mint(base, nil, base.Siblings[0].Dot.Actor, []byte(value), false, tm)
+		return encodeState(st)
+	}
+	c.setRecord(0, "k", reuse("jon", 2))
+	c.setRecord(1, "k", reuse("bob", 1))
+	c.setRecord(2, "k", reuse("bob", 1))
+	for i := range c.stores { // rebuild the hash trees from the records
+		c.stop(i)
+		c.start(i, c.storages[i])
+	}
+
+	st := requireConverged(t, c, "k")
+	require.Equal(t, []string{"bob", "jon", "phil"}, liveValues(st))
+	conflicts := int64(0)
+	for i := range c.stores {
+		conflicts += c.stores[i].Stats().DotConflicts
+		vals, _ := get(t, c.stores[i], "k", WithR(3))
+		require.Equal(t, []string{"bob", "jon", "phil"}, vals)
+	}
+	require.Positive(t, conflicts, "the conflict is counted")
+	_, cx := get(t, c.stores[1], "k", WithR(3))
+	put(t, c.stores[1], "k", "merged", cx)
+	require.Equal(t, []string{"merged"}, liveValues(requireConverged(t, c, "k")), "a context supersedes the moved versions")
+}
