@@ -5,7 +5,9 @@ package dynamo
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
+	"testing/synctest"
 
 	"github.com/stretchr/testify/require"
 )
@@ -121,4 +123,76 @@ func TestWire_State_ReadsFormat1(t *testing.T) {
 	again, err := decodeState(encodeState(st))
 	require.NoError(t, err)
 	wtRequireSameState(t, st, again)
+}
+
+// damage flips one byte in the middle of node i's stored state of key,
+// behind its Store's back, as bit rot on its disk would.
+func (c *testCluster) damage(i int, key string) {
+	c.t.Helper()
+	raw := bytes.Clone(c.record(i, key))
+	require.NotEmpty(c.t, raw)
+	raw[len(raw)-8] ^= 0x20 // inside the value, before the checksum
+	c.setRecord(i, key, raw)
+}
+
+// Reference: issue 12 item 4: a damaged stored state is never served: the
+// replica answers with ErrCorrupt, Get succeeds from the others, read repair
+// gives the replica the merged state, and the replica counts the record.
+func TestStore_DamagedState_NotServed_RepairedByReadRepair(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := kvCluster(t, 3, 3, 2, 3)
+		put(t, c.stores[0], "k", "the value", Context{})
+		c.damage(1, "k")
+
+		_, err := c.stores[1].LocalGet([]byte("k"))
+		require.ErrorIs(t, err, ErrCorrupt, "the damaged replica does not serve it")
+		for i := range c.stores {
+			vals, _ := get(t, c.stores[i], "k")
+			require.Equal(t, []string{"the value"}, vals, "read through node %d", i)
+		}
+		synctest.Wait() // read repair
+		require.Equal(t, []string{"the value"}, c.local(1, "k"), "repaired")
+		require.Equal(t, int64(1), c.stores[1].Stats().CorruptRecords)
+		requireConverged(t, c, "k")
+	})
+}
+
+// Reference: issue 12 item 4: anti-entropy repairs a damaged stored state
+// too (the damaged replica's digest differs), whichever side starts it.
+func TestStore_DamagedState_RepairedByAntiEntropy(t *testing.T) {
+	for _, from := range []int{0, 1} {
+		t.Run(fmt.Sprintf("from n%d", from), func(t *testing.T) {
+			c := kvCluster(t, 3, 3, 2, 3)
+			put(t, c.stores[0], "k", "the value", Context{})
+			c.damage(1, "k")
+			c.stop(1)
+			c.start(1, c.storages[1]) // its hash tree now holds the damaged state's digest
+			_, err := c.stores[from].AntiEntropy(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, []string{"the value"}, c.local(1, "k"), "repaired")
+			require.Equal(t, int64(1), c.stores[1].Stats().CorruptRecords)
+			requireConverged(t, c, "k")
+		})
+	}
+}
+
+// A damaged record is partial data loss: once repaired from its peers, the
+// node's next write of the key takes a fresh epoch (issue 20), since the
+// record of the versions it issued for the key may have been lost with it.
+func TestStore_DamagedState_NextWriteTakesFreshEpoch(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := kvCluster(t, 3, 3, 2, 3)
+		put(t, c.stores[0], "k", "v1", Context{})
+		before, err := decodeState(c.record(0, "k"))
+		require.NoError(t, err)
+		c.damage(0, "k")
+		_, cx := get(t, c.stores[1], "k", WithR(3-1))
+		synctest.Wait() // read repair
+		put(t, c.stores[0], "k", "v2", cx)
+		after, err := decodeState(c.record(0, "k"))
+		require.NoError(t, err)
+		require.Len(t, after.Siblings, 1)
+		require.NotEqual(t, before.Siblings[0].Dot.Actor, after.Siblings[0].Dot.Actor, "a fresh epoch")
+		require.Equal(t, uint64(1), after.Siblings[0].Dot.Counter)
+	})
 }

@@ -503,11 +503,9 @@ func (s *Store) handleAE(m *message) []byte {
 			if err := s.checkKey(k); err != nil {
 				return s.errorMessage(err)
 			}
-			st, err := decodeState(m.States[i])
-			if err != nil {
-				return s.errorMessage(err)
-			}
-			pushed[i] = st
+			// A state damaged on the sender's disk is taken as absent: this
+			// node's reply then repairs the sender.
+			pushed[i], _ = decodeLocal(m.States[i])
 		}
 		// Merge in parallel, so the storage's group commit shares the fsyncs.
 		errs := make([]error, len(m.Keys))
