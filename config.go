@@ -36,6 +36,13 @@ const (
 	maxMembers            = 1 << 16
 )
 
+// Bounds of Config.Secrets.
+const (
+	maxSecrets   = 16
+	minSecretLen = 16
+	maxSecretLen = 1024
+)
+
 // Limits bound what a caller or peer may store. A zero field takes the
 // default given in its comment.
 type Limits struct {
@@ -134,6 +141,18 @@ type Config struct {
 	Membership Membership
 	// Members is a static member list, used when Membership is nil.
 	Members []Member
+
+	// Secrets are the cluster's secrets, the same on every node. The first
+	// signs the contexts Get hands out (a MAC, so that a context edited or
+	// forged in untrusted hands is refused with ErrBadContext); all of them
+	// verify. To rotate, put the new secret first on every node, then drop
+	// the old one once the contexts it signed are no longer in use. Each
+	// must be 16 to 1024 bytes; 32 random bytes are right. Keys are derived
+	// with HKDF-SHA256, one per purpose, so the same secrets may serve other
+	// purposes. With no secret, contexts carry a checksum keyed by the
+	// cluster name only: it catches accidental edits, not forgery, so set
+	// Secrets whenever contexts pass through untrusted hands.
+	Secrets [][]byte
 
 	// Resolver, if set, merges siblings in Get, which then returns at most one
 	// value. If nil, Get returns every sibling.
@@ -235,6 +254,14 @@ func (c Config) Validate() error {
 				add("Members[%d] (%q) has an empty Addr", i, m.ID)
 			}
 			seen[m.ID] = true
+		}
+	}
+	if len(c.Secrets) > maxSecrets {
+		add("Secrets has %d secrets, the limit is %d", len(c.Secrets), maxSecrets)
+	}
+	for i, sec := range c.Secrets {
+		if len(sec) < minSecretLen || len(sec) > maxSecretLen {
+			add("Secrets[%d] is %d bytes; a secret must be %d to %d bytes", i, len(sec), minSecretLen, maxSecretLen)
 		}
 	}
 	if c.RequestTimeout < 0 {

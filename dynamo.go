@@ -116,6 +116,7 @@ type Store struct {
 	transfer   *transferState
 	epochs     *runEpochs
 	forwarded  dedupe
+	ctxKeys    *contextKeys
 	reqSeq     atomic.Uint64
 	reqBase    uint64
 	ops        sync.WaitGroup // requests in flight, waited for by Close
@@ -180,6 +181,11 @@ func New(cfg Config) (*Store, error) {
 	if s.members == nil {
 		s.members = membership.NewStatic(cfg.Members...)
 	}
+	keys, err := newContextKeys(cfg.Cluster, cfg.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	s.ctxKeys = keys
 	inc, err := s.loadIncarnation()
 	if err != nil {
 		return nil, err
@@ -467,19 +473,6 @@ func (s *Store) write(ctx context.Context, op string, key, value []byte, tombsto
 	return s.forward(ctx, op, key, value, tombstone, c.vv, o, primaries)
 }
 
-func (s *Store) checkContext(c Context) error {
-	if c.IsZero() {
-		return nil
-	}
-	if c.cluster != s.cluster {
-		return fmt.Errorf("%w: issued by another cluster than %q", ErrBadContext, s.cfg.Cluster)
-	}
-	if n := c.encodedSize(); n > s.cfg.Limits.MaxContextSize {
-		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadContext, n, s.cfg.Limits.MaxContextSize)
-	}
-	return nil
-}
-
 // placement returns key's N primaries and, unless primariesOnly, its
 // reachable fallbacks in preference-list order.
 func (s *Store) placement(key []byte, primariesOnly bool) (primaries, fallbacks []Member) {
@@ -764,8 +757,7 @@ func (s *Store) coordinateForwarded(ctx context.Context, m *message) []byte {
 	if !m.Tombstone && len(m.Value) > s.cfg.Limits.MaxValueSize {
 		return s.errorMessage(fmt.Errorf("%w: %d bytes, the limit is %d", ErrValueTooLarge, len(m.Value), s.cfg.Limits.MaxValueSize))
 	}
-	c := Context{cluster: s.cluster, vv: m.Context}
-	if err := s.checkContext(c); err != nil {
+	if err := s.checkContextSize(m.Context); err != nil {
 		return s.errorMessage(err)
 	}
 	r := s.ring.Load()
