@@ -117,6 +117,7 @@ type Store struct {
 	epochs     *runEpochs
 	forwarded  dedupe
 	ctxKeys    *contextKeys
+	folds      *foldIndex
 	reqSeq     atomic.Uint64
 	reqBase    uint64
 	ops        sync.WaitGroup // requests in flight, waited for by Close
@@ -177,6 +178,7 @@ func New(cfg Config) (*Store, error) {
 		tree:        newHashTree(cfg.Partitions),
 		transfer:    newTransferState(),
 		tombstones:  tombstoneSet{keys: map[string]struct{}{}},
+		folds:       newFoldIndex(),
 	}
 	if s.members == nil {
 		s.members = membership.NewStatic(cfg.Members...)
@@ -654,6 +656,7 @@ func (s *Store) localMerge(key []byte, st state) error {
 		return encodeState(merged), onlyTombstones(merged), nil
 	})
 	if err == nil {
+		s.folds.note(key, merged, s.cfg.N)
 		if lost {
 			s.recordLost(key)
 		}
@@ -708,7 +711,16 @@ func (s *Store) handle(ctx context.Context, raw []byte) ([]byte, error) {
 		if m.Flags&flagNoReadThrough == 0 {
 			st = s.readThrough(ctx, m.Key, st)
 		}
-		return encodeMessage(&message{Version: protocolVersion, Kind: kindGetReply, Cluster: s.wireCluster, State: encodeState(st)}), nil
+		reply := &message{Version: protocolVersion, Kind: kindGetReply, Cluster: s.wireCluster, State: encodeState(st)}
+		if m.Flags&flagWantActor != 0 {
+			reply.Hint = s.ownActor(m.Key, st)
+		}
+		return encodeMessage(reply), nil
+	case kindFold:
+		if err := s.localFold(m.Key, m.Context); err != nil {
+			return s.errorMessage(err), nil
+		}
+		return s.ackMessage(), nil
 	case kindReplicate:
 		st, err := decodeState(m.State)
 		if err != nil {

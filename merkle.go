@@ -91,8 +91,11 @@ func (s *Store) scanTree(t *hashTree, tombs bool) error {
 		if !tombs {
 			return nil
 		}
-		if st, err := decodeState(v); err == nil && onlyTombstones(st) {
-			s.tombstones.set(k[5:], true)
+		if st, err := decodeState(v); err == nil {
+			if onlyTombstones(st) {
+				s.tombstones.set(k[5:], true)
+			}
+			s.folds.note(k[5:], st, s.cfg.N)
 		}
 		return nil
 	})
@@ -239,6 +242,7 @@ func (s *Store) antiEntropyLoop(ctx context.Context) {
 			s.log.Info("anti-entropy repaired keys", "keys", res.DiffKeys, "sent", res.KeysSent, "received", res.KeysReceived)
 		}
 		s.purgeTombstones(ctx)
+		s.compactRound(ctx)
 	}
 }
 

@@ -53,6 +53,7 @@ func (s *Store) mintDurably(key, value []byte, tombstone bool, cvv versionVector
 		return stored, onlyTombstones(next), nil
 	})
 	if err == nil {
+		s.folds.note(key, next, s.cfg.N)
 		if lost {
 			s.recordLost(key)
 		}

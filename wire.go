@@ -56,6 +56,7 @@ const (
 	kindAEExchange      // anti-entropy: merge States into Keys, reply with the merged states of Keys
 	kindAEStates        // reply: States, one per requested key (empty: absent)
 	kindPurge           // purge Key's tombstones if the local state's digest is Hashes[0]
+	kindFold            // drop from Key's vector the entries of Context it holds dead (compact.go)
 )
 
 func (k kind) String() string {
@@ -76,6 +77,8 @@ func (k kind) String() string {
 		return fmt.Sprintf("anti-entropy(%d)", uint8(k))
 	case kindPurge:
 		return "purge"
+	case kindFold:
+		return "fold"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -146,6 +149,7 @@ const (
 	flagPartRuns                        // anti-entropy: Parts holds [lo, hi) runs
 	flagNoReadThrough                   // kindGet: answer from local data only
 	flagPushOnly                        // kindAEExchange: merge States, reply with nothing
+	flagWantActor                       // kindGet: reply with Hint set to the actor the replica would mint Key with
 )
 
 var encPool = sync.Pool{New: func() any {
