@@ -21,7 +21,9 @@ type Report struct {
 	// Resurrected counts elements that came back after an acknowledged Delete
 	// had surely covered every write carrying them.
 	Resurrected int `json:"resurrected"`
-	// MaxSiblings is the most siblings any Get of a client returned.
+	// MaxSiblings is the most siblings any Get of a client returned, not
+	// counting blind writes not yet merged (SimConfig.PartialLoss), which
+	// are concurrent with every other write.
 	MaxSiblings int `json:"max_siblings"`
 	// MaxConcurrentWriters is, over all keys, the most Modify and Delete
 	// operations in flight on one key at once.
@@ -49,8 +51,20 @@ type Report struct {
 	// resurrection: all of them when R+W > N, except those whose read began
 	// before a disk was lost.
 	CheckedDeletes int `json:"checked_deletes"`
-	// Faults counts the nemesis actions taken.
+	// Faults counts the nemesis actions taken, and Losses those that lost a
+	// node's data (amnesia, or SimConfig.PartialLoss's kinds).
 	Faults int `json:"faults"`
+	Losses int `json:"losses"`
+	// Tampered counts the contexts clients edited (SimConfig.TamperContexts)
+	// and Put refused; any it accepted is a "forged-context" violation.
+	Tampered int `json:"tampered"`
+	// MaxContextBytes is the longest text form of a context a client read.
+	MaxContextBytes int `json:"max_context_bytes"`
+	// CorruptRecords and DotConflicts sum the stores' dynamo.Stats
+	// counters: damaged records found and replaced, and merges that met one
+	// dot carrying two versions (a dot issued twice).
+	CorruptRecords int64 `json:"corrupt_records"`
+	DotConflicts   int64 `json:"dot_conflicts"`
 	// Converged reports whether the replicas converged within the bounded
 	// number of rounds after healing.
 	Converged bool `json:"converged"`
@@ -61,7 +75,8 @@ type Report struct {
 	// (at most a few per kind). Empty means the run passed. Each starts with
 	// its kind: "lost", "resurrected", "duplicate-siblings" (one write became
 	// several siblings), "siblings" (more siblings than clients),
-	// "convergence" or "corrupt".
+	// "convergence", "corrupt" or "forged-context" (an edited context was
+	// accepted).
 	Violations []string `json:"violations,omitempty"`
 	// Notes describes expected anomalies, such as the elements last-write-wins
 	// lost (at most a few per kind).

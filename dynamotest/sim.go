@@ -101,6 +101,10 @@ type sim struct {
 	maxInflight int
 
 	restUntil []time.Duration // per key: no adds before, so its tombstone can be purged
+
+	lossHealed bool         // in PartialLoss and AmnesiaHeavy runs: replicas found in sync since the last loss
+	losses     int          // data losses the nemesis caused
+	storeStats dynamo.Stats // summed over the stores that stopped
 }
 
 // stepInfo describes the cluster when a client step began.
@@ -120,6 +124,8 @@ type node struct {
 	tr       *faultTransport
 	st       *dynamo.Store
 	amnesiac bool          // its disk is lost: restart on a fresh one
+	snap     *memory.Store // an earlier copy of its disk (PartialLoss), or nil
+	snapAt   time.Duration
 	downAt   time.Duration // when it crashed
 	skew     atomic.Int64  // clock offset in nanoseconds, read by the Store
 }
@@ -141,6 +147,7 @@ func newSim(cfg SimConfig) *sim {
 	if s.merge == nil {
 		s.merge = dynamo.Union[int64]
 	}
+	s.lossHealed = true
 	for k := range cfg.Keys {
 		s.keys = append(s.keys, fmt.Appendf(nil, "dynamotest/set/%03d", k))
 	}
@@ -167,6 +174,7 @@ func (s *sim) newDisk(nd *node) {
 	}
 	nd.mem = memory.New()
 	nd.disk = nd.mem
+	nd.snap = nil // a copy of the lost disk's life is no snapshot of the new one
 	if s.cfg.Broken == BrokenAckBeforeCommit {
 		nd.disk = &ackBeforeCommit{Storage: nd.mem, seed: s.faults.seed, node: nd.id, prob: brokenProb, suffixes: s.keys}
 	}
@@ -199,6 +207,7 @@ func (s *sim) start(nd *node) error {
 	cfg.TombstoneGrace = tombstoneGrace
 	cfg.Clock = func() time.Time { return time.Now().Add(time.Duration(nd.skew.Load())) }
 	cfg.Rand = rand.NewChaCha8(seed) // the incarnation replays with the seed
+	cfg.Secrets = [][]byte{simSecret}
 	switch {
 	case s.cfg.Resolver != nil:
 		cfg.Resolver = s.cfg.Resolver
@@ -223,6 +232,7 @@ func (s *sim) stop(nd *node) {
 	if nd.st == nil {
 		return
 	}
+	s.addStats(nd.st.Stats())
 	_ = nd.st.Close()
 	_ = nd.tr.Close()
 	nd.st, nd.tr = nil, nil
@@ -304,6 +314,9 @@ func (s *sim) clientStep(budget int) int {
 	info := stepInfo{at: s.now(), quiet: len(up) == len(s.nodes) && hints == 0, down: len(s.nodes) - len(up)}
 	if info.quiet {
 		info.synced, _ = s.replicasAgree()
+	}
+	if info.synced {
+		s.lossHealed = true
 	}
 	s.steps = append(s.steps, info)
 	var wg sync.WaitGroup
