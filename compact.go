@@ -182,12 +182,25 @@ func (s *Store) compactKey(ctx context.Context, key []byte, primaries []Member) 
 			live = append(live, actor)
 		}
 	}
-	dead := foldable(states[0], live)
-	for _, st := range states {
-		dead = agreed(dead, st)
+	// An entry every primary holds dead is ready; one that a primary has not
+	// caught up with yet (a lower counter, say a replaced disk still
+	// pulling) stays a candidate; one a primary holds live or beyond is not.
+	var ready, keep versionVector
+	for _, e := range foldable(states[0], live) {
+		all, contradicted := true, false
+		for _, st := range states {
+			c := st.VV.get(e.Actor)
+			all = all && c == e.Counter && !hasSibling(st, e.Actor)
+			contradicted = contradicted || c > e.Counter || hasSibling(st, e.Actor)
+		}
+		if all {
+			ready = append(ready, e)
+		}
+		if !contradicted {
+			keep = append(keep, e)
+		}
 	}
-	now := s.cfg.Clock()
-	ripe := s.folds.advance(key, dead, now, s.cfg.TombstoneGrace)
+	ripe := s.folds.advance(key, ready, keep, s.cfg.Clock(), s.cfg.TombstoneGrace)
 	if len(ripe) == 0 {
 		return false
 	}
@@ -206,40 +219,49 @@ func (s *Store) compactKey(ctx context.Context, key []byte, primaries []Member) 
 	return true
 }
 
-// advance records that every primary of key holds the entries dead now, and
-// returns those of them that every primary also held dead at least grace
-// ago: the entries to fold.
-func (f *foldIndex) advance(key []byte, dead versionVector, now time.Time, grace time.Duration) versionVector {
+// advance records the candidate entries of key found in a round (keep:
+// dead on every primary that has caught up with them), of which ready are
+// dead on every primary, and returns those to fold: ready now, and
+// candidates since a round at least grace ago.
+func (f *foldIndex) advance(key []byte, ready, keep versionVector, now time.Time, grace time.Duration) versionVector {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	k := string(key)
-	p, ok := f.pending[k]
-	if len(dead) == 0 {
+	if len(keep) == 0 {
 		delete(f.pending, k)
 		delete(f.keys, k)
 		return nil
 	}
-	still := agreedEntries(p.entries, dead)
+	p, ok := f.pending[k]
+	still := agreedEntries(p.entries, keep)
 	switch {
 	case !ok || len(still) == 0:
-		f.pending[k] = foldPending{entries: dead, since: now}
+		f.pending[k] = foldPending{entries: keep, since: now}
 		return nil
 	case now.Sub(p.since) < grace:
 		f.pending[k] = foldPending{entries: still, since: p.since}
 		return nil
 	}
-	var rest versionVector
-	for _, e := range dead {
-		if still.get(e.Actor) != e.Counter {
-			rest = append(rest, e)
+	ripe := agreedEntries(still, ready)
+	var waiting, later versionVector // candidates since p.since not ready yet, and newer ones
+	for _, e := range keep {
+		switch {
+		case ripe.get(e.Actor) == e.Counter:
+		case still.get(e.Actor) == e.Counter:
+			waiting = append(waiting, e)
+		default:
+			later = append(later, e)
 		}
 	}
-	if len(rest) > 0 {
-		f.pending[k] = foldPending{entries: rest, since: now}
-	} else {
+	switch {
+	case len(waiting) > 0:
+		f.pending[k] = foldPending{entries: waiting, since: p.since}
+	case len(later) > 0:
+		f.pending[k] = foldPending{entries: later, since: now}
+	default:
 		delete(f.pending, k)
 	}
-	return still
+	return ripe
 }
 
 // agreedEntries keeps the entries of a that b holds at the same counter.
@@ -280,7 +302,7 @@ func (s *Store) readReplicaActor(ctx context.Context, m Member, key, req []byte)
 // holds at exactly that counter with no live sibling.
 func (s *Store) localFold(key []byte, entries versionVector) error {
 	var folded state
-	changed := false
+	changed, n := false, 0
 	err := s.updateData(key, func(cur []byte) ([]byte, bool, error) {
 		st, err := decodeState(cur)
 		drop := agreed(entries, st)
@@ -289,11 +311,12 @@ func (s *Store) localFold(key []byte, entries versionVector) error {
 			return slices.Clone(cur), err == nil && onlyTombstones(st), nil // damaged, gone or changed: nothing to fold
 		}
 		st.VV = slices.DeleteFunc(slices.Clone(st.VV), func(e vvEntry) bool { return drop.get(e.Actor) == e.Counter })
-		folded, changed = st, true
+		folded, changed, n = st, true, len(drop)
 		return encodeState(st), onlyTombstones(st), nil
 	})
 	if err == nil && changed {
 		s.folds.note(key, folded, s.cfg.N)
+		s.stats.entriesFolded.Add(int64(n))
 	}
 	return err
 }

@@ -127,6 +127,7 @@ type storeStats struct {
 	readRepairs    atomic.Int64
 	corruptRecords atomic.Int64
 	dotConflicts   atomic.Int64
+	entriesFolded  atomic.Int64
 }
 
 // Stats are counters of a Store's background work since it started.
@@ -147,6 +148,9 @@ type Stats struct {
 	// versions, which only lost or damaged data produces; both versions were
 	// kept (see syncStates).
 	DotConflicts int64 `json:"dot_conflicts"`
+	// EntriesFolded counts dead version-vector entries this replica folded
+	// away (entries of earlier runs and incarnations of nodes).
+	EntriesFolded int64 `json:"entries_folded"`
 }
 
 // Stats returns the Store's counters.
@@ -156,7 +160,8 @@ func (s *Store) Stats() Stats {
 	s.transfer.mu.Unlock()
 	return Stats{ReadRepairs: s.stats.readRepairs.Load(), Hints: s.hintStats(), PendingTransfers: s.PendingTransfers(),
 		PartitionsPulled: pulled, PartitionsDropped: dropped,
-		CorruptRecords: s.stats.corruptRecords.Load(), DotConflicts: s.stats.dotConflicts.Load()}
+		CorruptRecords: s.stats.corruptRecords.Load(), DotConflicts: s.stats.dotConflicts.Load(),
+		EntriesFolded: s.stats.entriesFolded.Load()}
 }
 
 // New starts a Store: it validates cfg, loads or creates the node's
@@ -661,7 +666,7 @@ func (s *Store) localMerge(key []byte, st state) error {
 			s.recordLost(key)
 		}
 		if evidence {
-			s.log.Warn("a peer holds versions of a key this node issued beyond its record: its next write of the key takes a new epoch", "key", key)
+			s.log.Info("a peer holds versions of a key this node issued beyond its record: its next write of the key takes a new epoch", "key", key)
 			s.distrustKey(key)
 		}
 		if conflicts > 0 {

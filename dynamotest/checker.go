@@ -68,6 +68,7 @@ func (s *sim) check(final [][]readResult, converged bool, convergeDur time.Durat
 		}
 	}
 	rep.CorruptRecords, rep.DotConflicts = s.storeStats.CorruptRecords, s.storeStats.DotConflicts
+	rep.EntriesFolded = s.storeStats.EntriesFolded
 	for _, o := range s.ops {
 		if o.corrupt != nil {
 			report(true, "corrupt", "%v: %v", o, o.corrupt)

@@ -137,11 +137,12 @@ func (s *sim) blindPut(ctx context.Context, o *op, st *dynamo.Store, key []byte)
 	return st.Put(ctx, key, value, dynamo.Context{})
 }
 
-// addStats adds a store's counters of damaged records and dot conflicts to
-// the run's.
+// addStats adds a store's counters of damaged records, dot conflicts and
+// folded vector entries to the run's.
 func (s *sim) addStats(st dynamo.Stats) {
 	s.storeStats.CorruptRecords += st.CorruptRecords
 	s.storeStats.DotConflicts += st.DotConflicts
+	s.storeStats.EntriesFolded += st.EntriesFolded
 }
 
 // editRecord replaces nd's stored data record of key (not hints) by

@@ -65,6 +65,9 @@ type Report struct {
 	// dot carrying two versions (a dot issued twice).
 	CorruptRecords int64 `json:"corrupt_records"`
 	DotConflicts   int64 `json:"dot_conflicts"`
+	// EntriesFolded sums the stores' dynamo.Stats.EntriesFolded: dead
+	// version-vector entries folded away.
+	EntriesFolded int64 `json:"entries_folded"`
 	// Converged reports whether the replicas converged within the bounded
 	// number of rounds after healing.
 	Converged bool `json:"converged"`

@@ -109,6 +109,7 @@ func runSeeds(t *testing.T, name string, mut func(*dynamotest.SimConfig)) {
 			total.MaxContextBytes = max(total.MaxContextBytes, rep.MaxContextBytes)
 			total.CorruptRecords += rep.CorruptRecords
 			total.DotConflicts += rep.DotConflicts
+			total.EntriesFolded += rep.EntriesFolded
 			total.MaxSiblings = max(total.MaxSiblings, rep.MaxSiblings)
 			total.MaxConcurrentWriters = max(total.MaxConcurrentWriters, rep.MaxConcurrentWriters)
 			total.ConvergeMS = max(total.ConvergeMS, rep.ConvergeMS)
@@ -118,9 +119,9 @@ func runSeeds(t *testing.T, name string, mut func(*dynamotest.SimConfig)) {
 			requireKept(t, rep, fmt.Sprintf("replay: go test ./dynamotest -run '^%s$/^seed=%d$' -first-seed=%d -seeds=1 -v -simlog", name, seed, seed))
 		})
 	}
-	t.Logf("total over %d seeds: acked=%d (checked %d) lost=%d unacked=%d unacked_present=%d deletes=%d (checked %d) resurrected=%d faults=%d losses=%d tampered=%d max_siblings=%d max_concurrent_writers=%d max_converge_ms=%d max_context_bytes=%d corrupt_records=%d dot_conflicts=%d seeds_with_violations=%v",
+	t.Logf("total over %d seeds: acked=%d (checked %d) lost=%d unacked=%d unacked_present=%d deletes=%d (checked %d) resurrected=%d faults=%d losses=%d tampered=%d max_siblings=%d max_concurrent_writers=%d max_converge_ms=%d max_context_bytes=%d corrupt_records=%d dot_conflicts=%d entries_folded=%d seeds_with_violations=%v",
 		*seedsFlag, total.Acked, total.CheckedAcked, total.Lost, total.Unacked, total.UnackedPresent, total.Deletes, total.CheckedDeletes,
-		total.Resurrected, total.Faults, total.Losses, total.Tampered, total.MaxSiblings, total.MaxConcurrentWriters, total.ConvergeMS, total.MaxContextBytes, total.CorruptRecords, total.DotConflicts, total.Violations)
+		total.Resurrected, total.Faults, total.Losses, total.Tampered, total.MaxSiblings, total.MaxConcurrentWriters, total.ConvergeMS, total.MaxContextBytes, total.CorruptRecords, total.DotConflicts, total.EntriesFolded, total.Violations)
 }
 
 // TestSim_Union runs many seeds with faults, a sloppy quorum and siblings
