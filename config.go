@@ -129,7 +129,8 @@ type Config struct {
 	// must be the same on every node and can never change for a data
 	// directory. Balance improves with partitions per node: the busiest node
 	// holds about 1 + 2.5/sqrt(Q/nodes) times the mean. Zero means
-	// DefaultPartitions (2^17: within 1.10 of the mean at 100 nodes).
+	// DefaultPartitions (2^17: at 100 nodes, the busiest holds 1.03-1.05
+	// times the mean replicas).
 	Partitions int
 
 	// Transport moves messages between nodes. Required.

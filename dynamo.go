@@ -53,7 +53,12 @@
 //     in time. A key's context holds one entry per coordinating node and
 //     epoch; it is bounded by Limits.MaxContextSize.
 //   - Tombstones are purged after TombstoneGrace by the purging node's clock;
-//     clock skew shortens the grace.
+//     clock skew shortens the grace. Dead entries of a key's version vector
+//     (earlier runs and incarnations of its coordinators) fold away once every
+//     primary has held them for TombstoneGrace.
+//   - Contexts carry a MAC keyed by Config.Secrets; without a secret it is
+//     keyed by the cluster name alone, which catches accidental edits but not
+//     forgery.
 package dynamo
 
 import (
