@@ -5,6 +5,7 @@ package dynamo
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -25,14 +26,21 @@ func kvCluster(t *testing.T, nodes, n, r, w int) *testCluster {
 }
 
 // setDown leaves exactly the nodes ids down: cut off on the network and
-// reported down by the failure detector; every other node is up.
+// reported down by the failure detector; every other node is up. The nodes
+// going down go down before any other comes up, so that no background work
+// (a hint delivery woken by the membership change) slips through.
 func (c *testCluster) setDown(ids ...string) {
-	c.net.Heal()
-	for i := range c.stores {
-		c.members.SetReachable(nodeID(i), true)
-	}
 	for _, id := range ids {
-		c.down(id)
+		c.members.SetReachable(id, false)
+	}
+	c.net.Heal()
+	for _, id := range ids {
+		c.net.Isolate(id)
+	}
+	for i := range c.stores {
+		if !slices.Contains(ids, nodeID(i)) {
+			c.members.SetReachable(nodeID(i), true)
+		}
 	}
 }
 
