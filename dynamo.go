@@ -666,14 +666,7 @@ func (s *Store) localMerge(key []byte, st state) error {
 		return encodeState(merged), onlyTombstones(merged), nil
 	})
 	if err == nil {
-		s.folds.note(key, merged, s.cfg.N)
-		if lost {
-			s.recordLost(key)
-		}
-		if evidence {
-			s.log.Info("a peer holds versions of a key this node issued beyond its record: its next write of the key takes a new epoch", "key", key)
-			s.distrustKey(key)
-		}
+		s.afterUpdate(key, merged, lost, evidence, "a peer's state")
 		if conflicts > 0 {
 			s.stats.dotConflicts.Add(int64(conflicts))
 			s.log.Warn("one version dot carried different versions (a node lost data, or a disk lied): kept them all under dots of their own",

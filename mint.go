@@ -53,16 +53,24 @@ func (s *Store) mintDurably(key, value []byte, tombstone bool, cvv versionVector
 		return stored, onlyTombstones(next), nil
 	})
 	if err == nil {
-		s.folds.note(key, next, s.cfg.N)
-		if lost {
-			s.recordLost(key)
-		}
-		if evidence {
-			s.log.Warn("a write's context shows versions this node issued beyond its record of the key: took a new epoch", "key", key)
-			s.distrustKey(key)
-		}
+		s.afterUpdate(key, next, lost, evidence, "a write's context")
 	}
 	return next, stored, err
+}
+
+// afterUpdate follows a durable update that stored st for key: it indexes
+// the key for folding, and accounts for the loss of this node's record of
+// the key when the update replaced a damaged state (lost), or when what it
+// merged (from) showed this node's actor beyond the record (evidence).
+func (s *Store) afterUpdate(key []byte, st state, lost, evidence bool, from string) {
+	s.folds.note(key, st, s.cfg.N)
+	if lost {
+		s.recordLost(key)
+	}
+	if evidence {
+		s.log.Info(from+" shows versions of a key this node issued beyond its record: it writes the key with a new epoch from now on", "key", key)
+		s.distrustKey(key)
+	}
 }
 
 // runEpochs hands out the key epochs of one run of a Store (from New to
