@@ -176,7 +176,11 @@ func sameVersion(a, b state) bool {
 // entries in the vector mark the dot as conflicted, so a version still under
 // it that arrives later (one more version, or a stale copy of one that
 // moved) moves too. A moved version obeys the sync rule under its new dot: a
-// side that has seen that dot without holding it superseded it.
+// side that has seen that dot without holding it superseded it. Where dots
+// were reissued the merge stays commutative and idempotent, and replicas
+// still converge, but it cannot always be associative: a replica that
+// superseded the dot before the conflict surfaced saw one version under it,
+// and nobody can tell which (vclock_conflict_test.go).
 func syncStates(a, b state) state {
 	st, _ := syncCount(a, b)
 	return st
