@@ -64,8 +64,11 @@ func (c *testCluster) loseKey(i int, key string) {
 	c.start(i, c.storages[i])
 }
 
-// heal brings every node up, delivers every hint and runs anti-entropy until
-// the replicas of key agree; it returns their state.
+// healAndConverge brings every node up, delivers every hint and runs
+// anti-entropy until the replicas of key agree; it returns their state. No
+// merge may have met one dot carrying two versions: no dot was issued twice
+// (a merge would keep both, but contexts that covered the dot no longer say
+// which one they saw).
 func (c *testCluster) healAndConverge(t *testing.T, key string) state {
 	t.Helper()
 	c.setDown()
@@ -76,7 +79,11 @@ func (c *testCluster) healAndConverge(t *testing.T, key string) state {
 		}
 		synctest.Wait()
 	}
-	return requireConverged(t, c, key)
+	st := requireConverged(t, c, key)
+	for i, s := range c.stores {
+		require.Zero(t, s.Stats().DotConflicts, "node %d met a dot issued twice", i)
+	}
+	return st
 }
 
 // Reference: issue 20 scenario 1, "a rolled-back disk": A's storage goes back
