@@ -54,14 +54,6 @@ type NodeConfig struct {
 	// starts then needs GossipKey.
 	TLS *tls.Config
 
-	// Secrets are the cluster secrets, the same on every node (at least 16
-	// random bytes each; 32 recommended): the first signs and encrypts, all
-	// verify (see package auth and Node.RotateSecrets). They authenticate
-	// and encrypt the TCP transport (mutual TLS 1.3, a certificate bound to
-	// NodeID) and gossip (memberlist's keyring) that Open builds. Open
-	// refuses to start unless exactly one of Secrets, PKI, TLS and Insecure
-	// is set.
-	Secrets [][]byte
 	// PKI authenticates the TCP transport with an operator's CA instead:
 	// each node's certificate names it as dynamo://<cluster>/<node-id>.
 	// Gossip that Open starts then needs GossipKey.

@@ -61,12 +61,25 @@ func (s *sim) check(final [][]readResult, converged bool, convergeDur time.Durat
 		}
 	}
 
+	rep.Losses = s.losses
+	for _, nd := range s.nodes {
+		if nd.st != nil {
+			s.addStats(nd.st.Stats())
+		}
+	}
+	rep.CorruptRecords, rep.DotConflicts = s.storeStats.CorruptRecords, s.storeStats.DotConflicts
+	rep.EntriesFolded = s.storeStats.EntriesFolded
 	for _, o := range s.ops {
 		if o.corrupt != nil {
 			report(true, "corrupt", "%v: %v", o, o.corrupt)
 		}
+		rep.Tampered += o.tampered
+		rep.MaxContextBytes = max(rep.MaxContextBytes, o.ctxBytes)
+		if o.forged > 0 {
+			report(true, "forged-context", "%v: an edited context was not refused with ErrBadContext", o)
+		}
 		if o.getOK {
-			rep.MaxSiblings = max(rep.MaxSiblings, o.siblings)
+			rep.MaxSiblings = max(rep.MaxSiblings, o.siblings-s.blindSiblings(o))
 		}
 		switch o.kind {
 		case opAdd:
@@ -105,7 +118,7 @@ func (s *sim) check(final [][]readResult, converged bool, convergeDur time.Durat
 		ws, dup := s.writers(o)
 		if dup != "" {
 			report(true, "duplicate-siblings", "%v: %s; the siblings were written by %s", o, dup, ws)
-		} else if o.siblings > s.cfg.Clients {
+		} else if o.siblings-s.blindSiblings(o) > s.cfg.Clients {
 			// Each client's acknowledged writes are causally ordered when its
 			// next read overlaps them (R+W > N): then siblings never outnumber
 			// the clients. Failed attempts, and reads that miss hinted writes,

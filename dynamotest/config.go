@@ -114,6 +114,22 @@ type SimConfig struct {
 	// counts the adds that ran meanwhile and were acknowledged.
 	ZoneOutage ZoneOutage
 
+	// PartialLoss adds partial data loss to the nemesis (issue 20): a node
+	// crashes, and comes back with its identity but with its storage rolled
+	// back to an earlier snapshot, or without the records of a few keys, or
+	// with a damaged record. AmnesiaHeavy replaces the disks of the first
+	// key's replicas again and again. In both, a loss happens only once the
+	// replicas were found in sync since the previous one: two losses before
+	// that can destroy a write acknowledged by W = 2 replicas, which no
+	// protocol prevents. Both need W >= 2 and Faults.
+	PartialLoss  bool
+	AmnesiaHeavy bool
+	// TamperContexts makes clients do their adds by hand (Get, then Put) and
+	// pass each context through its text form, editing the text at random
+	// one time in three first: a tampered context must be refused with
+	// dynamo.ErrBadContext (the write is then retried with the genuine one).
+	TamperContexts bool
+
 	// Resolver, if set, is installed as Config.Resolver on every store,
 	// replacing the one Mode implies. Values are msgpack-encoded []int64 sets
 	// (dynamo.MsgpackCodec[[]int64]).
@@ -170,6 +186,9 @@ func (cfg SimConfig) validate() error {
 	}
 	if cfg.Mode != ModeUnion && cfg.Mode != ModeLWW {
 		add("Mode (%d) is unknown", int(cfg.Mode))
+	}
+	if (cfg.PartialLoss || cfg.AmnesiaHeavy) && (cfg.W < 2 || !cfg.Faults) {
+		add("PartialLoss and AmnesiaHeavy need W >= 2 (W is %d) and Faults", cfg.W)
 	}
 	if cfg.Broken < BrokenNone || cfg.Broken > BrokenStaleDelete {
 		add("Broken (%d) is unknown", int(cfg.Broken))

@@ -44,6 +44,19 @@
 // losses can destroy a write acknowledged by W = 2 replicas, which no protocol
 // prevents; one cannot.
 //
+// Three settings add faults of data and of clients. SimConfig.PartialLoss
+// brings nodes back with their identity but with less data: a disk rolled
+// back to a snapshot at most 6s old, the record of one key dropped, or one
+// byte of a record damaged; and one add in four is then a blind write (the
+// zero Context), the write that a reissued dot loses outright (Riak's
+// kv679). SimConfig.AmnesiaHeavy replaces the disks of the first key's
+// replicas again and again. In both, losses come one at a time: the next
+// only once a client step found every primary of every key in sync.
+// SimConfig.TamperContexts passes every context of an add through its text
+// form and edits one in three: Put must refuse it with
+// dynamo.ErrBadContext. The stores always run with a cluster secret, so
+// contexts carry real MACs.
+//
 // # What is checked
 //
 //   - lost (promise 2): every add whose Modify returned nil is in the final
@@ -63,6 +76,8 @@
 //     siblings. More siblings than clients is a violation when R+W > N and all
 //     of them are acknowledged writes; otherwise (failed attempts, R+W <= N) it
 //     can be legitimate and is a note.
+//   - forged-context: an edited context that Put did not refuse with
+//     dynamo.ErrBadContext (SimConfig.TamperContexts).
 //   - convergence (promise 3): within a bounded number of rounds after healing,
 //     no node holds a hint, every primary of every key holds byte-identical
 //     state, and every node reads every key (R=N) the same.

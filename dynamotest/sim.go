@@ -102,10 +102,13 @@ type sim struct {
 
 	restUntil []time.Duration // per key: no adds before, so its tombstone can be purged
 
-	pad     atomic.Int64  // the large-values fault: the size written values are padded to
-	largeAt time.Duration // when it began
-	codec   setCodec
-	zone    zoneState // SimConfig.ZoneOutage's progress
+	pad        atomic.Int64  // the large-values fault: the size written values are padded to
+	largeAt    time.Duration // when it began
+	codec      setCodec
+	zone       zoneState    // SimConfig.ZoneOutage's progress
+	lossHealed bool         // in PartialLoss and AmnesiaHeavy runs: replicas found in sync since the last loss
+	losses     int          // data losses the nemesis caused
+	storeStats dynamo.Stats // summed over the stores that stopped
 }
 
 // stepInfo describes the cluster when a client step began.
@@ -125,6 +128,8 @@ type node struct {
 	tr       *faultTransport
 	st       *dynamo.Store
 	amnesiac bool          // its disk is lost: restart on a fresh one
+	snap     *memory.Store // an earlier copy of its disk (PartialLoss), or nil
+	snapAt   time.Duration
 	downAt   time.Duration // when it crashed
 	skew     atomic.Int64  // clock offset in nanoseconds, read by the Store
 }
@@ -147,6 +152,7 @@ func newSim(cfg SimConfig) *sim {
 		s.merge = dynamo.Union[int64]
 	}
 	s.codec = setCodec{pad: &s.pad}
+	s.lossHealed = true
 	for k := range cfg.Keys {
 		s.keys = append(s.keys, fmt.Appendf(nil, "dynamotest/set/%03d", k))
 	}
@@ -182,6 +188,7 @@ func (s *sim) newDisk(nd *node) {
 	}
 	nd.mem = memory.New()
 	nd.disk = nd.mem
+	nd.snap = nil // a copy of the lost disk's life is no snapshot of the new one
 	if s.cfg.Broken == BrokenAckBeforeCommit {
 		nd.disk = &ackBeforeCommit{Storage: nd.mem, seed: s.faults.seed, node: nd.id, prob: brokenProb, suffixes: s.keys}
 	}
@@ -217,6 +224,7 @@ func (s *sim) start(nd *node) error {
 	}
 	cfg.Clock = func() time.Time { return time.Now().Add(time.Duration(nd.skew.Load())) }
 	cfg.Rand = rand.NewChaCha8(seed) // the incarnation replays with the seed
+	cfg.Secrets = [][]byte{simSecret}
 	switch {
 	case s.cfg.Resolver != nil:
 		cfg.Resolver = s.cfg.Resolver
@@ -241,6 +249,7 @@ func (s *sim) stop(nd *node) {
 	if nd.st == nil {
 		return
 	}
+	s.addStats(nd.st.Stats())
 	_ = nd.st.Close()
 	_ = nd.tr.Close()
 	nd.st, nd.tr = nil, nil
@@ -325,6 +334,9 @@ func (s *sim) clientStep(budget int) int {
 	info := stepInfo{at: s.now(), quiet: len(up) == len(s.nodes) && hints == 0, down: len(s.nodes) - len(up)}
 	if info.quiet {
 		info.synced, _ = s.replicasAgree()
+	}
+	if info.synced {
+		s.lossHealed = true
 	}
 	s.steps = append(s.steps, info)
 	var wg sync.WaitGroup

@@ -59,6 +59,10 @@ type op struct {
 	siblings   int           // opRead, opDelete: siblings the Get returned
 	sibSets    [][]int64     // opRead, opDelete: each sibling's set, when there were several
 	corrupt    error         // a sibling that did not decode
+	ctxBytes   int           // the longest text form of a context it read
+	tampered   int           // edited contexts Put refused (SimConfig.TamperContexts)
+	forged     int           // edited contexts Put did not refuse with ErrBadContext
+	blind      bool          // opAdd: written alone with the zero Context (SimConfig.PartialLoss)
 }
 
 // acked reports whether the operation's write was acknowledged.
@@ -76,17 +80,25 @@ func (s *sim) do(o *op, st *dynamo.Store) {
 	switch o.kind {
 	case opAdd:
 		s.beginWrite(o.key)
-		_, o.err = dynamo.Modify(ctx, st, key, s.codec, s.merge, func(cur []int64, _ bool) ([]int64, error) {
-			next := insertSorted(slices.Clone(cur), o.elem)
-			o.attempts = append(o.attempts, attempt{at: s.now(), set: slices.Clone(next)})
-			return next, nil
-		})
+		switch {
+		case s.blindAdd(o):
+			o.err = s.blindPut(ctx, o, st, key)
+		case s.cfg.TamperContexts:
+			o.err = s.tamperedAdd(ctx, o, st, key)
+		default:
+			_, o.err = dynamo.Modify(ctx, st, key, s.codec, s.merge, func(cur []int64, _ bool) ([]int64, error) {
+				next := insertSorted(slices.Clone(cur), o.elem)
+				o.attempts = append(o.attempts, attempt{at: s.now(), set: slices.Clone(next)})
+				return next, nil
+			})
+		}
 		s.endWrite(o.key)
 	case opRead:
-		sibs, _, err := st.Get(ctx, key)
+		sibs, c, err := st.Get(ctx, key)
 		o.err = err
 		if err == nil {
 			o.observe(sibs)
+			o.ctxBytes = len(c.String())
 		}
 	case opDelete:
 		s.beginWrite(o.key)
@@ -94,6 +106,7 @@ func (s *sim) do(o *op, st *dynamo.Store) {
 		o.err = err
 		if err == nil {
 			o.observe(sibs)
+			o.ctxBytes = len(c.String())
 			if s.cfg.Broken == BrokenStaleDelete {
 				c = dynamo.Context{}
 			}

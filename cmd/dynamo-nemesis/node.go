@@ -226,7 +226,8 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 	if f.mode == "lww" {
 		cfg.Resolver = dynamo.Latest
 	}
-	n, err := dynamo.Open(ctx, f.data, dynamo.NodeConfig{Config: cfg, Secrets: [][]byte{testSecret}})
+	cfg.Secrets = [][]byte{testSecret}
+	n, err := dynamo.Open(ctx, f.data, dynamo.NodeConfig{Config: cfg})
 	if err != nil {
 		return err
 	}

@@ -98,7 +98,8 @@ func startStoryCluster(ctx context.Context, root string, names []string) ([]*sto
 		cut := newCutTransport(tr)
 		cfg := dynamo.DefaultConfig() // N=3, R=2, W=2
 		cfg.NodeID = name
-		cfg.Transport = cut // Open builds bolt and gossip, and no TCP of its own
+		cfg.Secrets = [][]byte{secret} // contexts and gossip
+		cfg.Transport = cut            // Open builds bolt and gossip, and no TCP of its own
 		// The cut fails calls at once, so no step waits on these; they
 		// leave room for a first TLS handshake on a loaded machine.
 		cfg.ReplicaTimeout, cfg.RequestTimeout = 5*time.Second, 10*time.Second
@@ -107,7 +108,6 @@ func startStoryCluster(ctx context.Context, root string, names []string) ([]*sto
 			GossipListen:  "127.0.0.1:0",
 			Seeds:         seeds,
 			GossipProfile: membership.ProfileLocal,
-			Secrets:       [][]byte{secret},
 		})
 		if err != nil {
 			return nodes, errors.Join(err, tr.Close())
