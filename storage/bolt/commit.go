@@ -21,7 +21,7 @@ import (
 type request struct {
 	key       []byte // the Store's own copy
 	fn        func(current []byte) ([]byte, error)
-	discard   bool // a DiscardCorrupt, not an Update: fn is nil
+	discard   bool   // a DiscardCorrupt, not an Update: fn is nil
 	result    []byte // the Store's copy of fn's result; nil deletes
 	staged    bool
 	discarded bool // a DiscardCorrupt found key damaged and staged its delete
