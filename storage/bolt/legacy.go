@@ -44,7 +44,7 @@ const recHeaderV1 = 16
 // the start of the segment, stopping at the first record that is torn,
 // zero, fails its checksum, or does not follow its predecessor.
 func readSegmentV1(r io.Reader, after uint64) ([]logRecord, error) {
-	br := bufio.NewReaderSize(r, 1<<20)
+	br := bufio.NewReaderSize(r, 64<<10)
 	var (
 		recs []logRecord
 		prev uint64

@@ -89,7 +89,7 @@ func (r *segReader) at(off int64, n int) ([]byte, error) {
 		return r.buf[off-r.bOff:][:n], nil
 	}
 	if r.buf == nil {
-		r.buf = make([]byte, scanWindow)
+		r.buf = make([]byte, min(scanWindow, max(r.size, recHeader)))
 	}
 	r.buf = r.buf[:cap(r.buf)]
 	m, err := r.f.ReadAt(r.buf, off)
@@ -275,6 +275,8 @@ func scanLog(segs [2]*segReader, pos logPos) (logScan, error) {
 	if err != nil {
 		return logScan{}, err
 	}
+	// The log goes on in B when A's run ends where nothing was written
+	// after it, and B starts with the next record: intact, or torn.
 	runB := segRun{}
 	inB := false
 	switch runA.stop {
@@ -283,34 +285,41 @@ func scanLog(segs [2]*segReader, pos logPos) (logScan, error) {
 			if runB, err = b.readRun(c, runA.last()+1); err != nil {
 				return logScan{}, err
 			}
-			inB = len(runB.recs) > 0
+			inB = len(runB.recs) > 0 || runB.stop == stopTorn || runB.stop == stopCut
 		}
 	}
 	ls := logScan{recs: append(runA.recs, runB.recs...)}
 	ls.top = max(c, runA.last(), runB.last())
-	if runB.stop == stopAhead && inB {
-		return ls, gapError(b, &runB, c)
+	for _, run := range []*segRun{&runA, &runB} {
+		if run.skip() > run.end { // the intact header the run stopped at
+			ls.top = max(ls.top, run.next.lsn)
+		}
 	}
-	if runA.stop == stopAhead {
-		return ls, gapError(a, &runA, c)
-	}
+	var firstErr error
 	last, lastRun := a, &runA
 	if inB {
 		last, lastRun = b, &runB
 	}
-	if lastRun.stop == stopEOF || lastRun.stop == stopCut {
+	switch {
+	case runA.stop == stopAhead:
+		firstErr = gapError(a, &runA, c)
+	case inB && runB.stop == stopAhead:
+		firstErr = gapError(b, &runB, c)
+	case lastRun.stop == stopEOF || lastRun.stop == stopCut:
 		detail := fmt.Sprintf("the file ends (at %d bytes) inside the log", last.size)
 		if lastRun.stop == stopCut {
 			detail = fmt.Sprintf("record %d runs past the end of the file (%d bytes)", lastRun.next.lsn, last.size)
 		}
-		return ls, &CorruptLogError{Path: last.path, Offset: lastRun.end, Detail: "truncated: " + detail}
+		firstErr = &CorruptLogError{Path: last.path, Offset: lastRun.end, Detail: "truncated: " + detail}
 	}
 
+	// Past the run, both files are read to the end: for evidence of damage,
+	// and for the highest LSN they hold, which a salvaged log must move
+	// past.
 	fromB := int64(0)
 	if inB {
 		fromB = runB.skip()
 	}
-	var firstErr error
 	for _, sc := range []struct {
 		r    *segReader
 		from int64

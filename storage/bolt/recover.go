@@ -210,12 +210,13 @@ func (s *Store) replay(o Options, m meta) error {
 	}
 	switch {
 	case !mem.empty():
-		err = s.checkpoint(mem, putPos(pos), false)
+		if err := s.checkpoint(mem, putPos(pos), false); err != nil {
+			return err
+		}
 	case pos != m.pos:
-		err = s.writeMeta(putPos(pos))
-	}
-	if err != nil {
-		return err
+		if err := s.writeMeta(putPos(pos)); err != nil {
+			return err
+		}
 	}
 	s.seed, s.cur, s.nextLSN = pos.seed, pos.seg, pos.lsn+1
 	s.lostWrites.Store(m.lost || s.lostNew)
