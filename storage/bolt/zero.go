@@ -36,6 +36,7 @@ type zeroer struct {
 	allocated [2]int64      // per segment: bytes the file durably has (records or zeros)
 	busy      chan struct{} // closed when the zeroing in flight ends; nil when idle
 	syncMu    sync.Mutex    // held by whoever fdatasyncs a segment
+	syncErr   bool          // a sync of the zeroer failed; guarded by syncMu
 
 	jobs  chan zeroJob
 	done  chan struct{} // closed when run returns
@@ -90,6 +91,7 @@ func (s *Store) runZeroer() {
 			z.syncMu.Lock()
 			if err = f.Datasync(); err != nil {
 				s.fail(fmt.Errorf("bolt: log sync %s (zeroing ahead): %w", f.Name(), err))
+				z.syncErr = true
 			}
 			z.syncMu.Unlock()
 		}
@@ -138,8 +140,8 @@ func (s *Store) allocate(need int64) error {
 }
 
 // datasync fdatasyncs a segment for the committer, through the io_uring
-// when there is one; see syncMu. After a failed sync, by either goroutine,
-// it fails.
+// when there is one; see syncMu. After a failed sync of the zeroer it
+// fails.
 func (s *Store) datasync(f file) error {
 	z := &s.zero
 	z.syncMu.Lock()
@@ -150,7 +152,7 @@ func (s *Store) datasync(f file) error {
 	} else {
 		err = f.Datasync()
 	}
-	if err == nil {
+	if err == nil && z.syncErr {
 		err = s.failed()
 	}
 	return err
