@@ -106,9 +106,9 @@ func (s *Store) checkpoint(mem *memtable, finish func(meta *bbolt.Bucket) error,
 		// The chunk's values in their stored form, in one buffer that
 		// lives as long as the transaction (bbolt keeps what Put is given
 		// until the commit).
-		n, bytes, stored := 0, 0, 0
-		for ; n < len(nodes) && bytes < ckptChunk; n++ {
-			bytes += len(nodes[n].key) + len(nodes[n].value)
+		n, size, stored := 0, 0, 0
+		for ; n < len(nodes) && size < ckptChunk; n++ {
+			size += len(nodes[n].key) + len(nodes[n].value)
 			if v := nodes[n].value; v != nil {
 				stored += valueOverhead + len(v)
 			}

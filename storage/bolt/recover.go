@@ -201,13 +201,16 @@ func (s *Store) replay(o Options, m meta) error {
 			return err
 		}
 	}
+	// The next record takes an LSN above every intact header either file
+	// holds, so that none of them can pass for a record after it: a torn
+	// record's (the LSN after the run's, which a crash left behind; the
+	// new records may not overwrite it before the next crash) and, after
+	// Salvage, the records past the damage.
 	pos := m.pos
 	if len(ls.recs) > 0 {
 		pos.lsn = ls.recs[len(ls.recs)-1].lsn
 	}
-	if s.lostNew {
-		pos.lsn = max(pos.lsn, ls.top) // what is past the damage becomes stale
-	}
+	pos.lsn = max(pos.lsn, ls.top)
 	switch {
 	case !mem.empty():
 		if err := s.checkpoint(mem, putPos(pos), false); err != nil {

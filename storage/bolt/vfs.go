@@ -2,7 +2,6 @@
 package bolt
 
 import (
-	"errors"
 	"io"
 	"os"
 )
@@ -128,6 +127,3 @@ func (st step) String() string {
 	}
 	return "step?"
 }
-
-// errHook is what a test hook's failure is wrapped in.
-var errHook = errors.New("bolt: injected failure")

@@ -164,6 +164,16 @@ func TestWAL_TornTail_IgnoredOnReplay(t *testing.T) {
 			require.Equal(t, uint64(1), s.Stats().Checkpoints, "Open must replay the log")
 			require.False(t, s.LostWrites())
 
+			// No record, or one, then a close or a crash: the tail is still
+			// there, past the new record, and must not pass for a later one.
+			require.NoError(t, s.Close())
+			s = testOpen(t, dir, opts)
+			requireModel(t, s, want, "ghost", "victim")
+			testStore(t, s, want, "one", []byte("record"))
+			require.NoError(t, Abandon(s))
+			s = testOpen(t, dir, opts)
+			requireModel(t, s, want, "ghost", "victim")
+
 			// The Store goes on writing over the damaged segment, through
 			// rotations, and a second crash loses nothing.
 			testWrites(t, s, want, rand.New(rand.NewPCG(5, 6)), "after", 120)
