@@ -256,11 +256,12 @@ func TestFaults_OpenFails_ChangesNothing(t *testing.T) {
 // acknowledged write; after a failed Open, so does a plain Open. Chunks
 // are small enough that a checkpoint takes several transactions.
 func TestFaults_CheckpointStepFails(t *testing.T) {
-	value := strings.Repeat("v", 8<<10)
-	opts := Options{LogSize: 1 << 20}
+	// A segment holds about 32 writes, its checkpoint two transactions.
+	value := strings.Repeat("v", 16<<10)
+	opts := Options{LogSize: 512 << 10}
 	write := func(t *testing.T, s *Store, model map[string][]byte, tag string, n int) error {
 		for i := range n {
-			k := fmt.Sprintf("k%03d", i%150)
+			k := fmt.Sprintf("k%03d", i%40)
 			v := []byte(tag + value)
 			if err := s.Update([]byte(k), func([]byte) ([]byte, error) { return v, nil }); err != nil {
 				return err
@@ -288,7 +289,7 @@ func TestFaults_CheckpointStepFails(t *testing.T) {
 				o := opts
 				o.hook = hook
 				s := testOpen(t, dir, &o)
-				err := write(t, s, model, "a", 600)
+				err := write(t, s, model, "a", 150)
 				require.ErrorIs(t, err, ErrFailed, "a failed checkpoint fails the Store")
 				require.ErrorContains(t, err, "injected at "+st.String())
 				requireFailedForGood(t, s, ErrFailed)
@@ -314,7 +315,7 @@ func TestFaults_CheckpointStepFails(t *testing.T) {
 				return inner(s)
 			}
 			s := testOpen(t, dir, &o)
-			require.NoError(t, write(t, s, model, "a", 100)) // no rotation yet
+			require.NoError(t, write(t, s, model, "a", 24)) // no rotation yet
 			armed.Store(true)
 			require.ErrorContains(t, s.Close(), "injected at "+st.String())
 			s = testOpen(t, dir, &opts)
@@ -327,7 +328,7 @@ func TestFaults_CheckpointStepFails(t *testing.T) {
 			dir := t.TempDir()
 			model := map[string][]byte{}
 			s := testOpen(t, dir, &opts)
-			require.NoError(t, write(t, s, model, "a", 300))
+			require.NoError(t, write(t, s, model, "a", 80))
 			require.NoError(t, Abandon(s))
 			hook, _ := failAt(st, 1)
 			o := opts
@@ -344,7 +345,7 @@ func TestFaults_CheckpointStepFails(t *testing.T) {
 			model := map[string][]byte{}
 			if st == stepRecoverRead {
 				s := testOpen(t, dir, &opts)
-				require.NoError(t, write(t, s, model, "a", 300))
+				require.NoError(t, write(t, s, model, "a", 80))
 				require.NoError(t, Abandon(s))
 			}
 			hook, _ := failAt(st, 1)
