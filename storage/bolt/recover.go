@@ -74,29 +74,28 @@ func putPos(p logPos) func(meta *bbolt.Bucket) error {
 // recover makes sure the buckets exist, brings a file of an earlier version
 // up to date, and opens and replays the log (see replay).
 func (s *Store) recover(o Options) error {
-	orphaned := func() error { return s.orphanedLog(o) }
+	// A log next to a database file with no metadata bucket is one bbolt
+	// knows nothing of: refused, or with Salvage, not read.
+	orphaned := false
+	check := func() error { return s.orphanedLog(o) }
 	if o.Salvage {
-		orphaned = func() error {
-			s.lostNew = s.orphanedLog(o) != nil
+		check = func() error {
+			orphaned = s.orphanedLog(o) != nil
+			s.lostNew = orphaned
 			return nil
 		}
 	}
-	if err := ensureBucket(s.db, orphaned); err != nil {
+	if err := ensureBucket(s.db, check); err != nil {
 		return err
 	}
 	m, err := s.readMeta()
 	if err != nil {
 		return err
 	}
-	if s.lostNew {
-		// The segments of a log bbolt knows nothing of: nothing in them can
-		// be trusted; start a new log.
-		m.legacy = 0
-	}
 	s.zero.chunk = min(1<<20, max(o.LogSize/4, 4096))
 	s.zero.zeros = make([]byte, s.zero.chunk)
 	if !m.hasPos {
-		if err := s.upgrade(o, m); err != nil {
+		if err := s.upgrade(o, m, orphaned); err != nil {
 			return err
 		}
 		if m, err = s.readMeta(); err != nil {
@@ -252,18 +251,21 @@ func (s *Store) prepareSegment(f file, size int64) (int64, error) {
 
 // upgrade brings a file without a log position (one of an earlier
 // version, or a new one) to the current format, in the steps legacy.go
-// lists.
-func (s *Store) upgrade(o Options, m meta) error {
+// lists. An orphaned log is emptied unread.
+func (s *Store) upgrade(o Options, m meta, orphaned bool) error {
 	if _, err := s.openSegments(o, m.legacy > 0, m.legacy); err != nil {
 		return err
 	}
-	recs, err := readLogV1(s.logs, m.legacy)
-	if err != nil {
-		var cle *CorruptLogError
-		if !errors.As(err, &cle) || !o.Salvage {
-			return err
+	var recs []logRecord
+	if !orphaned {
+		var err error
+		if recs, err = readLogV1(s.logs, m.legacy); err != nil {
+			var cle *CorruptLogError
+			if !errors.As(err, &cle) || !o.Salvage {
+				return err
+			}
+			s.lostNew = true
 		}
-		s.lostNew = true
 	}
 	mem := newMemtable()
 	for _, r := range recs {
