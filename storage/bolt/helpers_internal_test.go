@@ -194,6 +194,14 @@ func runSize(recs []logRecord) int64 {
 func makeDB(t *testing.T, path string, pos logPos, data map[string]string) {
 	t.Helper()
 	pos.seed = testSeed
+	makeFile(t, path, data, func(k, v []byte) []byte { return appendValue(nil, k, v) }, putPos(pos))
+}
+
+// makeFile creates the bbolt file path with the Store's buckets, data in the
+// data bucket in the form store gives it, and runs meta on the metadata
+// bucket.
+func makeFile(t *testing.T, path string, data map[string]string, store func(k, v []byte) []byte, meta func(*bbolt.Bucket) error) {
+	t.Helper()
 	db, err := bbolt.Open(path, 0o600, nil)
 	require.NoError(t, err)
 	require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
@@ -202,15 +210,15 @@ func makeDB(t *testing.T, path string, pos logPos, data map[string]string) {
 			return err
 		}
 		for k, v := range data {
-			if err := b.Put([]byte(k), appendValue(nil, []byte(k), []byte(v))); err != nil {
+			if err := b.Put([]byte(k), store([]byte(k), []byte(v))); err != nil {
 				return err
 			}
 		}
-		meta, err := tx.CreateBucketIfNotExists(metaBucket)
+		mb, err := tx.CreateBucketIfNotExists(metaBucket)
 		if err != nil {
 			return err
 		}
-		return meta.Put(logKey, appendLogPos(nil, pos))
+		return meta(mb)
 	}))
 	require.NoError(t, db.Close())
 }

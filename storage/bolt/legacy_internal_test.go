@@ -82,25 +82,12 @@ func TestLegacy_ReadSegmentV1_RunOfConsecutiveValidRecords(t *testing.T) {
 func makeLegacy(t *testing.T, dir string, lsn uint64, data map[string]string, wal0, wal1 []byte) {
 	t.Helper()
 	path := filepath.Join(dir, "node.db")
-	db, err := bbolt.Open(path, 0o600, nil)
-	require.NoError(t, err)
-	require.NoError(t, db.Update(func(tx *bbolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists(bucketName)
-		if err != nil {
-			return err
+	makeFile(t, path, data, func(_, v []byte) []byte { return v }, func(mb *bbolt.Bucket) error {
+		if lsn == 0 {
+			return nil
 		}
-		for k, v := range data {
-			if err := b.Put([]byte(k), []byte(v)); err != nil {
-				return err
-			}
-		}
-		meta, err := tx.CreateBucketIfNotExists(metaBucket)
-		if err != nil || lsn == 0 {
-			return err
-		}
-		return meta.Put(legacyLSNKey, binary.BigEndian.AppendUint64(nil, lsn))
-	}))
-	require.NoError(t, db.Close())
+		return mb.Put(legacyLSNKey, binary.BigEndian.AppendUint64(nil, lsn))
+	})
 	p := segmentPaths(path)
 	require.NoError(t, os.WriteFile(p[0], wal0, 0o600))
 	require.NoError(t, os.WriteFile(p[1], wal1, 0o600))
