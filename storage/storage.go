@@ -35,36 +35,24 @@ type CorruptError struct {
 	Keys [][]byte
 	// Count is how many keys were damaged.
 	Count int
-	// Err is the detail (which check failed), or nil.
-	Err error
 }
 
 // MaxCorruptKeys is how many keys a CorruptError lists at most.
 const MaxCorruptKeys = 100
 
 func (e *CorruptError) Error() string {
-	var msg string
 	switch {
 	case e.Count == 1 && len(e.Keys) == 1:
-		msg = fmt.Sprintf("storage: corrupt: the stored value of %q fails its checksum", e.Keys[0])
+		return fmt.Sprintf("storage: corrupt: the stored value of %q fails its checksum", e.Keys[0])
 	case len(e.Keys) > 0:
-		msg = fmt.Sprintf("storage: corrupt: %d stored values fail their checksum (the first of %q)", e.Count, e.Keys[0])
+		return fmt.Sprintf("storage: corrupt: %d stored values fail their checksum (the first of %q)", e.Count, e.Keys[0])
 	default:
-		msg = fmt.Sprintf("storage: corrupt: %d stored values fail their checksum", e.Count)
+		return fmt.Sprintf("storage: corrupt: %d stored values fail their checksum", e.Count)
 	}
-	if e.Err != nil {
-		msg += ": " + e.Err.Error()
-	}
-	return msg
 }
 
-// Unwrap returns ErrCorrupt and the detail.
-func (e *CorruptError) Unwrap() []error {
-	if e.Err == nil {
-		return []error{ErrCorrupt}
-	}
-	return []error{ErrCorrupt, e.Err}
-}
+// Unwrap returns ErrCorrupt.
+func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 
 // Lossy is implemented by a Storage that may have come up without some
 // writes it acknowledged: one opened on a damaged log in a salvaging mode
