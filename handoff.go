@@ -120,7 +120,7 @@ func (s *Store) loadHints() error {
 	h := s.hints
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return s.cfg.Storage.ForEach([]byte{spaceHint}, func(k, v []byte) error {
+	return s.forEach([]byte{spaceHint}, func(k, v []byte) error {
 		h.track(k, len(v))
 		return nil
 	})
@@ -397,7 +397,7 @@ type hintRecord struct{ hk, key, val []byte }
 // whether more may be waiting.
 func (s *Store) readHints(target string) (batch []hintRecord, full bool, err error) {
 	size := 0
-	err = s.cfg.Storage.ForEach(hintTargetPrefix(target), func(k, v []byte) error {
+	err = s.forEach(hintTargetPrefix(target), func(k, v []byte) error {
 		_, dk, ok := parseHintKey(k)
 		if !ok {
 			return nil

@@ -67,3 +67,37 @@ func (s *Store) updateStorage(dk []byte, fn func(cur []byte) ([]byte, error)) (d
 	}
 	return true, s.cfg.Storage.Update(dk, fn)
 }
+
+// forEach walks the Storage like its ForEach. A Storage that checks its
+// values skips the damaged ones and reports them after the walk in a
+// *storage.CorruptError: forEach discards those it can (a damaged state is
+// counted and its key comes back from the peers, a damaged hint is dropped)
+// and returns nil for them, so one damaged record never stops a start-up,
+// an anti-entropy round or a hint delivery. Damaged keys beyond the ones the
+// error lists stay where they are until a read or an update meets them.
+func (s *Store) forEach(prefix []byte, fn func(k, v []byte) error) error {
+	err := s.cfg.Storage.ForEach(prefix, fn)
+	var ce *storage.CorruptError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	d, ok := s.cfg.Storage.(corruptDiscarder)
+	for _, k := range ce.Keys {
+		if !ok {
+			break
+		}
+		gone, derr := d.DiscardCorrupt(k)
+		if derr != nil {
+			return derr
+		}
+		if gone && len(k) > 5 && k[0] == spaceData {
+			s.recordLost(k[5:])
+		} else if gone {
+			s.log.Warn("discarded a damaged stored record", "key", k)
+		}
+	}
+	if ce.Count > len(ce.Keys) {
+		s.log.Warn("more damaged records than one walk lists; the rest are discarded when met", "damaged", ce.Count, "listed", len(ce.Keys))
+	}
+	return nil
+}

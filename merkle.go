@@ -80,7 +80,7 @@ func (s *Store) rebuildTree() error { return s.scanTree(s.tree, true) }
 // scanTree hashes every stored key into t and, with tombs, indexes the
 // tombstone-only keys.
 func (s *Store) scanTree(t *hashTree, tombs bool) error {
-	return s.cfg.Storage.ForEach([]byte{spaceData}, func(k, v []byte) error {
+	return s.forEach([]byte{spaceData}, func(k, v []byte) error {
 		if len(k) < 6 {
 			return nil
 		}
@@ -506,7 +506,7 @@ func (s *Store) listPartition(p int, from []byte, fn func(key []byte, d uint64) 
 	prefix := make([]byte, 5)
 	prefix[0] = spaceData
 	binary.BigEndian.PutUint32(prefix[1:], uint32(p))
-	err := s.cfg.Storage.ForEach(prefix, func(k, v []byte) error {
+	err := s.forEach(prefix, func(k, v []byte) error {
 		if from != nil && bytes.Compare(k[5:], from) <= 0 {
 			return nil
 		}
