@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/bits"
 	"reflect"
 	"slices"
@@ -136,6 +137,14 @@ func (c clock) compact() clock {
 type actorTable struct {
 	names []string
 	index map[string]int
+	seen  []uint64 // when decoded: each actor's counter in the clock's vector
+}
+
+// seenByVector reports whether the vector of the decoded clock covers d,
+// the index-based equivalent of clock.vv.covers for d = unpack(p).
+func (t actorTable) seenByVector(p uint64, d dot) bool {
+	n := uint64(len(t.names))
+	return n > 0 && p >= n && d.Counter <= t.seen[p%n]
 }
 
 func newActorTable(c clock) actorTable {
@@ -232,7 +241,8 @@ func decodeClock(d *wireDecoder) (clock, actorTable, error) {
 	if m, err := listLen(d, n); err != nil || m != n {
 		return c, t, fmt.Errorf("counters: %d for %d actors (%v)", m, n, err)
 	}
-	for _, a := range t.names {
+	t.seen = make([]uint64, n)
+	for i, a := range t.names {
 		v, err := d.DecodeUint64()
 		if err != nil {
 			return c, t, err
@@ -243,6 +253,7 @@ func decodeClock(d *wireDecoder) (clock, actorTable, error) {
 		if v > 0 {
 			c.vv = append(c.vv, vvEntry{a, v})
 		}
+		t.seen[i] = v
 	}
 	m, err := listLen(d, maxDecodedList)
 	if err != nil {
@@ -348,12 +359,17 @@ func encodeElem[E Element](e *msgpack.Encoder, v E) {
 	}
 }
 
-func decodeElem[E Element](d *wireDecoder) (E, error) {
+func decodeElem[E Element](d *wireDecoder, scratch *[]byte) (E, error) {
 	var v E
+	if p, ok := any(&v).(*string); ok { // the common case, without reflection
+		s, err := readString(d, scratch)
+		*p = s
+		return v, err
+	}
 	rv := reflect.ValueOf(&v).Elem()
 	switch rv.Kind() {
 	case reflect.String:
-		s, err := d.str()
+		s, err := readString(d, scratch)
 		if err != nil {
 			return v, err
 		}
@@ -378,6 +394,26 @@ func decodeElem[E Element](d *wireDecoder) (E, error) {
 		rv.SetUint(n)
 	}
 	return v, nil
+}
+
+// readString reads a str or bin value through a scratch buffer, so the
+// string is the only allocation. Its length is bounded by the bytes left.
+func readString(d *wireDecoder, scratch *[]byte) (string, error) {
+	n, err := d.DecodeBytesLen()
+	if err != nil || n <= 0 {
+		return "", err
+	}
+	if n > d.r.Len() {
+		return "", fmt.Errorf("length %d exceeds the %d bytes left", n, d.r.Len())
+	}
+	if cap(*scratch) < n {
+		*scratch = make([]byte, n)
+	}
+	b := (*scratch)[:n]
+	if _, err := io.ReadFull(d.r, b); err != nil {
+		return "", err
+	}
+	return string(b), nil
 }
 
 // readValues decodes each sibling of st with decode (tombstones get

@@ -45,21 +45,40 @@ func clockDots(c clock) []dot {
 // seen (a dot names one write, so within one history a dot's elements are
 // fixed: the history function decides them, and each state holds a subset).
 func genSet(t *rapid.T, label string, history func(dot) []string) *ORSet[string] {
-	s := &ORSet[string]{elems: map[string][]dot{}, clock: genClock(t, label)}
-	for _, d := range clockDots(s.clock) {
+	c := genClock(t, label)
+	elems := map[string][]dot{}
+	for _, d := range clockDots(c) {
 		for _, e := range history(d) {
 			if rapid.Bool().Draw(t, fmt.Sprintf("%s-keep-%s%d-%s", label, d.Actor, d.Counter, e)) {
-				s.elems[e] = append(s.elems[e], d)
+				elems[e] = append(elems[e], d)
 			}
 		}
 	}
-	for e := range s.elems {
-		slices.SortFunc(s.elems[e], dot.compare)
-	}
+	s := setOf(c, elems)
 	if rapid.Bool().Draw(t, label+"-pending") { // a write being built
 		s.Add(rapid.SampledFrom([]string{"x", "y", "new"}).Draw(t, label+"-add"))
 	}
 	return s
+}
+
+// setOf builds a set from a clock and each element's dots.
+func setOf(c clock, elems map[string][]dot) *ORSet[string] {
+	s := &ORSet[string]{clock: c}
+	for _, e := range slices.Sorted(maps.Keys(elems)) {
+		ds := slices.Clone(elems[e])
+		slices.SortFunc(ds, dot.compare)
+		s.elems = append(s.elems, setEntry[string]{e, ds})
+	}
+	return s
+}
+
+// dotsOf returns each element's dots.
+func dotsOf(s *ORSet[string]) map[string][]dot {
+	out := map[string][]dot{}
+	for _, x := range s.elems {
+		out[x.elem] = x.dots
+	}
+	return out
 }
 
 // genHistory fixes which elements each dot added.
@@ -89,11 +108,11 @@ func TestORSet_Merge_CommutativeAssociativeIdempotent(t *testing.T) {
 		require.Equal(t, setBytes(t, joinSets(joinSets(a, b), c)), setBytes(t, joinSets(a, joinSets(b, c))), "associative")
 		require.Equal(t, setBytes(t, a), setBytes(t, joinSets(a, a)), "idempotent")
 		// The merge keeps what either side added and the other has not seen.
-		ab := joinSets(a, b)
-		for e, ds := range a.elems {
+		ab := dotsOf(joinSets(a, b))
+		for e, ds := range dotsOf(a) {
 			for _, d := range ds {
 				if !b.clock.covers(d) {
-					require.Contains(t, ab.elems[e], d, "an add the other side never saw survives")
+					require.Contains(t, ab[e], d, "an add the other side never saw survives")
 				}
 			}
 		}
@@ -161,16 +180,16 @@ func TestORSet_Encoding_RoundTrip(t *testing.T) {
 		got, err := decodeSet[string](b, own)
 		require.NoError(t, err)
 		// The written set, its self dots resolved to the sibling's dot.
-		want := &ORSet[string]{elems: map[string][]dot{}, clock: s.clock.withDot(own)}
-		for e, ds := range s.elems {
+		elems := map[string][]dot{}
+		for e, ds := range dotsOf(s) {
 			for _, d := range ds {
 				if d == selfDot {
 					d = own
 				}
-				want.elems[e] = append(want.elems[e], d)
+				elems[e] = append(elems[e], d)
 			}
-			slices.SortFunc(want.elems[e], dot.compare)
 		}
+		want := setOf(s.clock.withDot(own), elems)
 		require.Equal(t, setBytes(t, want), setBytes(t, got))
 		require.Equal(t, s.Elements(), got.Elements())
 	})
@@ -196,7 +215,7 @@ func TestORSet_Encoding_Integers(t *testing.T) {
 }
 
 func TestCRDT_Decode_RefusesBadValues(t *testing.T) {
-	set := &ORSet[string]{clock: clock{vv: versionVector{{"a", 3}}}, elems: map[string][]dot{"x": {{"a", 2}}, "y": {selfDot}}}
+	set := setOf(clock{vv: versionVector{{"a", 3}}}, map[string][]dot{"x": {{"a", 2}}, "y": {selfDot}})
 	good, err := encodeSet(set)
 	require.NoError(t, err)
 	_, err = decodeSet[string](good, dot{"b", 1})
@@ -244,7 +263,7 @@ func mustEncodeRaw(t *testing.T, v any) []byte {
 // FuzzCRDT_Decode feeds arbitrary bytes to every decoder: none panics, and
 // whatever decodes encodes again.
 func FuzzCRDT_Decode(f *testing.F) {
-	set := &ORSet[string]{clock: clock{vv: versionVector{{"a", 3}}, cloud: []dot{{"b", 7}}}, elems: map[string][]dot{"x": {{"a", 2}, {"b", 7}}, "y": {selfDot}}}
+	set := setOf(clock{vv: versionVector{{"a", 3}}, cloud: []dot{{"b", 7}}}, map[string][]dot{"x": {{"a", 2}, {"b", 7}}, "y": {selfDot}})
 	b, _ := encodeSet(set)
 	f.Add(b)
 	f.Add(encodeCounter(&Counter{base: map[string]pnBase{"a": {N: 2, pn: pn{3, 1}}}, delta: pn{P: 1}}))

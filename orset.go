@@ -4,10 +4,10 @@
 package dynamo
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
@@ -26,18 +26,30 @@ import (
 // retried. The zero value is an empty set that has seen nothing. An ORSet is
 // not safe for concurrent use.
 type ORSet[E Element] struct {
-	elems map[E][]dot // each element's dots, sorted; selfDot: added by the write being built
-	clock clock       // every dot this set has seen
+	elems []setEntry[E] // ascending by element
+	clock clock         // every dot this set has seen
+}
+
+// setEntry is one element and the dots of the writes that added it, sorted
+// (selfDot: added by the write being built).
+type setEntry[E Element] struct {
+	elem E
+	dots []dot
+}
+
+func (s *ORSet[E]) find(e E) (int, bool) {
+	return slices.BinarySearchFunc(s.elems, e, func(x setEntry[E], e E) int { return cmp.Compare(x.elem, e) })
 }
 
 // Add adds the elements. In the write being built, each now carries only
 // the write's own dot: the adds it had are observed and replaced.
 func (s *ORSet[E]) Add(elems ...E) {
-	if s.elems == nil {
-		s.elems = make(map[E][]dot, len(elems))
-	}
 	for _, e := range elems {
-		s.elems[e] = []dot{selfDot}
+		if i, ok := s.find(e); ok {
+			s.elems[i].dots = []dot{selfDot}
+		} else {
+			s.elems = slices.Insert(s.elems, i, setEntry[E]{e, []dot{selfDot}})
+		}
 	}
 }
 
@@ -45,13 +57,15 @@ func (s *ORSet[E]) Add(elems ...E) {
 // An add it has not seen (made concurrently) survives the merge.
 func (s *ORSet[E]) Remove(elems ...E) {
 	for _, e := range elems {
-		delete(s.elems, e)
+		if i, ok := s.find(e); ok {
+			s.elems = slices.Delete(s.elems, i, i+1)
+		}
 	}
 }
 
 // Contains reports whether e is in the set.
 func (s *ORSet[E]) Contains(e E) bool {
-	_, ok := s.elems[e]
+	_, ok := s.find(e)
 	return ok
 }
 
@@ -61,7 +75,11 @@ func (s *ORSet[E]) Len() int { return len(s.elems) }
 // Elements returns the elements in ascending order, in a new slice the
 // caller owns.
 func (s *ORSet[E]) Elements() []E {
-	return slices.Sorted(maps.Keys(s.elems))
+	out := make([]E, len(s.elems))
+	for i, x := range s.elems {
+		out[i] = x.elem
+	}
+	return out
 }
 
 // joinSets is the ORSWOT merge: an element's dot survives if both sides hold
@@ -70,18 +88,33 @@ func (s *ORSet[E]) Elements() []E {
 // for sets whose dots their clocks cover (self dots aside, which no clock
 // covers). Neither input is modified; the result may share dot slices.
 func joinSets[E Element](a, b *ORSet[E]) *ORSet[E] {
-	out := &ORSet[E]{elems: make(map[E][]dot, max(len(a.elems), len(b.elems))), clock: joinClocks(a.clock, b.clock)}
-	for e, da := range a.elems {
-		if ds := mergeDots(da, b.elems[e], a.clock, b.clock); len(ds) > 0 {
-			out.elems[e] = ds
+	out := &ORSet[E]{elems: make([]setEntry[E], 0, max(len(a.elems), len(b.elems))), clock: joinClocks(a.clock, b.clock)}
+	i, j := 0, 0
+	for i < len(a.elems) || j < len(b.elems) {
+		var c int
+		switch {
+		case i == len(a.elems):
+			c = 1
+		case j == len(b.elems):
+			c = -1
+		default:
+			c = cmp.Compare(a.elems[i].elem, b.elems[j].elem)
 		}
-	}
-	for e, db := range b.elems {
-		if _, both := a.elems[e]; both {
-			continue
+		var x setEntry[E]
+		switch {
+		case c < 0:
+			x = setEntry[E]{a.elems[i].elem, mergeDots(a.elems[i].dots, nil, a.clock, b.clock)}
+			i++
+		case c > 0:
+			x = setEntry[E]{b.elems[j].elem, mergeDots(nil, b.elems[j].dots, a.clock, b.clock)}
+			j++
+		default:
+			x = setEntry[E]{a.elems[i].elem, mergeDots(a.elems[i].dots, b.elems[j].dots, a.clock, b.clock)}
+			i++
+			j++
 		}
-		if ds := mergeDots(nil, db, a.clock, b.clock); len(ds) > 0 {
-			out.elems[e] = ds
+		if len(x.dots) > 0 {
+			out.elems = append(out.elems, x)
 		}
 	}
 	return out
@@ -176,9 +209,9 @@ func writeSet[E Element](p *pooledEncoder, s *ORSet[E]) error {
 		return err
 	}
 	_ = e.EncodeArrayLen(2 * len(s.elems))
-	for _, el := range s.Elements() {
-		encodeElem(e, el)
-		ds := s.elems[el]
+	for _, x := range s.elems {
+		encodeElem(e, x.elem)
+		ds := x.dots
 		if len(ds) != 1 {
 			_ = e.EncodeArrayLen(len(ds))
 		}
@@ -211,20 +244,22 @@ func decodeSet[E Element](b []byte, own dot) (*ORSet[E], error) {
 	if err != nil || n%2 != 0 {
 		return nil, fmt.Errorf("elements: %d entries (%v)", n, err)
 	}
-	s := &ORSet[E]{elems: make(map[E][]dot, n/2), clock: c}
-	var prev E
+	s := &ORSet[E]{elems: make([]setEntry[E], 0, n/2), clock: c}
+	single := make([]dot, n/2) // one dot each, for most elements
+	var scratch []byte
 	for i := range n / 2 {
-		el, err := decodeElem[E](d)
+		el, err := decodeElem[E](d, &scratch)
 		if err != nil {
 			return nil, err
 		}
-		if i > 0 && el <= prev {
+		if i > 0 && el <= s.elems[i-1].elem {
 			return nil, errors.New("elements not sorted")
 		}
-		prev = el
-		if s.elems[el], err = decodeDots(d, t, own, c); err != nil {
+		ds, err := decodeDots(d, t, own, c, single[i:i+1:i+1])
+		if err != nil {
 			return nil, fmt.Errorf("element %v: %w", el, err)
 		}
+		s.elems = append(s.elems, setEntry[E]{el, ds})
 	}
 	if err := closeValue(d, extra-4); err != nil {
 		return nil, err
@@ -232,13 +267,15 @@ func decodeSet[E Element](b []byte, own dot) (*ORSet[E], error) {
 	return s, nil
 }
 
-// decodeDots reads one element's dots: a packed integer, or an array of them.
-func decodeDots(d *wireDecoder, t actorTable, own dot, c clock) ([]dot, error) {
+// decodeDots reads one element's dots: a packed integer, or an array of
+// them. A single dot goes in one, a slice of length 1 the caller provides.
+func decodeDots(d *wireDecoder, t actorTable, own dot, c clock, one []dot) ([]dot, error) {
 	code, err := d.PeekCode()
 	if err != nil {
 		return nil, err
 	}
 	n := 1
+	ds := one[:0]
 	if msgpcode.IsFixedArray(code) || code == msgpcode.Array16 || code == msgpcode.Array32 {
 		if n, err = listLen(d, maxDecodedList); err != nil {
 			return nil, err
@@ -246,8 +283,8 @@ func decodeDots(d *wireDecoder, t actorTable, own dot, c clock) ([]dot, error) {
 		if n == 0 {
 			return nil, errors.New("no dots")
 		}
+		ds = make([]dot, 0, n)
 	}
-	ds := make([]dot, 0, n)
 	for range n {
 		p, err := d.DecodeUint64()
 		if err != nil {
@@ -257,7 +294,7 @@ func decodeDots(d *wireDecoder, t actorTable, own dot, c clock) ([]dot, error) {
 		if err != nil {
 			return nil, err
 		}
-		if !c.covers(dt) {
+		if !t.seenByVector(p, dt) && !c.covers(dt) {
 			return nil, fmt.Errorf("dot %s:%d not seen by the set's clock", dt.Actor, dt.Counter)
 		}
 		ds = append(ds, dt)
