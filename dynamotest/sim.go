@@ -332,6 +332,8 @@ func (s *sim) clientStep(budget int) int {
 		o := &op{id: len(s.ops), step: len(s.steps) - 1, client: c, key: s.rng.IntN(s.cfg.Keys)}
 		resting := s.now() < s.restUntil[o.key]
 		switch p := s.rng.IntN(100); {
+		case s.cfg.ORSet:
+			s.pickSetOp(o, c, p)
 		case p < 75 && !resting:
 			o.kind = opAdd
 			s.counters[c]++

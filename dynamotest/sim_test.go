@@ -84,11 +84,11 @@ func requireKept(t *testing.T, rep dynamotest.Report, replay string) {
 	require.LessOrEqual(t, rep.ConvergeMS, int64(maxConvergeMS), replay)
 }
 
-// runSeeds runs the seeds of -first-seed and -seeds as subtests and logs the
+// runSeeds runs seeds seeds from -first-seed as subtests and logs the
 // totals.
-func runSeeds(t *testing.T, name string, mut func(*dynamotest.SimConfig)) {
+func runSeeds(t *testing.T, name string, seeds int, mut func(*dynamotest.SimConfig)) {
 	var total dynamotest.Report
-	for seed := *firstFlag; seed < *firstFlag+int64(*seedsFlag); seed++ {
+	for seed := *firstFlag; seed < *firstFlag+int64(seeds); seed++ {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			cfg := config(t, seed)
 			mut(&cfg)
@@ -114,7 +114,7 @@ func runSeeds(t *testing.T, name string, mut func(*dynamotest.SimConfig)) {
 		})
 	}
 	t.Logf("total over %d seeds: acked=%d (checked %d) lost=%d unacked=%d unacked_present=%d deletes=%d (checked %d) resurrected=%d faults=%d max_siblings=%d max_concurrent_writers=%d max_converge_ms=%d seeds_with_violations=%v",
-		*seedsFlag, total.Acked, total.CheckedAcked, total.Lost, total.Unacked, total.UnackedPresent, total.Deletes, total.CheckedDeletes,
+		seeds, total.Acked, total.CheckedAcked, total.Lost, total.Unacked, total.UnackedPresent, total.Deletes, total.CheckedDeletes,
 		total.Resurrected, total.Faults, total.MaxSiblings, total.MaxConcurrentWriters, total.ConvergeMS, total.Violations)
 }
 
@@ -123,14 +123,14 @@ func runSeeds(t *testing.T, name string, mut func(*dynamotest.SimConfig)) {
 // back, no write becomes two siblings, siblings stay within the clients, and
 // replicas converge within maxConvergeMS.
 func TestSim_Union(t *testing.T) {
-	runSeeds(t, "TestSim_Union", func(*dynamotest.SimConfig) {})
+	runSeeds(t, "TestSim_Union", *seedsFlag, func(*dynamotest.SimConfig) {})
 }
 
 // TestSim_UnionStrict is TestSim_Union with strict quorums
 // (Config.PrimariesOnly), where every acknowledged Delete is held to "never
 // comes back".
 func TestSim_UnionStrict(t *testing.T) {
-	runSeeds(t, "TestSim_UnionStrict", func(cfg *dynamotest.SimConfig) { cfg.PrimariesOnly = true })
+	runSeeds(t, "TestSim_UnionStrict", *seedsFlag, func(cfg *dynamotest.SimConfig) { cfg.PrimariesOnly = true })
 }
 
 // TestSim_LWW runs the same workload with last-write-wins: it loses

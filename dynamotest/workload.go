@@ -28,7 +28,7 @@ func (k opKind) String() string {
 	case opDelete:
 		return "delete"
 	}
-	return fmt.Sprintf("opKind(%d)", int(k))
+	return setKindString(k)
 }
 
 // attempt is one call of an add's Modify function: the set that Modify then
@@ -59,6 +59,7 @@ type op struct {
 	siblings   int           // opRead, opDelete: siblings the Get returned
 	sibSets    [][]int64     // opRead, opDelete: each sibling's set, when there were several
 	corrupt    error         // a sibling that did not decode
+	set        *setOp        // SimConfig.ORSet: what an OR-set operation did
 }
 
 // acked reports whether the operation's write was acknowledged.
@@ -100,6 +101,8 @@ func (s *sim) do(o *op, st *dynamo.Store) {
 			o.err = st.Delete(ctx, key, c)
 		}
 		s.endWrite(o.key)
+	default:
+		s.doSet(ctx, o, st, key)
 	}
 	o.end = s.now()
 }
@@ -125,6 +128,9 @@ func (o *op) observe(sibs []dynamo.Sibling) {
 }
 
 func (o *op) String() string {
+	if o.set != nil {
+		return o.setString()
+	}
 	var b []byte
 	b = fmt.Appendf(b, "op %d c%d %v key %d via n%d", o.id, o.client, o.kind, o.key, o.node)
 	if o.kind == opAdd {
