@@ -63,4 +63,3 @@ func TestSim_ORSet_Broken(t *testing.T) {
 		require.Error(t, rep.Err())
 	})
 }
-
