@@ -279,8 +279,10 @@ func TestORSet_Size(t *testing.T) {
 	for _, a := range newActorTable(set.clock).names {
 		actorTerm += len(a) + 16 // the name, its counter, its share of the headers
 	}
-	t.Logf("%d ops, %d elements of %d bytes, %d actors: stored set %d bytes (%.2fx the elements' bytes; bound %d = 2x + %d for the actors); the key held %d siblings",
-		ops, set.Len(), elemBytes, len(newActorTable(set.clock).names), len(stored), float64(len(stored))/float64(elemBytes), 2*elemBytes+actorTerm, actorTerm, len(st.Siblings))
+	table, err := encodeSet(&ORSet[string]{clock: set.clock})
+	require.NoError(t, err)
+	t.Logf("%d ops, %d elements of %d bytes, %d actors: stored set %d bytes (%.2fx the elements' bytes; %d of them the clock and headers; bound %d = 2x + %d for the actors); the key held %d siblings",
+		ops, set.Len(), elemBytes, len(newActorTable(set.clock).names), len(stored), float64(len(stored))/float64(elemBytes), len(table), 2*elemBytes+actorTerm, actorTerm, len(st.Siblings))
 	require.InDelta(t, size, set.Len(), 5)
 	require.Len(t, newActorTable(set.clock).names, 5, "one clock entry per coordinator")
 	require.Less(t, len(stored), 2*elemBytes+actorTerm)
