@@ -21,6 +21,10 @@ import (
 // stays one entry per actor, however many writes there were. Readers add a
 // sibling's own change unless another sibling's sums already include it.
 //
+// Store.Delete of a counter key resets what the Delete observed, but a write
+// concurrent with the Delete keeps what it had seen. To subtract, Add a
+// negative amount.
+//
 // The zero value is a counter at 0 that has seen nothing. A Counter is not
 // safe for concurrent use.
 type Counter struct {

@@ -23,8 +23,12 @@ import (
 // Read one with GetSet and change one with UpdateSet; the dots come from the
 // writes' coordinators (see crdt.go), so any number of processes and
 // goroutines may update one key concurrently, and a failed update may be
-// retried. The zero value is an empty set that has seen nothing. An ORSet is
-// not safe for concurrent use.
+// retried. Store.Delete of a set key is not a removal of its elements: like
+// a union cart, the elements a write concurrent with the Delete still holds
+// can come back (the paper's "deleted items can resurface"); remove them with UpdateSet.
+//
+// The zero value is an empty set that has seen nothing. An ORSet is not safe
+// for concurrent use.
 type ORSet[E Element] struct {
 	elems []setEntry[E] // ascending by element
 	clock clock         // every dot this set has seen
