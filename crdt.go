@@ -165,21 +165,17 @@ func newActorTable(c clock) actorTable {
 }
 
 // pack turns a dot into one integer: 0 for the self dot, else
-// counter*len(names) + index, which is at least len(names).
-func (t actorTable) pack(d dot) (uint64, error) {
+// counter*len(names) + index, which is at least len(names). It reports false
+// when the dot does not fit in 64 bits (a counter beyond 2^64/actors) or its
+// actor is not in the table: such dots are written as pairs (writePair).
+func (t actorTable) pack(d dot) (uint64, bool) {
 	if d == selfDot {
-		return 0, nil
+		return 0, true
 	}
 	i, ok := t.index[d.Actor]
-	if !ok {
-		return 0, fmt.Errorf("dot %s:%d has no actor in the clock", d.Actor, d.Counter)
-	}
 	hi, lo := bits.Mul64(d.Counter, uint64(len(t.names)))
 	p, carry := bits.Add64(lo, uint64(i), 0)
-	if hi != 0 || carry != 0 || d.Counter == 0 {
-		return 0, fmt.Errorf("dot %s:%d out of range", d.Actor, d.Counter)
-	}
-	return p, nil
+	return p, ok && hi == 0 && carry == 0 && d.Counter > 0
 }
 
 // unpack reverses pack; 0 gives self.
@@ -194,8 +190,45 @@ func (t actorTable) unpack(p uint64, self dot) (dot, error) {
 	return dot{Actor: t.names[p%n], Counter: p / n}, nil
 }
 
-// encodeClock writes c as [actors, counters, cloud] (counter 0: the actor is
-// only in the cloud) and returns the actor table its dots refer to.
+// writePair writes a dot as two integers, its actor's index and its
+// counter; the self dot is 0, 0.
+func (t actorTable) writePair(e *msgpack.Encoder, d dot) error {
+	if d == selfDot {
+		_ = e.EncodeUint(0)
+		_ = e.EncodeUint(0)
+		return nil
+	}
+	i, ok := t.index[d.Actor]
+	if !ok {
+		return fmt.Errorf("dot %s:%d has no actor in the clock", d.Actor, d.Counter)
+	}
+	_ = e.EncodeUint(uint64(i))
+	_ = e.EncodeUint(d.Counter)
+	return nil
+}
+
+// readPair reads what writePair wrote; the self dot gives self.
+func (t actorTable) readPair(d *wireDecoder, self dot) (dot, error) {
+	i, err := d.DecodeUint64()
+	if err != nil {
+		return dot{}, err
+	}
+	c, err := d.DecodeUint64()
+	if err != nil {
+		return dot{}, err
+	}
+	switch {
+	case c == 0 && i == 0:
+		return self, nil
+	case c == 0 || c > maxCounter || i >= uint64(len(t.names)):
+		return dot{}, fmt.Errorf("dot %d:%d out of range", i, c)
+	}
+	return dot{Actor: t.names[i], Counter: c}, nil
+}
+
+// encodeClock writes c as [actors, counters, cloud]: the cloud as pairs
+// (writePair), and counter 0 for an actor only in the cloud. It returns the
+// actor table dots refer to.
 func encodeClock(e *msgpack.Encoder, c clock) (actorTable, error) {
 	t := newActorTable(c)
 	_ = e.EncodeArrayLen(len(t.names))
@@ -206,13 +239,11 @@ func encodeClock(e *msgpack.Encoder, c clock) (actorTable, error) {
 	for _, n := range t.names {
 		_ = e.EncodeUint(c.vv.get(n))
 	}
-	_ = e.EncodeArrayLen(len(c.cloud))
+	_ = e.EncodeArrayLen(2 * len(c.cloud))
 	for _, d := range c.cloud {
-		p, err := t.pack(d)
-		if err != nil {
+		if err := t.writePair(e, d); err != nil {
 			return t, err
 		}
-		_ = e.EncodeUint(p)
 	}
 	return t, nil
 }
@@ -256,17 +287,13 @@ func decodeClock(d *wireDecoder) (clock, actorTable, error) {
 		t.seen[i] = v
 	}
 	m, err := listLen(d, maxDecodedList)
-	if err != nil {
-		return c, t, fmt.Errorf("cloud: %w", err)
+	if err != nil || m%2 != 0 {
+		return c, t, fmt.Errorf("cloud: %d entries (%v)", m, err)
 	}
-	for range m {
-		p, err := d.DecodeUint64()
-		if err != nil {
-			return c, t, err
-		}
-		dt, err := t.unpack(p, selfDot)
-		if err != nil || dt == selfDot || dt.Counter > maxCounter {
-			return c, t, fmt.Errorf("bad cloud dot %d", p)
+	for range m / 2 {
+		dt, err := t.readPair(d, selfDot)
+		if err != nil || dt == selfDot {
+			return c, t, fmt.Errorf("bad cloud dot (%v)", err)
 		}
 		c.cloud = append(c.cloud, dt)
 	}
@@ -348,6 +375,10 @@ func tagName(tag int) string {
 // encodeElem and decodeElem write and read one set element: strings as msgpack
 // strings, integers as msgpack integers, range-checked on the way in.
 func encodeElem[E Element](e *msgpack.Encoder, v E) {
+	if s, ok := any(v).(string); ok { // the common case, without reflection
+		_ = e.EncodeString(s)
+		return
+	}
 	rv := reflect.ValueOf(v)
 	switch rv.Kind() {
 	case reflect.String:

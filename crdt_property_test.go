@@ -195,6 +195,23 @@ func TestORSet_Encoding_RoundTrip(t *testing.T) {
 	})
 }
 
+// Dots whose packed form would not fit in 64 bits are written as pairs.
+func TestORSet_Encoding_HugeCounters(t *testing.T) {
+	vv := versionVector{}
+	for _, a := range []string{"a", "b", "c", "d"} {
+		vv = append(vv, vvEntry{a, maxCounter})
+	}
+	huge := dot{"e", maxCounter}
+	s := setOf(clock{vv: vv, cloud: []dot{huge}}, map[string][]dot{"x": {huge}, "y": {{"a", maxCounter - 1}, {"b", 3}}, "z": {selfDot}})
+	b, err := encodeSet(s)
+	require.NoError(t, err)
+	got, err := decodeSet[string](b, dot{"f", 1})
+	require.NoError(t, err)
+	require.Equal(t, []string{"x", "y", "z"}, got.Elements())
+	require.Equal(t, map[string][]dot{"x": {huge}, "y": {{"a", maxCounter - 1}, {"b", 3}}, "z": {{"f", 1}}}, dotsOf(got))
+	require.True(t, got.clock.covers(huge))
+}
+
 func TestORSet_Encoding_Integers(t *testing.T) {
 	s := &ORSet[int8]{}
 	s.Add(-128, 0, 127)
@@ -231,7 +248,10 @@ func TestCRDT_Decode_RefusesBadValues(t *testing.T) {
 		"unsorted":         mustEncodeRaw(t, []any{tagORSet, []string{"a"}, []uint64{3}, []uint64{}, []any{"y", 0, "x", 0}}),
 		"unseen dot":       mustEncodeRaw(t, []any{tagORSet, []string{"a"}, []uint64{3}, []uint64{}, []any{"x", 5}}),
 		"dot below table":  mustEncodeRaw(t, []any{tagORSet, []string{"a", "b"}, []uint64{3, 3}, []uint64{}, []any{"x", 1}}),
-		"repeated dot":     mustEncodeRaw(t, []any{tagORSet, []string{"a"}, []uint64{3}, []uint64{}, []any{"x", []uint64{2, 2}}}),
+		"repeated dot":     mustEncodeRaw(t, []any{tagORSet, []string{"a"}, []uint64{3}, []uint64{}, []any{"x", []uint64{0, 2, 0, 2}}}),
+		"pair past table":  mustEncodeRaw(t, []any{tagORSet, []string{"a"}, []uint64{3}, []uint64{}, []any{"x", []uint64{1, 2}}}),
+		"odd pairs":        mustEncodeRaw(t, []any{tagORSet, []string{"a"}, []uint64{3}, []uint64{}, []any{"x", []uint64{0, 2, 0}}}),
+		"self in cloud":    mustEncodeRaw(t, []any{tagORSet, []string{"a"}, []uint64{3}, []uint64{0, 0}, []any{}}),
 		"no dots":          mustEncodeRaw(t, []any{tagORSet, []string{"a"}, []uint64{3}, []uint64{}, []any{"x", []uint64{}}}),
 		"unsorted actors":  mustEncodeRaw(t, []any{tagORSet, []string{"b", "a"}, []uint64{3, 3}, []uint64{}, []any{}}),
 		"counter too big":  mustEncodeRaw(t, []any{tagORSet, []string{"a"}, []uint64{1 << 63}, []uint64{}, []any{}}),

@@ -191,10 +191,11 @@ func resolveSet[E Element](key []byte, st state, c Context) (*ORSet[E], error) {
 //
 //	[tag, actors, counters, cloud, [elem, dots, elem, dots, ...]]
 //
-// with elements ascending, and dots packed as integers against the actor
-// table (actorTable.pack; 0 is the write's own dot): one integer when an
-// element has one dot, as almost all do, else an array. An element costs
-// its own bytes plus one to five; the table costs per actor.
+// with elements ascending, and an element's dots as one integer packed
+// against the actor table when it has one dot, as almost all do
+// (actorTable.pack; 0 is the write's own dot), else as an array of (actor
+// index, counter) pairs. An element costs its own bytes plus one to five;
+// the table costs per actor.
 func encodeSet[E Element](s *ORSet[E]) ([]byte, error) {
 	p := getEncoder()
 	err := writeSet(p, s)
@@ -215,16 +216,17 @@ func writeSet[E Element](p *pooledEncoder, s *ORSet[E]) error {
 	_ = e.EncodeArrayLen(2 * len(s.elems))
 	for _, x := range s.elems {
 		encodeElem(e, x.elem)
-		ds := x.dots
-		if len(ds) != 1 {
-			_ = e.EncodeArrayLen(len(ds))
+		if len(x.dots) == 1 {
+			if p, ok := t.pack(x.dots[0]); ok {
+				_ = e.EncodeUint(p)
+				continue
+			}
 		}
-		for _, d := range ds {
-			v, err := t.pack(d)
-			if err != nil {
+		_ = e.EncodeArrayLen(2 * len(x.dots))
+		for _, d := range x.dots {
+			if err := t.writePair(e, d); err != nil {
 				return err
 			}
-			_ = e.EncodeUint(v)
 		}
 	}
 	return nil
@@ -272,24 +274,31 @@ func decodeSet[E Element](b []byte, own dot) (*ORSet[E], error) {
 }
 
 // decodeDots reads one element's dots: a packed integer, or an array of
-// them. A single dot goes in one, a slice of length 1 the caller provides.
+// pairs. A single packed dot goes in one, a slice of length 1 the caller
+// provides.
 func decodeDots(d *wireDecoder, t actorTable, own dot, c clock, one []dot) ([]dot, error) {
 	code, err := d.PeekCode()
 	if err != nil {
 		return nil, err
 	}
-	n := 1
-	ds := one[:0]
+	var ds []dot
 	if msgpcode.IsFixedArray(code) || code == msgpcode.Array16 || code == msgpcode.Array32 {
-		if n, err = listLen(d, maxDecodedList); err != nil {
-			return nil, err
+		n, err := listLen(d, maxDecodedList)
+		if err != nil || n == 0 || n%2 != 0 {
+			return nil, fmt.Errorf("dots: %d entries (%v)", n, err)
 		}
-		if n == 0 {
-			return nil, errors.New("no dots")
+		ds = make([]dot, 0, n/2)
+		for range n / 2 {
+			dt, err := t.readPair(d, own)
+			if err != nil {
+				return nil, err
+			}
+			if !c.covers(dt) {
+				return nil, fmt.Errorf("dot %s:%d not seen by the set's clock", dt.Actor, dt.Counter)
+			}
+			ds = append(ds, dt)
 		}
-		ds = make([]dot, 0, n)
-	}
-	for range n {
+	} else {
 		p, err := d.DecodeUint64()
 		if err != nil {
 			return nil, err
@@ -301,7 +310,7 @@ func decodeDots(d *wireDecoder, t actorTable, own dot, c clock, one []dot) ([]do
 		if !t.seenByVector(p, dt) && !c.covers(dt) {
 			return nil, fmt.Errorf("dot %s:%d not seen by the set's clock", dt.Actor, dt.Counter)
 		}
-		ds = append(ds, dt)
+		return append(one[:0], dt), nil
 	}
 	slices.SortFunc(ds, dot.compare)
 	for i := 1; i < len(ds); i++ {
