@@ -126,7 +126,7 @@ type SimConfig struct {
 	// acknowledged add to "present, unless a remove that observed it took it
 	// out", and every acknowledged remove to "stays removed, unless the
 	// element was added again by a write the remove did not observe". It
-	// takes no Mode, Resolver or Merge.
+	// takes no Mode, Resolver, Merge or LargeValues.
 	ORSet bool
 
 	// Resolver, if set, is installed as Config.Resolver on every store,

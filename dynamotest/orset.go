@@ -75,9 +75,6 @@ func (s *sim) pickSetOp(o *op, client, p int) {
 	}
 }
 
-// setCodec is the broken union mode's encoding: a plain sorted []int64.
-var setCodec = dynamo.MsgpackCodec[[]int64]{}
-
 // doSet runs an OR-set operation through st. It is the operation's goroutine.
 func (s *sim) doSet(ctx context.Context, o *op, st *dynamo.Store, key []byte) {
 	if o.kind == opSetRead {
@@ -99,7 +96,7 @@ func (s *sim) doSet(ctx context.Context, o *op, st *dynamo.Store, key []byte) {
 		return a.apply(observed), a
 	}
 	if s.cfg.Broken == BrokenUnionRemove {
-		_, o.err = dynamo.Modify(ctx, st, key, setCodec, dynamo.Union[int64], func(cur []int64, _ bool) ([]int64, error) {
+		_, o.err = dynamo.Modify(ctx, st, key, s.codec, dynamo.Union[int64], func(cur []int64, _ bool) ([]int64, error) {
 			next, a := change(slices.Clone(cur))
 			o.set.attempts = append(o.set.attempts, a)
 			return next, nil
@@ -200,6 +197,9 @@ func (cfg SimConfig) setErrors() []error {
 	}
 	if cfg.Broken == BrokenStaleDelete {
 		errs = append(errs, errors.New("ORSet runs no deletes: Broken (stale-delete) does not apply"))
+	}
+	if cfg.LargeValues {
+		errs = append(errs, errors.New("ORSet values are not padded: LargeValues does not apply"))
 	}
 	return errs
 }

@@ -15,6 +15,7 @@ func TestSimConfig_ORSet_Validate(t *testing.T) {
 		"lww":          {SimConfig{ORSet: true, Mode: ModeLWW}, "takes no Mode"},
 		"stale-delete": {SimConfig{ORSet: true, Broken: BrokenStaleDelete}, "runs no deletes"},
 		"union-remove": {SimConfig{Broken: BrokenUnionRemove}, "needs ORSet"},
+		"large-values": {SimConfig{ORSet: true, LargeValues: true}, "not padded"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			require.ErrorContains(t, tc.cfg.withDefaults().validate(), tc.want)

@@ -224,5 +224,5 @@ func TestReport_String(t *testing.T) {
 // while, clients write values near the size limit, so anti-entropy, hint
 // delivery, transfers and read repair all meet the frame limit.
 func TestSim_LargeValues(t *testing.T) {
-	runSeeds(t, "TestSim_LargeValues", func(cfg *dynamotest.SimConfig) { cfg.LargeValues = true })
+	runSeeds(t, "TestSim_LargeValues", *seedsFlag, func(cfg *dynamotest.SimConfig) { cfg.LargeValues = true })
 }
