@@ -41,14 +41,9 @@ func (s *sim) check(final [][]readResult, converged bool, convergeDur time.Durat
 		}
 		switch o.kind {
 		case opAdd:
-			if !o.acked() {
-				rep.Unacked++
-				if present[o.key][o.elem] {
-					rep.UnackedPresent++
-				}
+			if !tallyAdd(&rep, o, present) {
 				continue
 			}
-			rep.Acked++
 			if deletable[o.elem] {
 				continue
 			}
@@ -128,6 +123,20 @@ func (d *details) add(violation bool, kind, format string, args ...any) {
 	} else {
 		d.rep.Notes = append(d.rep.Notes, msg)
 	}
+}
+
+// tallyAdd counts the add o in rep: acknowledged, or not and present in the
+// final state anyway. It reports whether o was acknowledged.
+func tallyAdd(rep *Report, o *op, present []map[int64]bool) bool {
+	if !o.acked() {
+		rep.Unacked++
+		if present[o.key][o.elem] {
+			rep.UnackedPresent++
+		}
+		return false
+	}
+	rep.Acked++
+	return true
 }
 
 // finalPresent returns the final state of each key: what any node read

@@ -160,10 +160,8 @@ func (s *sim) readFinalSet(st *dynamo.Store, key []byte) readResult {
 	return r
 }
 
-// setString describes an OR-set operation's outcome for the log.
-func (o *op) setString() string {
-	var b []byte
-	b = fmt.Appendf(b, "op %d c%d %v key %d via n%d", o.id, o.client, o.kind, o.key, o.node)
+// appendSetOutcome describes what an OR-set operation did, for the log.
+func (o *op) appendSetOutcome(b []byte) []byte {
 	switch {
 	case o.kind == opSetRead && o.getOK:
 		b = fmt.Appendf(b, " saw %d elements", len(o.set.observed))
@@ -173,13 +171,7 @@ func (o *op) setString() string {
 		a := o.set.attempts[len(o.set.attempts)-1]
 		b = fmt.Appendf(b, " removed %d (%t) of %d observed, attempts %d", a.elem, a.removed, len(a.observed), len(o.set.attempts))
 	}
-	b = fmt.Appendf(b, " [%v..%v]", o.start, o.end)
-	if o.err != nil {
-		b = fmt.Appendf(b, " err: %v", o.err)
-	} else {
-		b = append(b, " ok"...)
-	}
-	return string(b)
+	return b
 }
 
 // setErrors reports SimConfig combinations the OR-set workload does

@@ -36,14 +36,9 @@ func (s *sim) checkSets(final [][]readResult, converged bool, convergeDur time.D
 			}
 			continue
 		}
-		if !o.acked() {
-			rep.Unacked++
-			if present[o.key][o.elem] {
-				rep.UnackedPresent++
-			}
+		if !tallyAdd(&rep, o, present) {
 			continue
 		}
-		rep.Acked++
 		added := o.set.attempts[len(o.set.attempts)-1].at
 		if !s.removedAfter(o.key, o.elem, added, s.now()) {
 			rep.CheckedAcked++

@@ -128,14 +128,14 @@ func (o *op) observe(sibs []dynamo.Sibling) {
 }
 
 func (o *op) String() string {
-	if o.set != nil {
-		return o.setString()
-	}
 	var b []byte
 	b = fmt.Appendf(b, "op %d c%d %v key %d via n%d", o.id, o.client, o.kind, o.key, o.node)
-	if o.kind == opAdd {
+	switch {
+	case o.set != nil:
+		b = o.appendSetOutcome(b)
+	case o.kind == opAdd:
 		b = fmt.Appendf(b, " elem %d attempts %d", o.elem, len(o.attempts))
-	} else if o.getOK {
+	case o.getOK:
 		b = fmt.Appendf(b, " saw %d siblings, %d elements", o.siblings, len(o.observed))
 	}
 	b = fmt.Appendf(b, " [%v..%v]", o.start, o.end)
