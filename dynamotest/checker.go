@@ -297,9 +297,10 @@ func (s *sim) syncedBetween(from, to time.Duration) bool {
 
 // readsPrimary reports whether o's read surely reached a primary of its key:
 // a sloppy read goes to the first N reachable nodes of the preference list,
-// and fewer than R of them are fallbacks when fewer than R nodes are down.
+// and fewer than R of them are fallbacks when fewer than R nodes are down and
+// no node suspects a running one (stepInfo.trusted).
 func (s *sim) readsPrimary(o *op) bool {
-	return s.cfg.PrimariesOnly || s.steps[o.step].down < s.cfg.R
+	return s.cfg.PrimariesOnly || (s.steps[o.step].down < s.cfg.R && s.steps[o.step].trusted)
 }
 
 // amnesiaSince reports whether a disk was lost at or after t.
