@@ -24,7 +24,10 @@ import (
 // one process that share an actor both mint A:10 for different elements, and
 // a failed write followed by a retry can reissue a dot (Riak's kv679).
 //
-// So the types here mint no dots of their own. Every write already gets a
+// Client actors can be made safe (one actor per sequential writer, updates
+// serialized per actor and key, counters never reused after a failed write),
+// but only by rules the library cannot check. So the types here mint no dots
+// of their own. Every write already gets a
 // dot from its coordinator (mint.go): unique per key, durable before any
 // other replica sees it, with per-key epochs after a lost disk. A value
 // written by UpdateSet records its new adds as "added by this write" (the
@@ -41,7 +44,9 @@ import (
 // a dot survives if both sides hold it, or if the other side has not seen it.
 // The merged clock is the join of the siblings' clocks and dots, joined with
 // the read's context (which covers them all, and covers the dots of siblings
-// a write or a Delete superseded). The next write stores that clock.
+// a write or a Delete superseded). The next write stores that clock. Since
+// it joins the values' own clocks, it stays right even for an actor the
+// key's context no longer lists.
 //
 // Dots are the siblings' identities, so they are the same on every replica
 // and survive read repair, hinted handoff, anti-entropy and transfers. A
