@@ -3,6 +3,7 @@ package dynamotest_test
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"testing"
 
@@ -62,4 +63,19 @@ func TestSim_ORSet_Broken(t *testing.T) {
 		require.Positive(t, rep.Lost+rep.Resurrected, "the checker missed updates the storage dropped")
 		require.Error(t, rep.Err())
 	})
+}
+
+// TestSim_ORSet_ZoneOutage runs the OR-set workload while one of three
+// zones is down: its updates are acknowledged, and no add or remove is lost.
+func TestSim_ORSet_ZoneOutage(t *testing.T) {
+	for seed := int64(1); seed <= 3; seed++ {
+		cfg := config(t, seed)
+		cfg.ORSet, cfg.Faults = true, false
+		cfg.Nodes, cfg.Zones, cfg.ZoneOutage = 6, 3, dynamotest.ZoneOutageLoseDisks
+		rep := dynamotest.RunT(t, cfg)
+		t.Logf("%s zone=%s zone_down_adds=%d zone_down_acked=%d", rep, rep.DownZone, rep.ZoneDownAdds, rep.ZoneDownAcked)
+		requireKept(t, rep, fmt.Sprintf("seed %d", seed))
+		require.Positive(t, rep.ZoneDownAdds, "clients added during the outage")
+		require.Equal(t, rep.ZoneDownAdds, rep.ZoneDownAcked, "every add during the outage was acknowledged")
+	}
 }
