@@ -410,31 +410,10 @@ func (s *Store) dataKey(r *ring, key []byte) []byte {
 // The returned values are owned by the caller. Failing to reach R replicas
 // returns a *QuorumError matching ErrReadQuorum.
 func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling, Context, error) {
-	if !s.beginOp() {
-		return nil, Context{}, ErrClosed
-	}
-	defer s.ops.Done()
-	if err := s.checkKey(key); err != nil {
-		return nil, Context{}, err
-	}
-	o, err := s.options(opts)
+	st, c, err := s.getState(ctx, key, opts)
 	if err != nil {
 		return nil, Context{}, err
 	}
-	key = slices.Clone(key) // read repair may outlive the call
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	primaries, fallbacks := s.placement(key, o.primariesOnly)
-	if len(primaries) == 0 {
-		return nil, Context{}, ErrNoReplica
-	}
-	targets := s.readTargets(primaries, fallbacks)
-	need := min(o.r, len(primaries))
-	st, err := s.readAll(ctx, key, targets, primaries, need)
-	if err != nil {
-		return nil, Context{}, err
-	}
-	c := s.issueContext(st.VV)
 	live := st.live()
 	sibs := make([]Sibling, len(live))
 	var newest int64
@@ -450,6 +429,37 @@ func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling,
 		sibs = []Sibling{{Value: v, Timestamp: time.Unix(0, newest)}}
 	}
 	return sibs, c, nil
+}
+
+// getState is Get's quorum read: the merged state of R replicas, tombstones
+// and dots included, and the context that covers it. The convergent types
+// (crdt.go) read through it, since they need each sibling's dot.
+func (s *Store) getState(ctx context.Context, key []byte, opts []Option) (state, Context, error) {
+	if !s.beginOp() {
+		return state{}, Context{}, ErrClosed
+	}
+	defer s.ops.Done()
+	if err := s.checkKey(key); err != nil {
+		return state{}, Context{}, err
+	}
+	o, err := s.options(opts)
+	if err != nil {
+		return state{}, Context{}, err
+	}
+	key = slices.Clone(key) // read repair may outlive the call
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	primaries, fallbacks := s.placement(key, o.primariesOnly)
+	if len(primaries) == 0 {
+		return state{}, Context{}, ErrNoReplica
+	}
+	targets := s.readTargets(primaries, fallbacks)
+	need := min(o.r, len(primaries))
+	st, err := s.readAll(ctx, key, targets, primaries, need)
+	if err != nil {
+		return state{}, Context{}, err
+	}
+	return st, s.issueContext(st.VV), nil
 }
 
 // Put writes value under key, superseding the siblings that c covers (pass

@@ -84,7 +84,7 @@ func requireKept(t *testing.T, rep dynamotest.Report, replay string) {
 	require.LessOrEqual(t, rep.ConvergeMS, int64(maxConvergeMS), replay)
 }
 
-// runSeeds runs the seeds of -first-seed and -seeds as subtests and logs the
+// runSeeds runs seeds seeds from -first-seed as subtests and logs the
 // totals.
 func runSeeds(t *testing.T, name string, mut func(*dynamotest.SimConfig)) {
 	runSeedsN(t, name, *seedsFlag, mut)
