@@ -44,7 +44,10 @@ func TestNemesis_Short(t *testing.T) {
 	cfg.Mode = "union"
 	cfg.Interval = time.Second
 	cfg.DeleteEvery = 2 * time.Second
-	cfg.OpTimeout = 2 * time.Second
+	cfg.OpTimeout = 3 * time.Second
+	// Room for TLS handshakes (the nodes run on a cluster secret) in
+	// race-built processes on a loaded machine.
+	cfg.RequestTimeout, cfg.ReplicaTimeout = 2*time.Second, time.Second
 	cfg.Converge = 8 * time.Second
 	cfg.Partitions = 1024 // start-up transfers and Merkle trees cost less than with 2^17, under -race too
 	cfg.Dir = t.TempDir()
