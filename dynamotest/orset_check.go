@@ -1,4 +1,4 @@
-// orset_check.go: the OR-set workload's checker: acknowledged adds stay unless a remove observed them, acknowledged removes hold unless the element was added again unobserved (§6.1, RELIABILITY promises 2-3).
+// orset_check.go: the OR-set workload's checker: acknowledged adds stay unless a remove observed them, acknowledged removes hold unless the element was added again unobserved (§6.1, TESTING §1 promises 2-3).
 package dynamotest
 
 import (

@@ -1,4 +1,4 @@
-// report.go: the checker's Report, its one-line and JSON forms (RELIABILITY "The checker's report").
+// report.go: the checker's Report, its one-line and JSON forms (TESTING §3).
 package dynamotest
 
 import (

@@ -1,4 +1,4 @@
-// sim.go: RunT, the simulated cluster and its step loop (RELIABILITY layer 1).
+// sim.go: RunT, the simulated cluster and its step loop (TESTING §3).
 package dynamotest
 
 import (
