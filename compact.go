@@ -9,6 +9,7 @@
 package dynamo
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -63,6 +64,7 @@ func (f *foldIndex) list() [][]byte {
 	for k := range f.keys {
 		out = append(out, []byte(k))
 	}
+	slices.SortFunc(out, bytes.Compare) // a fixed order: rounds replay
 	return out
 }
 

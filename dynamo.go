@@ -296,7 +296,7 @@ func (s *Store) watchMembers(changes <-chan struct{}, cancel func()) {
 		select {
 		case <-changes:
 			s.rebuildRing()
-			s.health.membershipChanged(s.members.Reachable)
+			s.health.membershipChanged(s.members.Members(), s.members.Reachable, time.Now())
 			s.resetBackoff()
 		case <-s.bg.Done():
 			return

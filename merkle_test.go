@@ -45,6 +45,9 @@ func TestAntiEntropy_DivergentReplicas_OneRound(t *testing.T) {
 		cfg.N, cfg.R, cfg.W = 2, 1, 1
 		cfg.Partitions = 4096
 		cfg.AntiEntropy.KeysPerSecond = 1 << 30
+		// Listing 100k keys under -race on a loaded machine can take
+		// longer than the default round trip allows; the test counts rounds.
+		cfg.ReplicaTimeout = 2 * time.Second
 	})
 	value := bytes.Repeat([]byte("v"), 100)
 	divergent := 0

@@ -4,6 +4,8 @@
 package dynamo
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"time"
 )
@@ -19,12 +21,20 @@ import (
 // the only failure detector; with gossip it closes the seconds between a
 // silent failure and memberlist's verdict, and it covers partitions that
 // gossip does not see (a one-way block on the data port).
+//
+// Verdicts take effect from the instant after the call that led to them:
+// what calls observe at one instant is applied together, in a fixed order,
+// before the first read at a later instant. So the outcome never depends on
+// which of two goroutines finishing at the same instant records first, and
+// simulations in fake time replay.
 type peerHealth struct {
-	mu   sync.Mutex
-	down map[string]*peerDown
+	mu      sync.Mutex
+	down    map[string]*peerDown
+	pending []healthEvent
 }
 
 type peerDown struct {
+	at    time.Time // when the verdict was reached
 	until time.Time
 	delay time.Duration
 	// fdDown is set once the membership also reported the peer unreachable:
@@ -32,67 +42,125 @@ type peerDown struct {
 	fdDown bool
 }
 
-// failed records a call to id that got no answer.
+// healthEvent is one observation, applied in order of (at, kind, id,
+// started).
+type healthEvent struct {
+	at      time.Time
+	kind    int // eventFailed, eventAnswered or eventMembership
+	id      string
+	started time.Time     // eventAnswered: when the answered call began
+	base    time.Duration   // eventFailed: the first backoff
+	view    map[string]bool // eventMembership: the membership's view of every member
+}
+
+const (
+	eventFailed = iota
+	eventAnswered
+	eventMembership
+)
+
+// failed records, at now, a call to id that got no answer.
 func (h *peerHealth) failed(id string, now time.Time, base time.Duration) {
+	h.record(healthEvent{at: now, kind: eventFailed, id: id, base: base})
+}
+
+// ok records, at now, that a call to id made at started was answered. It
+// clears only a verdict reached before the call began.
+func (h *peerHealth) ok(id string, started, now time.Time) {
+	h.record(healthEvent{at: now, kind: eventAnswered, id: id, started: started})
+}
+
+// membershipChanged records, at now, the membership's view of every member
+// (reachable, asked for each of members): a peer the membership reported
+// down and then back up starts afresh.
+func (h *peerHealth) membershipChanged(members []Member, reachable func(id string) bool, now time.Time) {
+	view := make(map[string]bool, len(members))
+	for _, m := range members {
+		view[m.ID] = reachable(m.ID)
+	}
+	h.record(healthEvent{at: now, kind: eventMembership, view: view})
+}
+
+func (h *peerHealth) record(e healthEvent) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.pending = append(h.pending, e)
+	if len(h.pending) > 4096 {
+		h.settle(e.at)
+	}
+	h.mu.Unlock()
+}
+
+// settle applies the observations made before now, in order. Callers hold mu.
+func (h *peerHealth) settle(now time.Time) {
+	if len(h.pending) == 0 {
+		return
+	}
+	slices.SortFunc(h.pending, func(a, b healthEvent) int {
+		return cmp.Or(a.at.Compare(b.at), cmp.Compare(a.kind, b.kind), cmp.Compare(a.id, b.id),
+			a.started.Compare(b.started), cmp.Compare(a.base, b.base))
+	})
+	n := 0
+	for n < len(h.pending) && h.pending[n].at.Before(now) {
+		h.apply(h.pending[n])
+		n++
+	}
+	h.pending = slices.Delete(h.pending, 0, n)
+}
+
+func (h *peerHealth) apply(e healthEvent) {
 	if h.down == nil {
 		h.down = map[string]*peerDown{}
 	}
-	d := h.down[id]
-	if d == nil {
-		d = &peerDown{}
-		h.down[id] = d
+	d := h.down[e.id]
+	switch e.kind {
+	case eventFailed:
+		if d == nil {
+			d = &peerDown{}
+			h.down[e.id] = d
+		}
+		if e.at.Before(d.until) {
+			return // calls in flight when it was marked: one verdict per backoff
+		}
+		d.at = e.at
+		d.delay = min(max(2*d.delay, e.base), 16*e.base)
+		d.until = e.at.Add(jitter(e.id, d.delay))
+	case eventAnswered:
+		if d != nil && d.at.Before(e.started) {
+			delete(h.down, e.id)
+		}
+	case eventMembership:
+		for id, d := range h.down {
+			switch up := e.view[id]; {
+			case !up:
+				d.fdDown = true
+			case d.fdDown:
+				delete(h.down, id)
+			}
+		}
 	}
-	if now.Before(d.until) {
-		return // calls in flight when it was marked: one verdict per backoff
-	}
-	d.delay = min(max(2*d.delay, base), 16*base)
-	d.until = now.Add(jitter(id, d.delay))
-}
-
-// ok records an answered call from id.
-func (h *peerHealth) ok(id string) {
-	h.mu.Lock()
-	if h.down != nil {
-		delete(h.down, id)
-	}
-	h.mu.Unlock()
 }
 
 // suspect reports whether id is in its backoff at now.
 func (h *peerHealth) suspect(id string, now time.Time) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.settle(now)
 	d := h.down[id]
 	return d != nil && now.Before(d.until)
-}
-
-// membershipChanged lets the peers the membership reports back up after it
-// reported them down start afresh. reachable is the membership's view.
-func (h *peerHealth) membershipChanged(reachable func(id string) bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for id, d := range h.down {
-		switch {
-		case !reachable(id):
-			d.fdDown = true
-		case d.fdDown:
-			delete(h.down, id)
-		}
-	}
 }
 
 // suspects returns the peers in their backoff at now.
 func (h *peerHealth) suspects(now time.Time) []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.settle(now)
 	var out []string
 	for id, d := range h.down {
 		if now.Before(d.until) {
 			out = append(out, id)
 		}
 	}
+	slices.Sort(out)
 	return out
 }
 

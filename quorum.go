@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -151,15 +152,33 @@ func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, e
 	}
 	ch := make(chan ack, len(replicas))
 	req := encodeMessage(&message{Version: protocolVersion, Kind: kindReplicate, Cluster: s.wireCluster, Key: key, State: enc})
-	for _, m := range replicas {
+	// Primaries believed down get their fallbacks now, in preference
+	// order, so which fallback stands in for which primary does not depend
+	// on goroutine order (simulations replay); the others take theirs from
+	// the pool as their writes fail.
+	first := make([]*Member, len(replicas))
+	up := make([]bool, len(replicas))
+	for i, m := range replicas {
+		if up[i] = s.reachable(m.ID); !up[i] {
+			if f, ok := pool.take(); ok {
+				first[i] = &f
+			}
+		}
+	}
+	for i, m := range replicas {
 		s.goBackground(func(bg context.Context) {
 			err := errUnreachable
-			tried := s.reachable(m.ID)
+			tried := up[i]
 			if tried {
 				err = s.writeReplica(bg, m, key, st, req)
 			}
 			for err != nil {
-				f, ok := pool.take()
+				f, ok := Member{}, false
+				if first[i] != nil {
+					f, ok, first[i] = *first[i], true, nil
+				} else {
+					f, ok = pool.take()
+				}
 				if !ok {
 					break
 				}
@@ -268,6 +287,7 @@ func (s *Store) call(ctx context.Context, m Member, req []byte) (*message, error
 // call that got none while ctx (the caller's own deadline) still ran marks it
 // down for a backoff.
 func (s *Store) callObserved(ctx, callCtx context.Context, m Member, req []byte) (*message, error) {
+	started := time.Now()
 	raw, err := s.cfg.Transport.Call(callCtx, m.Addr, req)
 	if err != nil {
 		if errors.Is(err, transport.ErrClosed) {
@@ -275,12 +295,12 @@ func (s *Store) callObserved(ctx, callCtx context.Context, m Member, req []byte)
 		}
 		// A peer that answered (with an error, or busy) is up; one that did
 		// not, while the caller still waited, is backed off.
-		if ctx.Err() == nil && !errors.Is(err, transport.ErrFrameTooLarge) && !errors.Is(err, transport.ErrRemote) && !errors.Is(err, transport.ErrBusy) {
+		if callerWaiting(ctx) && !errors.Is(err, transport.ErrFrameTooLarge) && !errors.Is(err, transport.ErrRemote) && !errors.Is(err, transport.ErrBusy) {
 			s.health.failed(m.ID, time.Now(), s.cfg.ReplicaTimeout)
 		}
 		return nil, err
 	}
-	s.health.ok(m.ID)
+	s.health.ok(m.ID, started, time.Now())
 	resp, err := decodeMessage(raw)
 	if err != nil {
 		return nil, fmt.Errorf("reply from %s: %w", m.ID, err)
@@ -289,6 +309,18 @@ func (s *Store) callObserved(ctx, callCtx context.Context, m Member, req []byte)
 		return nil, errorFromMessage(resp)
 	}
 	return resp, nil
+}
+
+// callerWaiting reports whether ctx, a caller's context, is still waiting:
+// not ended and not at its deadline. A call that fails at the instant its
+// caller's deadline passes is the caller's timeout, not the peer's silence,
+// whichever of the two timers fired first.
+func callerWaiting(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	dl, ok := ctx.Deadline()
+	return !ok || time.Now().Before(dl)
 }
 
 // errorFromMessage rebuilds the error a peer sent.
@@ -310,8 +342,8 @@ func (s *Store) errorMessage(err error) []byte {
 	case errors.As(err, &qe):
 		m.Code, m.Need, m.Got = codeWriteQuorum, qe.Need, qe.Got
 	default:
-		for code, sentinel := range codeErrors {
-			if errors.Is(err, sentinel) {
+		for _, code := range slices.Sorted(maps.Keys(codeErrors)) { // the same code for an error that matches several
+			if errors.Is(err, codeErrors[code]) {
 				m.Code = code
 				break
 			}

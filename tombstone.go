@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -34,6 +35,7 @@ func (t *tombstoneSet) list() [][]byte {
 	for k := range t.keys {
 		out = append(out, []byte(k))
 	}
+	slices.SortFunc(out, bytes.Compare) // a fixed order: rounds replay
 	return out
 }
 

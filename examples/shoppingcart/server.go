@@ -158,6 +158,7 @@ type api struct {
 //	GET    /local/{key}               {"siblings":[base64...]}: this node's own copy
 //	GET    /pref/{key}?n=N            {"ids":[...]}: key's preference list, best first
 //	GET    /healthz                   the node's view of the ring
+//	GET    /readyz                    200 once the node pulled what it missed, 503 before
 //
 // Cart writes take ?r= and ?w= too. Errors are {"error":"..."}, with 503
 // when a quorum was not met.
@@ -172,6 +173,7 @@ func newAPI(n *dynamo.Node, g *membership.Gossip) http.Handler {
 	mux.HandleFunc("GET /local/{key...}", a.getLocal)
 	mux.HandleFunc("GET /pref/{key...}", a.getPref)
 	mux.HandleFunc("GET /healthz", a.health)
+	mux.HandleFunc("GET /readyz", a.ready)
 	return mux
 }
 
@@ -337,6 +339,7 @@ func (a *api) putKV(w http.ResponseWriter, r *http.Request) {
 type healthReply struct {
 	ID      string         `json:"id"`
 	Actor   string         `json:"actor"`
+	Ready   bool           `json:"ready"` // the node pulled what it missed (dynamo.Store.Ready)
 	Gossip  string         `json:"gossip"`
 	Members []memberHealth `json:"members"`
 	Stats   dynamo.Stats   `json:"stats"`
@@ -351,10 +354,27 @@ type memberHealth struct {
 
 func (a *api) health(w http.ResponseWriter, _ *http.Request) {
 	rep := healthReply{ID: a.gossip.ID(), Actor: a.node.Actor(), Gossip: a.gossip.GossipAddr(), Stats: a.node.Stats()}
+	select {
+	case <-a.node.Ready():
+		rep.Ready = true
+	default:
+	}
 	for _, m := range a.gossip.Members() {
 		rep.Members = append(rep.Members, memberHealth{ID: m.ID, Addr: m.Addr, Zone: m.Zone, Reachable: m.ID == rep.ID || a.gossip.Reachable(m.ID)})
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// ready answers 200 once the node has pulled what it missed while it was
+// down (dynamo.Store.Ready), 503 until then: a load balancer's readiness
+// probe.
+func (a *api) ready(w http.ResponseWriter, _ *http.Request) {
+	select {
+	case <-a.node.Ready():
+		writeJSON(w, http.StatusOK, map[string]int{"pending_transfers": 0})
+	default:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]int{"pending_transfers": a.node.PendingTransfers()})
+	}
 }
 
 // quorumOptions reads ?r= and ?w= as per-request options.

@@ -131,6 +131,12 @@ func startStoryCluster(ctx context.Context, root string, names []string) ([]*sto
 	if err != nil {
 		return nodes, fmt.Errorf("waiting for %d members on every node: %w", len(names), err)
 	}
+	// Serve through a node once it has pulled its share of the data.
+	for _, n := range nodes {
+		if err := n.WaitReady(ctx); err != nil {
+			return nodes, err
+		}
+	}
 	return nodes, nil
 }
 
