@@ -48,7 +48,7 @@ type healthEvent struct {
 	at      time.Time
 	kind    int // eventFailed, eventAnswered or eventMembership
 	id      string
-	started time.Time     // eventAnswered: when the answered call began
+	started time.Time       // eventAnswered: when the answered call began
 	base    time.Duration   // eventFailed: the first backoff
 	view    map[string]bool // eventMembership: the membership's view of every member
 }
