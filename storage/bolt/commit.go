@@ -27,6 +27,13 @@ type request struct {
 	panicked bool
 	panicVal any
 	done     chan struct{}
+
+	// A request of many keys (batch.go) commits as one: group holds its
+	// parts, each a request of one key without done. prefix, if set, asks
+	// for every key under it to be deleted; the committer fills group then.
+	group   []*request
+	prefix  []byte
+	deleted int // keys the prefix delete found present
 }
 
 // Update replaces key's value with fn(current) and returns once the batch
@@ -151,13 +158,18 @@ func (s *Store) commit(batch []*request) int {
 			break // the rest goes into the next record
 		}
 		n++
-		r.apply(s, rd)
-		if !r.staged {
-			continue
+		if r.prefix != nil {
+			r.expand(s, rd)
 		}
-		s.overlay[string(r.key)] = r.result
-		rec = appendEntry(rec, r.key, r.result)
-		staged++
+		for _, p := range r.parts() {
+			p.apply(s, rd)
+			if !p.staged {
+				continue
+			}
+			s.overlay[string(p.key)] = p.result
+			rec = appendEntry(rec, p.key, p.result)
+			staged++
+		}
 	}
 	// Before anything that waits: a checkpoint growing the file waits for
 	// read transactions, and publish may wait for a ForEach that waits for
@@ -180,14 +192,16 @@ func (s *Store) commit(batch []*request) int {
 	}
 	var applied uint64
 	for _, r := range batch {
-		switch {
-		case !r.staged:
-			// Its write was skipped; its own outcome says why.
-		case err != nil:
-			r.err = err
-			r.staged = false
-		default:
-			applied++
+		for _, p := range r.parts() {
+			switch {
+			case !p.staged:
+				// Its write was skipped; its own outcome says why.
+			case err != nil:
+				p.err = err
+				p.staged = false
+			default:
+				applied++
+			}
 		}
 	}
 	if err == nil && staged > 0 {
@@ -232,8 +246,10 @@ func (s *Store) appendLog(rec []byte) error {
 func (s *Store) publish(batch []*request) {
 	s.memMu.Lock()
 	for _, r := range batch {
-		if r.staged {
-			s.active.put(r.key, r.result)
+		for _, p := range r.parts() {
+			if p.staged {
+				s.active.put(p.key, p.result)
+			}
 		}
 	}
 	s.memMu.Unlock()
