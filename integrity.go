@@ -38,32 +38,3 @@ func decodeLocal(cur []byte) (st state, lost bool) {
 	}
 	return st, false
 }
-
-// recordLost accounts for a damaged stored state of key that an update has
-// just replaced: it is counted and logged, and the key's actor epochs on
-// this node are no longer trusted (the record of the dots this node issued
-// for the key is gone).
-func (s *Store) recordLost(key []byte) {
-	s.stats.corruptRecords.Add(1)
-	s.distrustKey(key)
-	s.log.Warn("discarded a damaged stored state; the key comes back from the other replicas", "key", key)
-}
-
-// updateStorage runs one Storage.Update of the data key dk. When the Storage
-// itself reports the stored value damaged (it then does not call fn) and can
-// discard it, the value is discarded and the update runs again on the absent
-// key; discarded reports that.
-func (s *Store) updateStorage(dk []byte, fn func(cur []byte) ([]byte, error)) (discarded bool, err error) {
-	err = s.cfg.Storage.Update(dk, fn)
-	if err == nil || !errors.Is(err, storage.ErrCorrupt) {
-		return false, err
-	}
-	d, ok := s.cfg.Storage.(corruptDiscarder)
-	if !ok {
-		return false, err
-	}
-	if gone, derr := d.DiscardCorrupt(dk); derr != nil || !gone {
-		return false, err
-	}
-	return true, s.cfg.Storage.Update(dk, fn)
-}
