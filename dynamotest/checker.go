@@ -1,4 +1,4 @@
-// checker.go: the checker: lost, unacknowledged-but-present and resurrected elements, siblings and convergence (RELIABILITY promises 2-4).
+// checker.go: the checker: lost, unacknowledged-but-present and resurrected elements, siblings and convergence (docs/TESTING.md promises 2-4).
 package dynamotest
 
 import (

@@ -1,4 +1,4 @@
-// Package dynamotest is a deterministic simulation of a dynamo cluster under faults (RELIABILITY layer 1, §4.4-§4.7).
+// Package dynamotest is a deterministic simulation of a dynamo cluster under faults (docs/TESTING.md layer 1, §4.4-§4.7).
 //
 // # Basics
 //
@@ -11,7 +11,7 @@
 // messages, crashes nodes (keeping or losing their storage), restarts them,
 // skews their clocks and pauses. Afterwards the simulation heals everything,
 // lets hinted handoff, read repair and anti-entropy bring the replicas
-// together, and checks the promises of RELIABILITY.md:
+// together, and checks the promises of docs/TESTING.md:
 //
 //	func TestMyCluster(t *testing.T) {
 //		rep := dynamotest.RunT(t, dynamotest.SimConfig{Seed: 7, Faults: true})

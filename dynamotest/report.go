@@ -1,4 +1,4 @@
-// report.go: the checker's Report, its one-line and JSON forms (RELIABILITY "The checker's report").
+// report.go: the checker's Report, its one-line and JSON forms (docs/TESTING.md "The checker's report").
 package dynamotest
 
 import (

@@ -1,4 +1,4 @@
-// sim.go: RunT, the simulated cluster and its step loop (RELIABILITY layer 1).
+// sim.go: RunT, the simulated cluster and its step loop (docs/TESTING.md layer 1).
 package dynamotest
 
 import (

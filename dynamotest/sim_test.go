@@ -223,7 +223,7 @@ func TestSim_Replay(t *testing.T) {
 	require.JSONEq(t, string(a.JSON()), string(b.JSON()))
 }
 
-// TestReport_String pins the one-line format of RELIABILITY.md.
+// TestReport_String pins the one-line format of docs/TESTING.md.
 func TestReport_String(t *testing.T) {
 	r := dynamotest.Report{Acked: 1, Lost: 2, UnackedPresent: 3, ConvergeMS: 4, MaxSiblings: 5, Resurrected: 6, Seed: 7}
 	require.Equal(t, "acked=1 lost=2 unacked_present=3 converge_ms=4 max_siblings=5 resurrected=6 seed=7", r.String())

@@ -1,4 +1,4 @@
-// Command dynamo-nemesis is the real-process nemesis of RELIABILITY.md layer
+// Command dynamo-nemesis is the real-process nemesis of docs/TESTING.md layer
 // 2: it runs a dynamo cluster as OS processes on 127.0.0.1, injects faults
 // (partitions through fault-injecting transports, SIGKILL and restart on the
 // same data directory, SIGSTOP and SIGCONT) while clients add unique

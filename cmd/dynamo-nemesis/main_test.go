@@ -1,4 +1,4 @@
-// main_test.go: RELIABILITY.md layer 2 in CI: a short seeded nemesis run on
+// main_test.go: docs/TESTING.md layer 2 in CI: a short seeded nemesis run on
 // real processes, and unit tests of the checker and the fault wrappers.
 
 package main
@@ -89,7 +89,7 @@ func TestNemesis_Short(t *testing.T) {
 }
 
 // parseReport parses the report line into its fields, requiring exactly
-// the fields of RELIABILITY.md in order.
+// the fields of docs/TESTING.md in order.
 func parseReport(t *testing.T, line string) map[string]int64 {
 	t.Helper()
 	want := []string{"acked", "lost", "unacked_present", "converge_ms", "max_siblings", "resurrected", "seed"}
