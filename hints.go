@@ -111,6 +111,17 @@ func (h *hintStore) track(hk []byte, n int) {
 	h.bytes += int64(n - old)
 }
 
+// forEach walks the hints under prefix; a damaged hint a checking Storage
+// reports is dropped (its owner gets the key from the other replicas).
+func (h *hintStore) forEach(prefix []byte, fn func(k, v []byte) error) error {
+	return forEach(h.store, h.log, prefix, fn, func(k []byte) {
+		h.log.Warn("discarded a damaged stored record", "key", k)
+		h.mu.Lock()
+		h.track(k, 0)
+		h.mu.Unlock()
+	})
+}
+
 // targets returns the nodes this node holds hints for.
 func (h *hintStore) targets() []string {
 	h.mu.Lock()
@@ -124,12 +135,21 @@ func (h *hintStore) targets() []string {
 
 // load indexes the hints already in storage (after a restart).
 func (h *hintStore) load() error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.store.ForEach([]byte{spaceHint}, func(k, v []byte) error {
-		h.track(k, len(v))
+	type record struct {
+		hk   []byte
+		size int
+	}
+	var records []record
+	err := h.forEach([]byte{spaceHint}, func(k, v []byte) error {
+		records = append(records, record{bytes.Clone(k), len(v)})
 		return nil
 	})
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, rec := range records {
+		h.track(rec.hk, rec.size)
+	}
+	return err
 }
 
 // put merges st into the hint this node keeps for target, durably. It
@@ -215,7 +235,7 @@ type hintRecord struct {
 // whether more may be waiting.
 func (h *hintStore) batch(target string, maxBytes int) (batch []hintRecord, full bool, err error) {
 	size := 0
-	err = h.store.ForEach(hintTargetPrefix(target), func(k, v []byte) error {
+	err = h.forEach(hintTargetPrefix(target), func(k, v []byte) error {
 		_, dk, ok := parseHintKey(k)
 		if !ok {
 			return nil

@@ -7,6 +7,7 @@ package dynamo
 
 import (
 	"errors"
+	"log/slog"
 
 	"github.com/dynamo-kv/dynamo/storage"
 )
@@ -37,4 +38,36 @@ func decodeLocal(cur []byte) (st state, lost bool) {
 		return state{}, true
 	}
 	return st, false
+}
+
+// forEach walks st like its ForEach. A Storage that checks its values skips
+// the damaged ones and reports them after the walk in a
+// *storage.CorruptError: forEach discards those it can, calls lost with
+// each key it discarded, and returns nil for them, so one damaged record
+// never stops a start-up, an anti-entropy round or a hint delivery. Damaged
+// keys beyond the ones the error lists stay where they are until a read or
+// an update meets them.
+func forEach(st Storage, log *slog.Logger, prefix []byte, fn func(k, v []byte) error, lost func(k []byte)) error {
+	err := st.ForEach(prefix, fn)
+	var ce *storage.CorruptError
+	if !errors.As(err, &ce) {
+		return err
+	}
+	d, ok := st.(corruptDiscarder)
+	for _, k := range ce.Keys {
+		if !ok {
+			break
+		}
+		gone, derr := d.DiscardCorrupt(k)
+		if derr != nil {
+			return derr
+		}
+		if gone {
+			lost(k)
+		}
+	}
+	if ce.Count > len(ce.Keys) {
+		log.Warn("more damaged records than one walk lists; the rest are discarded when met", "damaged", ce.Count, "listed", len(ce.Keys))
+	}
+	return nil
 }

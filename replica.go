@@ -94,7 +94,7 @@ func (r *replica) load() error {
 	if err := r.hints.load(); err != nil {
 		return fmt.Errorf("dynamo: load hints: %w", err)
 	}
-	err := r.store.ForEach([]byte{spaceData}, func(k, v []byte) error {
+	err := r.forEach([]byte{spaceData}, func(k, v []byte) error {
 		if len(k) < 6 {
 			return nil
 		}
@@ -114,6 +114,19 @@ func (r *replica) load() error {
 		return fmt.Errorf("dynamo: rebuild hash tree: %w", err)
 	}
 	return nil
+}
+
+// forEach walks the storage under prefix, discarding the damaged records a
+// checking Storage reports (see forEach in integrity.go): a damaged state is
+// counted and its key comes back from the peers.
+func (r *replica) forEach(prefix []byte, fn func(k, v []byte) error) error {
+	return forEach(r.store, r.log, prefix, fn, func(k []byte) {
+		if len(k) > 5 && k[0] == spaceData {
+			r.recordLost(k[5:])
+		} else {
+			r.log.Warn("discarded a damaged stored record", "key", k)
+		}
+	})
 }
 
 // raw returns key's stored state as stored (nil: absent).
@@ -235,7 +248,7 @@ func (r *replica) applied(c *change, discarded bool, err error) {
 // after from (all of them for a nil from) with their digests, until fn
 // returns false.
 func (r *replica) listPartition(p int, from []byte, fn func(key []byte, d uint64) bool) error {
-	err := r.store.ForEach(partitionPrefix(p), func(k, v []byte) error {
+	err := r.forEach(partitionPrefix(p), func(k, v []byte) error {
 		if from != nil && bytes.Compare(k[5:], from) <= 0 {
 			return nil
 		}
@@ -249,7 +262,6 @@ func (r *replica) listPartition(p int, from []byte, fn func(key []byte, d uint64
 	}
 	return err
 }
-
 
 // dropPartition deletes this node's data of partition p in one storage
 // commit where the Storage can, if the partition's hash is still want (what

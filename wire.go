@@ -31,6 +31,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Decoding bounds: a peer or a disk cannot make us allocate beyond these.
 const (
+	maxDecodedList     = 1 << 20 // elements of a list in a convergent value (crdt.go)
 	maxDecodedActors   = 1 << 12
 	maxDecodedSiblings = 1 << 12
 	maxActorLen        = 256

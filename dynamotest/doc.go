@@ -1,4 +1,4 @@
-// Package dynamotest is a deterministic simulation of a dynamo cluster under faults (docs/TESTING.md layer 1, §4.4-§4.7).
+// Package dynamotest is a deterministic simulation of a dynamo cluster under faults (TESTING §3, §4.4-§4.7).
 //
 // # Basics
 //
@@ -11,7 +11,7 @@
 // messages, crashes nodes (keeping or losing their storage), restarts them,
 // skews their clocks and pauses. Afterwards the simulation heals everything,
 // lets hinted handoff, read repair and anti-entropy bring the replicas
-// together, and checks the promises of docs/TESTING.md:
+// together, and checks the promises of TESTING §1:
 //
 //	func TestMyCluster(t *testing.T) {
 //		rep := dynamotest.RunT(t, dynamotest.SimConfig{Seed: 7, Faults: true})
@@ -84,6 +84,22 @@
 //
 // In ModeLWW, lost and resurrected elements are expected: they are notes, never
 // violations.
+//
+// # The OR-set workload
+//
+// With SimConfig.ORSet the keys hold dynamo.ORSet[int64] values instead:
+// operations are 50% adds of new elements, 10% re-adds of an element added to
+// the key before, 25% removes of one element the update's read observed
+// (dynamo.UpdateSet) and 15% reads (dynamo.GetSet), with no deletes, under the
+// same nemesis. The checker (orset_check.go) holds every acknowledged add to
+// "present in the final state and in every read that surely saw it, unless a
+// remove that may have observed it took it out", and every acknowledged remove
+// to "absent from the final state and from every read that surely saw the
+// remove, unless an add of the element escaped the remove's read" (seenBy, as
+// above). Report.Deletes and CheckedDeletes then count removes, MaxSiblings is
+// not measured (reads merge), and Report.Mode is "orset". BrokenUnionRemove
+// runs the same workload on sets merged by union, which brings removed
+// elements back: the checker's resurrected count shows it.
 //
 // # Determinism
 //

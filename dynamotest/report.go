@@ -1,4 +1,4 @@
-// report.go: the checker's Report, its one-line and JSON forms (docs/TESTING.md "The checker's report").
+// report.go: the checker's Report, its one-line and JSON forms (TESTING §3).
 package dynamotest
 
 import (
@@ -40,16 +40,17 @@ type Report struct {
 	// Clients is the run's number of clients: the bound on MaxSiblings.
 	Clients int `json:"clients"`
 	// Ops counts client operations, Unacked the adds whose Modify failed, and
-	// Deletes the acknowledged deletes.
+	// Deletes the acknowledged deletes (in an OR-set run, the acknowledged
+	// removes).
 	Ops     int `json:"ops"`
 	Unacked int `json:"unacked"`
 	Deletes int `json:"deletes"`
 	// CheckedAcked counts the acknowledged adds held to "not lost": those no
 	// Delete's read saw.
 	CheckedAcked int `json:"checked_acked"`
-	// CheckedDeletes counts the acknowledged deletes checked for
-	// resurrection: all of them when R+W > N, except those whose read began
-	// before a disk was lost.
+	// CheckedDeletes counts the acknowledged deletes (in an OR-set run,
+	// removes) checked for resurrection: all of them when R+W > N, except
+	// those whose read began before a disk was lost.
 	CheckedDeletes int `json:"checked_deletes"`
 	// Faults counts the nemesis actions taken, and Losses those that lost a
 	// node's data (amnesia, or SimConfig.PartialLoss's kinds).

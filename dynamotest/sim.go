@@ -1,4 +1,4 @@
-// sim.go: RunT, the simulated cluster and its step loop (docs/TESTING.md layer 1).
+// sim.go: RunT, the simulated cluster and its step loop (TESTING §3).
 package dynamotest
 
 import (
@@ -114,9 +114,13 @@ type sim struct {
 // stepInfo describes the cluster when a client step began.
 type stepInfo struct {
 	at     time.Duration
-	quiet  bool // every node up, no hint pending
+	quiet  bool // every node up, no hint pending, and trusted
 	synced bool // quiet, and every primary of every key holds the same bytes
 	down   int  // nodes down
+	// trusted: no network fault or chaos, and no running node's own failure
+	// detector suspects another running node, so reads go to the nodes the
+	// simulation holds up (a suspected primary is replaced by a fallback).
+	trusted bool
 }
 
 // node is one simulated server. st and tr are nil while it is down.
@@ -331,7 +335,8 @@ func (s *sim) clientStep(budget int) int {
 	clients := s.rng.Perm(s.cfg.Clients)[:k]
 	up := s.upNodes()
 	_, hints := s.pendingHints()
-	info := stepInfo{at: s.now(), quiet: len(up) == len(s.nodes) && hints == 0, down: len(s.nodes) - len(up)}
+	info := stepInfo{at: s.now(), down: len(s.nodes) - len(up), trusted: s.trusted(up)}
+	info.quiet = len(up) == len(s.nodes) && hints == 0 && info.trusted
 	if info.quiet {
 		info.synced, _ = s.replicasAgree()
 	}
@@ -344,6 +349,8 @@ func (s *sim) clientStep(budget int) int {
 		o := &op{id: len(s.ops), step: len(s.steps) - 1, client: c, key: s.rng.IntN(s.cfg.Keys)}
 		resting := s.now() < s.restUntil[o.key]
 		switch p := s.rng.IntN(100); {
+		case s.cfg.ORSet:
+			s.pickSetOp(o, c, p)
 		case p < 75 && !resting:
 			o.kind = opAdd
 			s.counters[c]++
@@ -368,6 +375,22 @@ func (s *sim) clientStep(budget int) int {
 		}
 	}
 	return k
+}
+
+// trusted reports whether no network fault or chaos is on and none of the
+// running nodes up suspects another of them.
+func (s *sim) trusted(up []int) bool {
+	if s.netFault || s.chaosOn {
+		return false
+	}
+	for _, i := range up {
+		for _, j := range up {
+			if !s.nodes[i].st.Reachable(s.nodes[j].id) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // deletable reports whether key k takes deletes: the first half of the keys

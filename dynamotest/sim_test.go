@@ -84,7 +84,7 @@ func requireKept(t *testing.T, rep dynamotest.Report, replay string) {
 	require.LessOrEqual(t, rep.ConvergeMS, int64(maxConvergeMS), replay)
 }
 
-// runSeeds runs the seeds of -first-seed and -seeds as subtests and logs the
+// runSeeds runs seeds seeds from -first-seed as subtests and logs the
 // totals.
 func runSeeds(t *testing.T, name string, mut func(*dynamotest.SimConfig)) {
 	runSeedsN(t, name, *seedsFlag, mut)
@@ -223,7 +223,7 @@ func TestSim_Replay(t *testing.T) {
 	require.JSONEq(t, string(a.JSON()), string(b.JSON()))
 }
 
-// TestReport_String pins the one-line format of docs/TESTING.md.
+// TestReport_String pins the one-line format of TESTING §3.
 func TestReport_String(t *testing.T) {
 	r := dynamotest.Report{Acked: 1, Lost: 2, UnackedPresent: 3, ConvergeMS: 4, MaxSiblings: 5, Resurrected: 6, Seed: 7}
 	require.Equal(t, "acked=1 lost=2 unacked_present=3 converge_ms=4 max_siblings=5 resurrected=6 seed=7", r.String())

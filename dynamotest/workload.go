@@ -28,7 +28,7 @@ func (k opKind) String() string {
 	case opDelete:
 		return "delete"
 	}
-	return fmt.Sprintf("opKind(%d)", int(k))
+	return setKindString(k)
 }
 
 // attempt is one call of an add's Modify function: the set that Modify then
@@ -63,6 +63,7 @@ type op struct {
 	tampered   int           // edited contexts Put refused (SimConfig.TamperContexts)
 	forged     int           // edited contexts Put did not refuse with ErrBadContext
 	blind      bool          // opAdd: written alone with the zero Context (SimConfig.PartialLoss)
+	set        *setOp        // SimConfig.ORSet: what an OR-set operation did
 }
 
 // acked reports whether the operation's write was acknowledged.
@@ -113,6 +114,8 @@ func (s *sim) do(o *op, st *dynamo.Store) {
 			o.err = st.Delete(ctx, key, c)
 		}
 		s.endWrite(o.key)
+	default:
+		s.doSet(ctx, o, st, key)
 	}
 	o.end = s.now()
 }
@@ -140,9 +143,12 @@ func (o *op) observe(sibs []dynamo.Sibling) {
 func (o *op) String() string {
 	var b []byte
 	b = fmt.Appendf(b, "op %d c%d %v key %d via n%d", o.id, o.client, o.kind, o.key, o.node)
-	if o.kind == opAdd {
+	switch {
+	case o.set != nil:
+		b = o.appendSetOutcome(b)
+	case o.kind == opAdd:
 		b = fmt.Appendf(b, " elem %d attempts %d", o.elem, len(o.attempts))
-	} else if o.getOK {
+	case o.getOK:
 		b = fmt.Appendf(b, " saw %d siblings, %d elements", o.siblings, len(o.observed))
 	}
 	b = fmt.Appendf(b, " [%v..%v]", o.start, o.end)

@@ -23,12 +23,15 @@ type config struct {
 	DeleteEvery time.Duration // time between deletes of a whole key; 0 means none
 	Converge    time.Duration // bound on the convergence wait
 	OpTimeout   time.Duration // bound of one client call on the node
-	Profile     string
-	Partitions  int
-	Rejoin      time.Duration // the nodes' -rejoin
-	Exe         string        // the binary run as node; empty means os.Executable
-	JSON        bool
-	Faults      string // comma-separated kinds the nemesis uses: partition, kill, stop, heal
+	// RequestTimeout and ReplicaTimeout are the nodes' Config values; zero
+	// means the node's defaults.
+	RequestTimeout, ReplicaTimeout time.Duration
+	Profile                        string
+	Partitions                     int
+	Rejoin                         time.Duration // the nodes' -rejoin
+	Exe                            string        // the binary run as node; empty means os.Executable
+	JSON                           bool
+	Faults                         string // comma-separated kinds the nemesis uses: partition, kill, stop, heal
 }
 
 func defaultConfig() config {

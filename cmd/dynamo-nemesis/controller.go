@@ -235,12 +235,19 @@ func (c *controller) nodeArgs(p *proc, freshPorts bool) []string {
 	if freshPorts || ctl == "" {
 		ctl, data, gossip = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	}
-	return []string{
+	args := []string{
 		"-id", p.id, "-data", p.dir, "-listen", data, "-gossip", gossip, "-ctl", ctl,
 		"-mode", c.cfg.Mode, "-profile", c.cfg.Profile, "-partitions", strconv.Itoa(c.cfg.Partitions),
 		"-rejoin", c.cfg.Rejoin.String(), "-op-timeout", c.cfg.OpTimeout.String(),
 		"-peers", c.peerList(p), "-block", strings.Join(c.blockList(p.idx), ","),
 	}
+	if c.cfg.RequestTimeout > 0 {
+		args = append(args, "-request-timeout", c.cfg.RequestTimeout.String())
+	}
+	if c.cfg.ReplicaTimeout > 0 {
+		args = append(args, "-replica-timeout", c.cfg.ReplicaTimeout.String())
+	}
+	return args
 }
 
 // peerList is "id=gossip,..." of the nodes other than p that have run.

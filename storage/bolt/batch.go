@@ -39,7 +39,7 @@ func (s *Store) UpdateBatch(ops []storage.Op) []error {
 	if len(g.group) == 0 {
 		return errs
 	}
-	if err := s.enqueue(g); err != nil {
+	if err := errors.Join(s.enqueue(g), g.err); err != nil {
 		for _, i := range idx {
 			errs[i] = err
 		}
@@ -67,7 +67,7 @@ func (s *Store) DeletePrefix(prefix []byte) (int, error) {
 		return 0, storage.ErrEmptyKey
 	}
 	r := &request{prefix: bytes.Clone(prefix)}
-	if err := s.enqueue(r); err != nil {
+	if err := errors.Join(s.enqueue(r), r.err); err != nil {
 		return 0, err
 	}
 	var errs []error
@@ -90,23 +90,6 @@ func checkKey(key []byte) error {
 			len(key), bbolt.MaxKeySize, berrors.ErrKeyTooLarge)
 	}
 	return nil
-}
-
-// enqueue hands r to the committer and waits until it is done with it.
-func (s *Store) enqueue(r *request) error {
-	r.done = make(chan struct{})
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return storage.ErrClosed
-	}
-	s.reqs <- r
-	s.mu.RUnlock()
-	if s.onEnqueue != nil {
-		s.onEnqueue()
-	}
-	<-r.done
-	return r.err
 }
 
 // parts returns the one-key requests r commits: itself, or its group.
