@@ -163,7 +163,9 @@ func (b *putReq) field(d *wireDecoder, i int, lim *wireLimits) (err error) {
 	case 0:
 		b.Key, err = d.key(lim)
 	case 1:
-		b.Value, err = d.boundedBytes(lim.value)
+		if b.Value, err = d.boundedBytes(lim.value); errors.Is(err, errOverLimit) {
+			err = fmt.Errorf("%w: %w", ErrValueTooLarge, err)
+		}
 	case 2:
 		b.Tombstone, err = d.DecodeBool()
 	case 3:
@@ -186,7 +188,7 @@ func (b *putReq) check(lim *wireLimits) error {
 		return err
 	}
 	if n := vvTextSize(b.Context); n > lim.context {
-		return fmt.Errorf("context of %d bytes, the limit is %d", n, lim.context)
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadContext, n, lim.context)
 	}
 	return nil
 }

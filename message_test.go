@@ -318,3 +318,32 @@ func FuzzDecodeMessage_Exchange(f *testing.F)  { wtFuzzSeeds(f, kindAEExchange);
 func FuzzDecodeMessage_States(f *testing.F)    { wtFuzzSeeds(f, kindAEStates); f.Fuzz(fuzzMessage) }
 func FuzzDecodeMessage_Purge(f *testing.F)     { wtFuzzSeeds(f, kindPurge); f.Fuzz(fuzzMessage) }
 func FuzzDecodeMessage_Fold(f *testing.F)      { wtFuzzSeeds(f, kindFold); f.Fuzz(fuzzMessage) }
+
+// A forwarded put refused at decode keeps its reason: the sender gets
+// ErrValueTooLarge or ErrBadContext, as when the receiver checked them
+// itself, and a hostile sender the same; nothing is stored.
+func TestMessage_OversizedPut_KeepsItsReason(t *testing.T) {
+	c := newTestCluster(t, 1, func(cfg *Config) { cfg.N, cfg.R, cfg.W = 1, 1, 1 })
+	s := c.stores[0]
+	long := versionVector{}
+	for i := 0; vvTextSize(long) <= s.cfg.Limits.MaxContextSize; i++ {
+		long = append(long, vvEntry{Actor: fmt.Sprintf("%0100d", i), Counter: 1})
+	}
+	tests := map[string]struct {
+		b    *putReq
+		want error
+	}{
+		"value":   {&putReq{Key: []byte("k"), Value: make([]byte, s.cfg.Limits.MaxValueSize+1), W: 1}, ErrValueTooLarge},
+		"context": {&putReq{Key: []byte("k"), Value: []byte("v"), W: 1, Context: long}, ErrBadContext},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			raw, err := s.handle(t.Context(), s.encode(tc.b))
+			require.NoError(t, err)
+			_, err = s.reply(Member{ID: "n0"}, raw)
+			require.ErrorIs(t, err, tc.want)
+		})
+	}
+	vals, _ := get(t, s, "k")
+	require.Empty(t, vals, "nothing was stored")
+}

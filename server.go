@@ -20,21 +20,21 @@ import (
 func (s *Store) handle(ctx context.Context, raw []byte) ([]byte, error) {
 	m, err := decodeMessage(raw, s.wire)
 	if err != nil {
-		return s.errorReply(err), nil
+		return s.errorMessage(err), nil
 	}
 	if m.Cluster != s.wireCluster {
-		return s.errorReply(fmt.Errorf("%w: message from another cluster or partition count", ErrProtocol)), nil
+		return s.errorMessage(fmt.Errorf("%w: message from another cluster or partition count", ErrProtocol)), nil
 	}
 	if p, ok := transport.PeerFromContext(ctx); ok && p.NodeID != "" && p.NodeID != m.From {
-		return s.errorReply(fmt.Errorf("%w: a message from %q claims to come from %q", ErrProtocol, p.NodeID, m.From)), nil
+		return s.errorMessage(fmt.Errorf("%w: a message from %q claims to come from %q", ErrProtocol, p.NodeID, m.From)), nil
 	}
 	if !s.beginOp() {
-		return s.errorReply(ErrClosed), nil
+		return s.errorMessage(ErrClosed), nil
 	}
 	defer s.ops.Done()
 	reply, err := s.serve(ctx, m)
 	if err != nil {
-		return s.errorReply(err), nil
+		return s.errorMessage(err), nil
 	}
 	return s.encode(reply), nil
 }
@@ -249,8 +249,8 @@ func (s *Store) serveExchange(b *exchangeReq) (body, error) {
 // an error matching several sentinels takes the first.
 var replyCodes = []errCode{codeTooManySiblings, codeValueTooLarge, codeBadContext, codeHintsFull, codeCorrupt, codeNoReplica, codeClosed, codeProtocol}
 
-// errorReply encodes err as an errorReply.
-func (s *Store) errorReply(err error) []byte {
+// errorMessage encodes err as an errorReply.
+func (s *Store) errorMessage(err error) []byte {
 	b := &errorReply{Msg: err.Error()}
 	if len(b.Msg) > maxMsgLen {
 		b.Msg = b.Msg[:maxMsgLen]

@@ -370,6 +370,9 @@ func (d *wireDecoder) str() (string, error) {
 	return string(b), err
 }
 
+// errOverLimit is wrapped by the errors of values longer than their bound.
+var errOverLimit = errors.New("over its limit")
+
 // boundedBytes decodes a bin or str value of at most limit bytes.
 func (d *wireDecoder) boundedBytes(limit int) ([]byte, error) {
 	n, err := d.DecodeBytesLen()
@@ -377,7 +380,7 @@ func (d *wireDecoder) boundedBytes(limit int) ([]byte, error) {
 		return nil, err
 	}
 	if n > limit {
-		return nil, fmt.Errorf("%d bytes, the limit is %d", n, limit)
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", errOverLimit, n, limit)
 	}
 	if n > d.r.Len() {
 		return nil, fmt.Errorf("length %d exceeds the %d bytes left", n, d.r.Len())
