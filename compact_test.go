@@ -67,7 +67,7 @@ func TestCompaction_ManyReplacements_KeyStaysWritable(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, got, replacements, "no write was lost")
 		t.Logf("after %d replacements: the context holds %d entries (%d bytes); the widest was %d entries",
-			replacements, len(cx.vv), cx.encodedSize(), widest)
+			replacements, len(cx.vv), vvTextSize(cx.vv), widest)
 		require.LessOrEqual(t, widest, 8, "the vector stays bounded")
 	})
 }
@@ -88,10 +88,10 @@ func TestCompaction_FoldsOnlyDeadEntriesAfterGrace(t *testing.T) {
 		put(t, c.stores[0], "k", "b", Context{}, WithW(3)) // n0's new entry
 		_, cx := get(t, c.stores[0], "k", WithR(3))
 		put(t, c.stores[1], "k", "c", cx, WithW(3)) // n0's new entry has no live sibling, but n0 mints with it
-		before, err := c.stores[0].localRead([]byte("k"))
+		before, err := c.stores[0].localState([]byte("k"))
 		require.NoError(t, err)
 		require.Len(t, before.VV, 3, vcString(before))
-		live := c.stores[0].ownActor([]byte("k"), before)
+		live := c.stores[0].rep.ownActor([]byte("k"), before)
 		require.NotEmpty(t, live)
 
 		first := indexOf(c.stores[0].PreferenceList([]byte("k"), 3)[0].ID)
@@ -108,7 +108,7 @@ func TestCompaction_FoldsOnlyDeadEntriesAfterGrace(t *testing.T) {
 		require.Equal(t, []string{"c"}, liveValues(st))
 		_, cx = get(t, c.stores[0], "k", WithR(3))
 		put(t, c.stores[0], "k", "d", cx)
-		after, err := c.stores[0].localRead([]byte("k"))
+		after, err := c.stores[0].localState([]byte("k"))
 		require.NoError(t, err)
 		require.Len(t, after.VV, 2, "n0 minted with its live entry: %s", vcString(after))
 		vals, _ := get(t, c.stores[2], "k", WithR(3))

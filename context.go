@@ -38,37 +38,47 @@ const contextMACSize = 16
 // derived from the same cluster secrets use other info strings.
 const contextMACInfo = "dynamo/context-mac/v1"
 
-// Context is the causal context of a read: the version vector that covers
-// every sibling Get returned. Pass it back to Put or Delete so the write
+// CausalContext is the causal context of a read (§4.1): the version vector
+// that covers every sibling Get returned. Pass it back to Put or Delete so the write
 // supersedes exactly what the caller saw; siblings it did not see survive
 // beside the write.
 //
-// A Context is opaque. It round-trips through MarshalText and UnmarshalText
+// A CausalContext is opaque. It round-trips through MarshalText and UnmarshalText
 // (URL-safe base64, fit for forms and cookies). Since it may pass through
 // untrusted hands, it carries a MAC over the cluster name, its format and
 // its whole vector, keyed by the cluster's secret (Config.Secrets): Put and
 // Delete refuse a context that was forged or edited with ErrBadContext, and
-// change nothing. The zero Context means "I have seen nothing": a write with
-// it supersedes nothing and becomes a sibling of whatever the key holds. A
-// Context is immutable and safe to share.
-type Context struct {
-	cluster uint32 // clusterHash of the issuing Store; 0 for the zero Context
+// change nothing. The zero CausalContext means "I have seen nothing": a
+// write with it supersedes nothing and becomes a sibling of whatever the key
+// holds. A CausalContext is immutable and safe to share.
+//
+// It is not a context.Context: it carries no deadline and no cancellation,
+// only what a reader saw, and every method that takes both takes the
+// context.Context first.
+type CausalContext struct {
+	cluster uint32 // clusterHash of the issuing Store; 0 for the zero CausalContext
 	vv      versionVector
 	mac     []byte // contextMACSize bytes; nil in format 1
 }
 
-// IsZero reports whether c is the zero Context.
-func (c Context) IsZero() bool { return len(c.vv) == 0 }
+// Context is the former name of CausalContext.
+//
+// Deprecated: use CausalContext; the name Context read too much like
+// context.Context beside it in every signature.
+type Context = CausalContext
 
-// String returns the text form, or "" for the zero Context.
-func (c Context) String() string {
+// IsZero reports whether c is the zero CausalContext.
+func (c CausalContext) IsZero() bool { return len(c.vv) == 0 }
+
+// String returns the text form, or "" for the zero CausalContext.
+func (c CausalContext) String() string {
 	b, _ := c.MarshalText()
 	return string(b)
 }
 
-// MarshalText encodes c as URL-safe base64 text. The zero Context encodes to
+// MarshalText encodes c as URL-safe base64 text. The zero CausalContext encodes to
 // empty text.
-func (c Context) MarshalText() ([]byte, error) {
+func (c CausalContext) MarshalText() ([]byte, error) {
 	if c.IsZero() {
 		return []byte{}, nil
 	}
@@ -95,9 +105,9 @@ func (c Context) MarshalText() ([]byte, error) {
 // Context. Malformed or oversized text returns an error matching ErrBadContext
 // and leaves c unchanged. Whether the context belongs to the Store's cluster,
 // and whether its MAC is valid, is checked when it is used.
-func (c *Context) UnmarshalText(text []byte) error {
+func (c *CausalContext) UnmarshalText(text []byte) error {
 	if len(text) == 0 {
-		*c = Context{}
+		*c = CausalContext{}
 		return nil
 	}
 	if len(text) > MaxContextText {
@@ -151,7 +161,7 @@ func (c *Context) UnmarshalText(text []byte) error {
 	if !atEOF(d) {
 		return fmt.Errorf("%w: trailing bytes", ErrBadContext)
 	}
-	*c = Context{cluster: uint32(cl), vv: vv, mac: mac}
+	*c = CausalContext{cluster: uint32(cl), vv: vv, mac: mac}
 	return nil
 }
 
@@ -227,19 +237,19 @@ func (s *Store) SetSecrets(secrets [][]byte) error {
 	return nil
 }
 
-// issueContext returns the Context that Get hands out for vv, signed with
+// issueContext returns the CausalContext that Get hands out for vv, signed with
 // the first secret.
-func (s *Store) issueContext(vv versionVector) Context {
+func (s *Store) issueContext(vv versionVector) CausalContext {
 	if len(vv) == 0 {
-		return Context{}
+		return CausalContext{}
 	}
-	return Context{cluster: s.cluster, vv: vv, mac: s.ctxKeys.Load().mac(0, vv)}
+	return CausalContext{cluster: s.cluster, vv: vv, mac: s.ctxKeys.Load().mac(0, vv)}
 }
 
 // checkContext checks a context a caller passed to Put or Delete: issued by
 // this cluster, with a valid MAC (a context without one, format 1, only when
 // no secret is configured), and within Limits.MaxContextSize.
-func (s *Store) checkContext(c Context) error {
+func (s *Store) checkContext(c CausalContext) error {
 	if c.IsZero() {
 		return nil
 	}
@@ -258,17 +268,17 @@ func (s *Store) checkContext(c Context) error {
 // checkContextSize bounds a context's vector by Limits.MaxContextSize (for a
 // write forwarded by a peer, whose caller's context that peer checked).
 func (s *Store) checkContextSize(vv versionVector) error {
-	if n := (Context{vv: vv}).encodedSize(); n > s.cfg.Limits.MaxContextSize {
+	if n := vvTextSize(vv); n > s.cfg.Limits.MaxContextSize {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadContext, n, s.cfg.Limits.MaxContextSize)
 	}
 	return nil
 }
 
-// encodedSize is the size of c's vector on the wire, checked against
+// vvTextSize is the size of a context's vector on the wire, checked against
 // Limits.MaxContextSize.
-func (c Context) encodedSize() int {
+func vvTextSize(vv versionVector) int {
 	n := 0
-	for _, e := range c.vv {
+	for _, e := range vv {
 		n += len(e.Actor) + 9
 	}
 	return n

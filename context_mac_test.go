@@ -185,12 +185,12 @@ func FuzzContext_PutUnderMAC(f *testing.F) {
 			require.ErrorIs(t, err, ErrBadContext)
 			return
 		}
-		before, err := c.storages[0].Get(s.dataKey(s.ring.Load(), key))
+		before, err := c.storages[0].Get(s.storedKey(key))
 		require.NoError(t, err)
 		err = s.Put(context.Background(), key, []byte("fuzz"), cx)
 		if err != nil {
 			require.ErrorIs(t, err, ErrBadContext)
-			after, gerr := c.storages[0].Get(s.dataKey(s.ring.Load(), key))
+			after, gerr := c.storages[0].Get(s.storedKey(key))
 			require.NoError(t, gerr)
 			require.Equal(t, before, after, "a refused context changed stored data")
 			return

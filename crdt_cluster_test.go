@@ -75,7 +75,7 @@ func TestUpdateSet_ConcurrentUpdatesThroughOneCoordinator(t *testing.T) {
 			setUpdate(co, key, addTo("pen")),
 			setUpdate(co, key, addTo("ink")),
 		)
-		st, err := co.localRead([]byte(key))
+		st, err := co.localState([]byte(key))
 		require.NoError(t, err)
 		require.Len(t, st.Siblings, 2, "the two writes are siblings")
 		require.Equal(t, st.Siblings[0].Dot.Actor, st.Siblings[1].Dot.Actor, "minted by one actor")
@@ -116,7 +116,7 @@ func TestUpdateSet_RemoveHolds_ConcurrentAddWins(t *testing.T) {
 		// One more write collapses the siblings into one value.
 		_, err := UpdateSet(context.Background(), c.stores[0], []byte(key), func(*ORSet[string]) error { return nil }, WithR(3))
 		require.NoError(t, err)
-		st, err := c.stores[0].localRead([]byte(key))
+		st, err := c.stores[0].localState([]byte(key))
 		require.NoError(t, err)
 		require.Len(t, st.Siblings, 1)
 	})
@@ -143,9 +143,9 @@ func TestUpdateSet_ThroughHintedHandoff(t *testing.T) {
 
 		c.upAll()
 		untilFake(t, 10*time.Second, func() bool { return pendingFor(c.stores[f1], pref[2].ID) == 0 }, "hints delivered")
-		want, err := c.stores[p1].localRead([]byte(key))
+		want, err := c.stores[p1].localState([]byte(key))
 		require.NoError(t, err)
-		got, err := c.stores[p3].localRead([]byte(key))
+		got, err := c.stores[p3].localState([]byte(key))
 		require.NoError(t, err)
 		require.True(t, sameVersion(want, got), "the owner holds the same siblings, same dots")
 		for i := range c.stores {

@@ -34,7 +34,7 @@ func TestPaper_Figure3_VersionEvolution(t *testing.T) {
 	require.Equal(t, []string{"D5"}, vals, "D5 reconciles D3 and D4")
 	for i := range c.stores {
 		require.Equal(t, []string{"D5"}, c.local(i, key), "replica %d holds only D5", i)
-		st, err := c.stores[i].localRead([]byte(key))
+		st, err := c.stores[i].localState([]byte(key))
 		require.NoError(t, err)
 		require.Len(t, st.Siblings, 1, "replica %d keeps no superseded sibling", i)
 	}
@@ -178,7 +178,7 @@ func TestPaper_Delete_Tombstone(t *testing.T) {
 	put(t, s, "k", "v2", cd)
 	vals, _ = get(t, s, "k", WithR(3))
 	require.Equal(t, []string{"v2"}, vals)
-	st, err := s.localRead([]byte("k"))
+	st, err := s.localState([]byte("k"))
 	require.NoError(t, err)
 	require.Len(t, st.Siblings, 1, "the tombstone was superseded")
 }

@@ -115,7 +115,7 @@ func TestStore_Put_ForwardedByNonReplica(t *testing.T) {
 		put(t, c.stores[outsider], string(key), "v", Context{})
 		vals, _ := get(t, c.stores[outsider], string(key))
 		require.Equal(t, []string{"v"}, vals)
-		st, err := c.stores[outsider].localRead(key)
+		st, err := c.stores[outsider].localState(key)
 		require.NoError(t, err)
 		require.True(t, st.empty(), "a non-replica stores nothing: %+v %+v", st, c.stores[outsider].Stats())
 		for _, sb := range mustState(t, c, pref[0].ID, key).Siblings {
@@ -136,7 +136,7 @@ func containsID(ms []Member, id string) bool {
 func mustState(t *testing.T, c *testCluster, id string, key []byte) state {
 	for i, s := range c.stores {
 		if nodeID(i) == id {
-			st, err := s.localRead(key)
+			st, err := s.localState(key)
 			require.NoError(t, err)
 			return st
 		}
@@ -225,7 +225,7 @@ func TestStore_Handle_GarbageNeverPanics(t *testing.T) {
 	c := newTestCluster(t, 1, func(cfg *Config) { cfg.N, cfg.R, cfg.W = 1, 1, 1 })
 	s := c.stores[0]
 	inputs := [][]byte{nil, {0xc1}, {0x91, 0x01}, {0x92, 0x01, 0x63}, bytes.Repeat([]byte{0xdd, 0xff, 0xff, 0xff, 0xff}, 4)}
-	good := encodeMessage(&message{Version: protocolVersion, Kind: kindReplicate, Cluster: s.wireCluster, Key: []byte("k"), State: []byte{0x93, 0x01, 0x90, 0x91}})
+	good := s.encode(&replicateReq{Key: []byte("k"), State: []byte{0x93, 0x01, 0x90, 0x91}})
 	inputs = append(inputs, good)
 	for i := 0; i < len(good); i++ {
 		inputs = append(inputs, good[:i])
@@ -233,9 +233,9 @@ func TestStore_Handle_GarbageNeverPanics(t *testing.T) {
 	for _, in := range inputs {
 		resp, err := s.handle(context.Background(), in)
 		require.NoError(t, err)
-		m, err := decodeMessage(resp)
+		m, err := decodeMessage(resp, s.wire)
 		require.NoError(t, err)
-		require.Equal(t, kindError, m.Kind, "input %x", in)
+		require.Equal(t, kindError, m.Body.kind(), "input %x", in)
 	}
 	vals, _ := get(t, s, "k")
 	require.Empty(t, vals, "nothing was stored")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 
 	"github.com/dynamo-kv/dynamo"
@@ -48,7 +49,7 @@ func Example() {
 	defer stop()
 	ctx := context.Background()
 
-	if err := nodes[0].Put(ctx, []byte("greeting"), []byte("hello"), dynamo.Context{}); err != nil {
+	if err := nodes[0].Put(ctx, []byte("greeting"), []byte("hello"), dynamo.CausalContext{}); err != nil {
 		fmt.Println(err)
 		return
 	}
@@ -71,7 +72,7 @@ func Example_siblings() {
 	ctx := context.Background()
 	key := []byte("cart")
 
-	_ = nodes[0].Put(ctx, key, []byte("book"), dynamo.Context{})
+	_ = nodes[0].Put(ctx, key, []byte("book"), dynamo.CausalContext{})
 	_, read, _ := nodes[0].Get(ctx, key)
 	_ = nodes[1].Put(ctx, key, []byte("book,pen"), read) // shopper 1
 	_ = nodes[2].Put(ctx, key, []byte("book,ink"), read) // shopper 2
@@ -94,7 +95,7 @@ func Example_siblings() {
 
 // Modify runs read, merge, modify and write in one call; Union is the
 // shopping cart's merge.
-func Example_resolver() {
+func ExampleModify() {
 	nodes, stop := startCluster(nil)
 	defer stop()
 	ctx := context.Background()
@@ -123,25 +124,25 @@ func ExampleResolve() {
 	defer stop()
 	ctx := context.Background()
 	key := []byte("score:alice")
-	_ = nodes[0].Put(ctx, key, []byte("310"), dynamo.Context{})
-	_ = nodes[1].Put(ctx, key, []byte("970"), dynamo.Context{}) // concurrent: blind write
-	_ = nodes[2].Put(ctx, key, []byte("455"), dynamo.Context{})
+	_ = nodes[0].Put(ctx, key, []byte("310"), dynamo.CausalContext{})
+	_ = nodes[1].Put(ctx, key, []byte("970"), dynamo.CausalContext{}) // concurrent: blind write
+	_ = nodes[2].Put(ctx, key, []byte("455"), dynamo.CausalContext{})
 
 	siblings, _, _ := nodes[0].Get(ctx, key, dynamo.WithR(3))
 	fmt.Println(len(siblings), string(siblings[0].Value))
 	// Output: 1 970
 }
 
-// A Context travels as text, through forms and cookies.
-func ExampleContext_MarshalText() {
+// A CausalContext travels as text, through forms and cookies.
+func ExampleCausalContext_MarshalText() {
 	nodes, stop := startCluster(nil)
 	defer stop()
 	ctx := context.Background()
-	_ = nodes[0].Put(ctx, []byte("k"), []byte("v1"), dynamo.Context{})
+	_ = nodes[0].Put(ctx, []byte("k"), []byte("v1"), dynamo.CausalContext{})
 	_, c, _ := nodes[0].Get(ctx, []byte("k"))
 	text, _ := c.MarshalText()
 
-	var back dynamo.Context
+	var back dynamo.CausalContext
 	if err := back.UnmarshalText(text); err != nil {
 		fmt.Println(err)
 	}
@@ -158,7 +159,7 @@ func ExampleConfig_secrets() {
 	nodes, stop := startCluster(func(cfg *dynamo.Config) { cfg.Secrets = [][]byte{secret} })
 	defer stop()
 	ctx := context.Background()
-	_ = nodes[0].Put(ctx, []byte("k"), []byte("v1"), dynamo.Context{})
+	_ = nodes[0].Put(ctx, []byte("k"), []byte("v1"), dynamo.CausalContext{})
 	_, c, _ := nodes[0].Get(ctx, []byte("k"))
 	text, _ := c.MarshalText()
 	if i := len(text) / 2; text[i] == 'A' { // one character edited
@@ -167,7 +168,7 @@ func ExampleConfig_secrets() {
 		text[i] = 'A'
 	}
 
-	var edited dynamo.Context
+	var edited dynamo.CausalContext
 	err := edited.UnmarshalText(text) // refused here if the text no longer decodes,
 	if err == nil {
 		err = nodes[1].Put(ctx, []byte("k"), []byte("v2"), edited) // else here
@@ -178,4 +179,59 @@ func ExampleConfig_secrets() {
 	// Output:
 	// true
 	// 1 v1
+}
+
+// Typed carries the codec and the merge of a kind of value, so each call
+// names only the key and the change.
+func ExampleTyped() {
+	nodes, stop := startCluster(nil)
+	defer stop()
+	ctx := context.Background()
+	carts := dynamo.Typed[[]string]{Store: nodes[0], Codec: dynamo.JSONCodec[[]string]{}, Merge: dynamo.Union[string]}
+	for _, item := range []string{"book", "pen"} {
+		if _, err := carts.Modify(ctx, []byte("cart:alice"), func(cart []string, _ bool) ([]string, error) {
+			return append(cart, item), nil
+		}); err != nil {
+			fmt.Println(err)
+		}
+	}
+	cart, found, _, err := carts.Get(ctx, []byte("cart:alice"))
+	fmt.Println(cart, found, err)
+	_, found, _, _ = carts.Get(ctx, []byte("cart:bob"))
+	fmt.Println(found)
+	// Output:
+	// [book pen] true <nil>
+	// false
+}
+
+// Open starts a node with the embedded defaults: bbolt in a data
+// directory, TCP and gossip. One node, and no authentication (Insecure),
+// only for a local try-out: a cluster sets Secrets and Seeds.
+func ExampleOpen() {
+	dir, err := os.MkdirTemp("", "dynamo-example")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	ctx := context.Background()
+	cfg := dynamo.DefaultConfig()
+	cfg.NodeID, cfg.N, cfg.R, cfg.W = "a", 1, 1, 1
+	node, err := dynamo.Open(ctx, dir, dynamo.NodeConfig{Config: cfg, Insecure: true})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer node.Close()
+	if err := node.Put(ctx, []byte("greeting"), []byte("hello"), dynamo.CausalContext{}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	siblings, _, err := node.Get(ctx, []byte("greeting"))
+	if err != nil || len(siblings) != 1 {
+		fmt.Println(len(siblings), err)
+		return
+	}
+	fmt.Println(string(siblings[0].Value))
+	// Output: hello
 }

@@ -1,6 +1,6 @@
 module github.com/dynamo-kv/dynamo
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/hashicorp/memberlist v0.5.4
@@ -9,6 +9,7 @@ require (
 	go.etcd.io/bbolt v1.4.3
 	go.uber.org/goleak v1.3.0
 	golang.org/x/sys v0.38.0
+	golang.org/x/time v0.16.0
 	pgregory.net/rapid v1.2.0
 )
 

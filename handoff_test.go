@@ -5,11 +5,14 @@ package dynamo
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dynamo-kv/dynamo/transport"
 )
 
 // indexOf returns the cluster index of node id.
@@ -163,8 +166,8 @@ func TestHandoff_HintBound_NextFallbackTakesIt(t *testing.T) {
 		c.down(pref[2].ID)
 		// fill f1's hint store with an undeliverable hint for the down owner
 		filler := state{VV: versionVector{{"x/1", 1}}, Siblings: []sibling{{Dot: dot{"x/1", 1}, Value: []byte("o")}}}
-		require.NoError(t, c.stores[f1].storeHint(pref[2].ID, []byte("other"), filler))
-		require.ErrorIs(t, c.stores[f1].storeHint(pref[2].ID, []byte("third"), filler), ErrHintsFull)
+		require.NoError(t, c.stores[f1].hintLocal(pref[2].ID, []byte("other"), filler))
+		require.ErrorIs(t, c.stores[f1].hintLocal(pref[2].ID, []byte("third"), filler), ErrHintsFull)
 
 		put(t, c.stores[p1], key, "v", Context{})
 		synctest.Wait()
@@ -177,8 +180,13 @@ func TestHandoff_HintBound_NextFallbackTakesIt(t *testing.T) {
 // Delivery is throttled by Handoff.Rate and Handoff.Concurrency.
 func TestHandoff_Throttle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		probe := &deliveryProbe{max: map[string]int{}, cur: map[string]int{}}
 		c := newTestCluster(t, 5, func(cfg *Config) {
 			cfg.Handoff.Rate, cfg.Handoff.Concurrency = 20, 2
+			if cfg.NodeID == nodeID(4) {
+				probe.Transport = cfg.Transport
+				cfg.Transport = probe
+			}
 		})
 		c.down(nodeID(4))
 		const keys = 60
@@ -212,7 +220,7 @@ func TestHandoff_Throttle(t *testing.T) {
 		busiest := 0
 		for i := range holders {
 			busiest = max(busiest, int(c.stores[i].Stats().Hints.Delivered))
-			require.LessOrEqual(t, c.stores[i].hints.maxInFlight.Load(), int64(2), "concurrency bound on node %d", i)
+			require.LessOrEqual(t, probe.most(nodeID(i)), 2, "concurrency bound on node %d", i)
 		}
 		// hints go in chunks of Rate/10 = 2; the first chunk is not delayed
 		require.GreaterOrEqual(t, elapsed, time.Duration(busiest-2)*time.Second/20, "rate bound")
@@ -232,4 +240,40 @@ func TestHandoff_FallbackRestart_StillDelivers(t *testing.T) {
 		untilFake(t, 2*c.stores[f1].cfg.Handoff.Interval, func() bool { return pendingFor(c.stores[f1], pref[2].ID) == 0 }, "delivered after restart")
 		require.Equal(t, []string{"v"}, c.local(p3, key))
 	})
+}
+
+// deliveryProbe wraps a node's transport and records, per sender, the most
+// hint deliveries (push-only exchanges) it served at once.
+type deliveryProbe struct {
+	Transport
+	mu       sync.Mutex
+	cur, max map[string]int
+}
+
+func (p *deliveryProbe) Serve(h transport.Handler) error {
+	return p.Transport.Serve(func(ctx context.Context, req []byte) ([]byte, error) {
+		m, err := decodeMessage(req, wtLimits)
+		if err != nil {
+			return h(ctx, req)
+		}
+		if ex, ok := m.Body.(*exchangeReq); !ok || !ex.PushOnly {
+			return h(ctx, req)
+		}
+		p.mu.Lock()
+		p.cur[m.From]++
+		p.max[m.From] = max(p.max[m.From], p.cur[m.From])
+		p.mu.Unlock()
+		defer func() {
+			p.mu.Lock()
+			p.cur[m.From]--
+			p.mu.Unlock()
+		}()
+		return h(ctx, req)
+	})
+}
+
+func (p *deliveryProbe) most(from string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.max[from]
 }

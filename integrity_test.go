@@ -28,7 +28,7 @@ func requireConverged(t *testing.T, c *testCluster, key string) state {
 	var st state
 	for i, m := range c.stores[0].PreferenceList([]byte(key), c.stores[0].cfg.N) {
 		j := int(m.ID[1] - '0')
-		raw, err := c.storages[j].Get(c.stores[j].dataKey(c.stores[j].ring.Load(), []byte(key)))
+		raw, err := c.storages[j].Get(c.stores[j].storedKey([]byte(key)))
 		require.NoError(t, err)
 		st, err = decodeState(raw)
 		require.NoError(t, err, "replica %s holds an undecodable state", m.ID)
@@ -51,9 +51,9 @@ func TestStore_Context_CounterAtBound_NeverPoisons(t *testing.T) {
 	ctx := context.Background()
 	put(t, a, "k", "v1", Context{})
 	_, cx := get(t, a, "k", WithR(3))
-	local, err := a.localRead([]byte("k"))
+	local, err := a.localState([]byte("k"))
 	require.NoError(t, err)
-	own := a.ownActor([]byte("k"), local)
+	own := a.rep.ownActor([]byte("k"), local)
 	require.NotEmpty(t, own)
 	poisoned := a.issueContext(cx.vv.with(own, maxCounter))
 
@@ -85,10 +85,10 @@ func TestStore_LocalMerge_RefusesUndecodableResult(t *testing.T) {
 		}
 		return st
 	}
-	require.NoError(t, s.localMerge([]byte("k"), half("x")))
-	err := s.localMerge([]byte("k"), half("y"))
+	require.NoError(t, s.mergeLocal([]byte("k"), half("x")))
+	err := s.mergeLocal([]byte("k"), half("y"))
 	require.ErrorIs(t, err, ErrTooManySiblings)
-	st, err := s.localRead([]byte("k"))
+	st, err := s.localState([]byte("k"))
 	require.NoError(t, err, "the replica's state is still decodable")
 	require.Len(t, st.Siblings, maxDecodedSiblings/2+1)
 }

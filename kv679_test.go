@@ -58,7 +58,7 @@ func (c *testCluster) snapshot(i int) *memory.Store {
 // (the rest of its storage).
 func (c *testCluster) loseKey(i int, key string) {
 	c.t.Helper()
-	dk := c.stores[i].dataKey(c.stores[i].ring.Load(), []byte(key))
+	dk := c.stores[i].storedKey([]byte(key))
 	c.stop(i)
 	require.NoError(c.t, c.storages[i].Update(dk, func([]byte) ([]byte, error) { return nil, nil }))
 	c.start(i, c.storages[i])
@@ -177,7 +177,7 @@ func TestKV679_DataLossFallbackPartition(t *testing.T) {
 // record returns node i's stored bytes for key.
 func (c *testCluster) record(i int, key string) []byte {
 	c.t.Helper()
-	raw, err := c.storages[i].Get(c.stores[i].dataKey(c.stores[i].ring.Load(), []byte(key)))
+	raw, err := c.storages[i].Get(c.stores[i].storedKey([]byte(key)))
 	require.NoError(c.t, err)
 	return raw
 }
@@ -186,7 +186,7 @@ func (c *testCluster) record(i int, key string) []byte {
 // as a storage that silently lost a write would.
 func (c *testCluster) setRecord(i int, key string, raw []byte) {
 	c.t.Helper()
-	dk := c.stores[i].dataKey(c.stores[i].ring.Load(), []byte(key))
+	dk := c.stores[i].storedKey([]byte(key))
 	require.NoError(c.t, c.storages[i].Update(dk, func([]byte) ([]byte, error) { return raw, nil }))
 }
 

@@ -4,6 +4,7 @@ package dynamo
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"testing"
 	"testing/synctest"
@@ -14,7 +15,7 @@ import (
 
 // seed writes st for key straight into node i's replica (no replication).
 func (c *testCluster) seed(i int, key string, st state) {
-	if err := c.stores[i].localMerge([]byte(key), st); err != nil {
+	if err := c.stores[i].mergeLocal([]byte(key), st); err != nil {
 		c.t.Fatalf("seed %s on node %d: %v", key, i, err)
 	}
 }
@@ -25,7 +26,7 @@ func oneSibling(actor string, n uint64, value string, tomb bool) state {
 
 // replicaBytes returns node i's stored state of key, encoded.
 func (c *testCluster) replicaBytes(i int, key string) []byte {
-	raw, err := c.stores[i].cfg.Storage.Get(c.stores[i].dataKey(c.stores[i].ring.Load(), []byte(key)))
+	raw, err := c.stores[i].cfg.Storage.Get(c.stores[i].storedKey([]byte(key)))
 	if err != nil {
 		c.t.Fatalf("read %s on node %d: %v", key, i, err)
 	}
@@ -118,9 +119,12 @@ func TestAntiEntropy_TreeMatchesRebuild(t *testing.T) {
 	for i, s := range c.stores {
 		eventually(t, func() bool {
 			fresh := newHashTree(s.cfg.Partitions)
-			require.NoError(t, s.scanTree(fresh, false))
+			require.NoError(t, s.cfg.Storage.ForEach([]byte{spaceData}, func(k, v []byte) error {
+				fresh.xor(int(binary.BigEndian.Uint32(k[1:5])), digest(k[5:], v))
+				return nil
+			}))
 			for p := range fresh.parts {
-				if fresh.get(p) != s.tree.get(p) {
+				if fresh.get(p) != s.rep.tree.get(p) {
 					return false
 				}
 			}

@@ -147,17 +147,17 @@ func rawCall(t *testing.T, addr string, payload []byte) []byte {
 
 // outsiderRequests are what an outsider who knows the wire format sends:
 // a read, a write, a planted hint and a listing of every partition.
-func outsiderRequests(s *Store, stolenState []byte) map[string]*message {
-	all := make([]uint32, s.cfg.Partitions)
+func outsiderRequests(s *Store, stolenState []byte) map[string][]byte {
+	all := make([]uint32, min(s.cfg.Partitions, maxPartsListed))
 	for i := range all {
 		all[i] = uint32(i)
 	}
-	wc := s.wireCluster
-	return map[string]*message{
-		"read":  {Version: protocolVersion, Kind: kindGet, Cluster: wc, Key: []byte("secret-key")},
-		"write": {Version: protocolVersion, Kind: kindPut, Cluster: wc, Key: []byte("injected"), Value: []byte("evil"), W: 1, TimeoutMS: 2000},
-		"hint":  {Version: protocolVersion, Kind: kindReplicate, Cluster: wc, Key: []byte("planted"), State: stolenState, Hint: "ghost"},
-		"list":  {Version: protocolVersion, Kind: kindAEKeys, Cluster: wc, Parts: all},
+	enc := func(b body) []byte { return encodeMessage(s.wireCluster, "outsider", b) }
+	return map[string][]byte{
+		"read":  enc(&getReq{Key: []byte("secret-key")}),
+		"write": enc(&putReq{Key: []byte("injected"), Value: []byte("evil"), W: 1, TimeoutMS: 2000}),
+		"hint":  enc(&replicateReq{Key: []byte("planted"), State: stolenState, HintFor: "ghost"}),
+		"list":  enc(&keysReq{Parts: all}),
 	}
 }
 
@@ -170,15 +170,15 @@ func TestOpen_OutsiderWithRawFramesGetsNothing(t *testing.T) {
 	// The control: an insecure node of one answers every request.
 	open := openNode(t, "open", nil, func(c *NodeConfig) { c.Insecure, c.N, c.R, c.W = true, 1, 1, 1 })
 	require.NoError(t, open.Put(ctx, []byte("secret-key"), []byte("s3cret"), Context{}))
-	got, err := decodeMessage(rawCall(t, open.Addr(), encodeMessage(outsiderRequests(open.Store, nil)["read"])))
+	got, err := decodeMessage(rawCall(t, open.Addr(), outsiderRequests(open.Store, nil)["read"]), open.wire)
 	require.NoError(t, err)
-	require.Equal(t, kindGetReply, got.Kind)
-	stolen := got.State
+	require.IsType(t, &getReply{}, got.Body)
+	stolen := got.Body.(*getReply).State
 	require.NotEmpty(t, stolen, "the insecure node gave its data away")
 	for name, m := range outsiderRequests(open.Store, stolen) {
-		reply, err := decodeMessage(rawCall(t, open.Addr(), encodeMessage(m)))
+		reply, err := decodeMessage(rawCall(t, open.Addr(), m), open.wire)
 		require.NoError(t, err, name)
-		require.NotEqual(t, kindError, reply.Kind, "%s on the insecure node: %s", name, reply.Msg)
+		require.NotEqual(t, kindError, reply.Body.kind(), "%s on the insecure node: %+v", name, reply.Body)
 	}
 	sib, _, err := open.Get(ctx, []byte("injected"))
 	require.NoError(t, err)
@@ -190,7 +190,7 @@ func TestOpen_OutsiderWithRawFramesGetsNothing(t *testing.T) {
 	require.NoError(t, nodes[0].Put(ctx, []byte("secret-key"), []byte("s3cret"), Context{}))
 	for _, n := range nodes {
 		for name, m := range outsiderRequests(n.Store, stolen) {
-			reply := rawCall(t, n.Addr(), encodeMessage(m))
+			reply := rawCall(t, n.Addr(), m)
 			// At most a TLS alert record (content type 21), never a frame.
 			require.True(t, len(reply) == 0 || reply[0] == 21, "%s answered %q", name, reply)
 		}
@@ -208,7 +208,7 @@ func TestOpen_OutsiderWithRawFramesGetsNothing(t *testing.T) {
 // their own.
 func TestOpen_OutsiderTransportsRefused(t *testing.T) {
 	nodes := openCluster(t, 1, withSecrets(secretA))
-	req := encodeMessage(&message{Version: protocolVersion, Kind: kindGet, Cluster: nodes[0].wireCluster, Key: []byte("k")})
+	req := encodeMessage(nodes[0].wireCluster, "n0", &getReq{Key: []byte("k")})
 	other, err := auth.FromSecrets(DefaultCluster, "n1", auth.Secrets{secretB})
 	require.NoError(t, err)
 	rogueCA, err := authtest.NewCA("rogue")
@@ -329,7 +329,7 @@ func TestNode_RotateSecrets_NoFailedCalls(t *testing.T) {
 	require.ErrorIs(t, nodes[0].RotateSecrets([][]byte{[]byte("short")}), auth.ErrInvalidSecret)
 
 	// The data port follows: a peer holding A alone is refused, B is let in.
-	req := encodeMessage(&message{Version: protocolVersion, Kind: kindGet, Cluster: nodes[0].wireCluster, Key: []byte("k")})
+	req := encodeMessage(nodes[0].wireCluster, "n0", &getReq{Key: []byte("k")})
 	for secret, want := range map[string]error{string(secretA): transport.ErrUnreachable, string(secretB): nil} {
 		creds, err := auth.FromSecrets(DefaultCluster, "peer", auth.Secrets{[]byte(secret)})
 		require.NoError(t, err)
@@ -375,6 +375,6 @@ func TestOpen_PKI_RotatesCA(t *testing.T) {
 	defer tr.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), openTimeout)
 	defer cancel()
-	_, err = tr.Call(ctx, nodes[0].Addr(), encodeMessage(&message{Version: protocolVersion, Kind: kindGet, Cluster: nodes[0].wireCluster, Key: []byte("k")}))
+	_, err = tr.Call(ctx, nodes[0].Addr(), encodeMessage(nodes[0].wireCluster, "n0", &getReq{Key: []byte("k")}))
 	require.ErrorIs(t, err, transport.ErrUnreachable)
 }

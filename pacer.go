@@ -1,43 +1,34 @@
-// pacer.go: the rate limit that keeps background work (hinted handoff §4.6,
-// anti-entropy §4.7) from starving foreground traffic.
+// pacer.go: the rate limits that keep background work (hinted handoff §4.6,
+// anti-entropy and folding §4.7) from starving foreground traffic.
 package dynamo
 
 import (
 	"context"
-	"sync"
-	"time"
+
+	"golang.org/x/time/rate"
 )
 
-// pacer spaces out units of background work to at most rate per second. The
-// zero value is ready; it is safe for concurrent use.
-type pacer struct {
-	mu   sync.Mutex
-	next time.Time
+// pacer spaces out units of background work (keys, hints) to at most a
+// rate per second. A batch takes at least a tenth of a second's worth, so
+// the throttle shapes the traffic rather than letting a burst through: the
+// bucket holds one batch.
+type pacer struct{ lim *rate.Limiter }
+
+// newPacer returns a pacer of perSecond units a second, in batches of at
+// most batchFor(perSecond, maxBatch).
+func newPacer(perSecond, maxBatch int) *pacer {
+	return &pacer{lim: rate.NewLimiter(rate.Limit(perSecond), batchFor(perSecond, maxBatch))}
 }
 
-// wait blocks until n more units fit under rate per second, or ctx ends.
-func (p *pacer) wait(ctx context.Context, n, rate int) error {
-	if n <= 0 || rate <= 0 {
+// batchFor is the most units one batch takes at perSecond: a tenth of a
+// second's worth, at least one, at most limit.
+func batchFor(perSecond, limit int) int { return min(limit, max(1, perSecond/10)) }
+
+// wait blocks until n more units fit, or ctx ends. n beyond a batch counts
+// as one batch.
+func (p *pacer) wait(ctx context.Context, n int) error {
+	if n <= 0 {
 		return ctx.Err()
 	}
-	p.mu.Lock()
-	now := time.Now()
-	at := p.next
-	if at.Before(now) {
-		at = now
-	}
-	p.next = at.Add(time.Duration(n) * time.Second / time.Duration(rate))
-	p.mu.Unlock()
-	wait := at.Sub(now)
-	if wait <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return p.lim.WaitN(ctx, min(n, p.lim.Burst()))
 }

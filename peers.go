@@ -1,13 +1,18 @@
-// peers.go: §4.6 the node's own failure detector: "node A may consider node B
-// failed if node B does not respond to node A's messages", whatever the
-// membership's failure detector says.
+// peers.go: §4.6 calls to peers and the node's own failure detector: "node A
+// may consider node B failed if node B does not respond to node A's
+// messages", whatever the membership's failure detector says.
 package dynamo
 
 import (
 	"cmp"
+	"context"
+	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/dynamo-kv/dynamo/transport"
 )
 
 // peerHealth remembers the peers whose calls recently failed for want of an
@@ -173,4 +178,80 @@ func jitter(id string, d time.Duration) time.Duration {
 	}
 	h := mix64(hashString(id) ^ uint64(d))
 	return d - time.Duration(q) + time.Duration(int64(h%uint64(2*q)))
+}
+
+var errUnreachable = errors.New("unreachable (failure detector)")
+
+// reachable reports whether id is up by both the membership's failure
+// detector and this node's own.
+func (s *Store) reachable(id string) bool {
+	return id == s.cfg.NodeID || (s.members.Reachable(id) && !s.health.suspect(id, time.Now()))
+}
+
+// encode returns the wire form of b from this node.
+func (s *Store) encode(b body) []byte { return encodeMessage(s.wireCluster, s.cfg.NodeID, b) }
+
+// call sends an encoded request to m with the replica timeout and decodes the
+// reply. An errorReply becomes the error it carries.
+func (s *Store) call(ctx context.Context, m Member, req []byte) (*envelope, error) {
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.ReplicaTimeout)
+	defer cancel()
+	return s.callObserved(ctx, cctx, m, req)
+}
+
+// callObserved makes the call with callCtx, a context derived from ctx, and
+// feeds the outcome to the node's own failure detector: an answer clears m, a
+// call that got none while ctx (the caller's own deadline) still ran marks it
+// down for a backoff.
+func (s *Store) callObserved(ctx, callCtx context.Context, m Member, req []byte) (*envelope, error) {
+	started := time.Now()
+	raw, err := s.cfg.Transport.Call(callCtx, m.Addr, req)
+	if err != nil {
+		if errors.Is(err, transport.ErrClosed) {
+			return nil, fmt.Errorf("%w: %w", ErrClosed, err)
+		}
+		// A peer that answered (with an error, or busy) is up; one that did
+		// not, while the caller still waited, is backed off.
+		if callerWaiting(ctx) && !errors.Is(err, transport.ErrFrameTooLarge) && !errors.Is(err, transport.ErrRemote) && !errors.Is(err, transport.ErrBusy) {
+			s.health.failed(m.ID, time.Now(), s.cfg.ReplicaTimeout)
+		}
+		return nil, err
+	}
+	s.health.ok(m.ID, started, time.Now())
+	return s.reply(m, raw)
+}
+
+// reply decodes m's reply raw; an errorReply becomes the error it carries.
+func (s *Store) reply(m Member, raw []byte) (*envelope, error) {
+	resp, err := decodeMessage(raw, s.wire)
+	if err != nil {
+		return nil, fmt.Errorf("reply from %s: %w", m.ID, err)
+	}
+	if e, ok := resp.Body.(*errorReply); ok {
+		return nil, errorFromReply(e)
+	}
+	return resp, nil
+}
+
+// errorFromReply rebuilds the error a peer sent.
+func errorFromReply(e *errorReply) error {
+	if e.Code == codeWriteQuorum {
+		return &QuorumError{Op: "put", Need: e.Need, Got: e.Got, PerReplica: map[string]error{"coordinator": errors.New(e.Msg)}}
+	}
+	if sentinel, ok := codeErrors[e.Code]; ok {
+		return fmt.Errorf("%w (remote: %s)", sentinel, e.Msg)
+	}
+	return fmt.Errorf("%w: %s", transport.ErrRemote, e.Msg)
+}
+
+// callerWaiting reports whether ctx, a caller's context, is still waiting:
+// not ended and not at its deadline. A call that fails at the instant its
+// caller's deadline passes is the caller's timeout, not the peer's silence,
+// whichever of the two timers fired first.
+func callerWaiting(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	dl, ok := ctx.Deadline()
+	return !ok || time.Now().Before(dl)
 }

@@ -4,13 +4,9 @@ package dynamo
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"maps"
 	"slices"
-	"time"
-
-	"github.com/dynamo-kv/dynamo/transport"
+	"sync"
 )
 
 // vote is the state of a quorum tally.
@@ -57,12 +53,12 @@ type readReply struct {
 // readAll fans a read of key out to replicas in parallel, returns once r have
 // answered (or the quorum cannot be met, or ctx ends), and repairs stale
 // primaries in the background once every replica has answered or timed out.
-func (s *Store) readAll(ctx context.Context, key []byte, replicas, primaries []Member, r int) (state, error) {
+func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Member, r int) (state, error) {
 	ch := make(chan readReply, len(replicas))
-	req := encodeMessage(&message{Version: protocolVersion, Kind: kindGet, Cluster: s.wireCluster, Key: key})
+	req := s.encode(&getReq{Key: q.key})
 	for _, m := range replicas {
 		s.goBackground(func(bg context.Context) {
-			st, err := s.readReplica(bg, m, key, req)
+			st, err := s.readReplica(bg, m, q, req)
 			ch <- readReply{m, st, err}
 		})
 	}
@@ -85,7 +81,7 @@ func (s *Store) readAll(ctx context.Context, key []byte, replicas, primaries []M
 		}
 	}
 	early := replies
-	s.goBackground(func(bg context.Context) { s.readRepair(bg, key, replicas, primaries, early, ch) })
+	s.goBackground(func(bg context.Context) { s.readRepair(bg, q, replicas, primaries, early, ch) })
 	if t.result() == voteMet {
 		return merged, nil
 	}
@@ -97,7 +93,7 @@ func (s *Store) readAll(ctx context.Context, key []byte, replicas, primaries []M
 // each primary that answered with a stale one (§4.7 read repair). Replicas
 // that failed to answer are left to hinted handoff and anti-entropy, and
 // fallbacks are never repaired: they hold hints, not replicas.
-func (s *Store) readRepair(ctx context.Context, key []byte, replicas, primaries []Member, replies []readReply, ch <-chan readReply) {
+func (s *Store) readRepair(ctx context.Context, q request, replicas, primaries []Member, replies []readReply, ch <-chan readReply) {
 	all := replies
 	for len(all) < len(replicas) {
 		all = append(all, <-ch) // every reader sends exactly once
@@ -113,7 +109,7 @@ func (s *Store) readRepair(ctx context.Context, key []byte, replicas, primaries 
 	if answered < 2 || merged.empty() {
 		return
 	}
-	var enc, req []byte
+	var req []byte
 	for _, rep := range all {
 		// A replica whose stored state is damaged answered with an error
 		// matching ErrCorrupt: it takes the merged state in its place.
@@ -122,11 +118,10 @@ func (s *Store) readRepair(ctx context.Context, key []byte, replicas, primaries 
 			continue
 		}
 		if req == nil {
-			enc = encodeState(merged)
-			req = encodeMessage(&message{Version: protocolVersion, Kind: kindReplicate, Cluster: s.wireCluster, Key: key, State: enc})
+			req = s.encode(&replicateReq{Key: q.key, State: encodeState(merged)})
 		}
-		if err := s.writeReplica(ctx, rep.m, key, merged, req); err != nil {
-			s.log.Debug("read repair failed", "key", key, "replica", rep.m.ID, "err", err)
+		if err := s.writeReplica(ctx, rep.m, q, merged, req); err != nil {
+			s.log.Debug("read repair failed", "key", q.key, "replica", rep.m.ID, "err", err)
 		} else {
 			s.stats.readRepairs.Add(1)
 		}
@@ -139,7 +134,7 @@ func (s *Store) readRepair(ctx context.Context, key []byte, replicas, primaries 
 // fails is replaced by a fallback from pool (nil: none), which stores st as a
 // hint for it; the fallback's acknowledgement counts toward need (§4.6).
 // enc is st encoded (the coordinator already encoded it to store it).
-func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, enc []byte, replicas []Member, pool *fallbackPool, need, already int) error {
+func (s *Store) writeAll(ctx context.Context, op string, q request, st state, enc []byte, replicas []Member, pool *fallbackPool, need, already int) error {
 	if len(replicas) == 0 {
 		if already >= need {
 			return nil
@@ -151,7 +146,7 @@ func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, e
 		err error
 	}
 	ch := make(chan ack, len(replicas))
-	req := encodeMessage(&message{Version: protocolVersion, Kind: kindReplicate, Cluster: s.wireCluster, Key: key, State: enc})
+	req := s.encode(&replicateReq{Key: q.key, State: enc})
 	// Primaries believed down get their fallbacks now, in preference
 	// order, so which fallback stands in for which primary does not depend
 	// on goroutine order (simulations replay); the others take theirs from
@@ -170,7 +165,7 @@ func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, e
 			err := errUnreachable
 			tried := up[i]
 			if tried {
-				err = s.writeReplica(bg, m, key, st, req)
+				err = s.writeReplica(bg, m, q, st, req)
 			}
 			for err != nil {
 				f, ok := Member{}, false
@@ -182,8 +177,8 @@ func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, e
 				if !ok {
 					break
 				}
-				hint := encodeMessage(&message{Version: protocolVersion, Kind: kindReplicate, Cluster: s.wireCluster, Key: key, State: enc, Hint: m.ID})
-				if herr := s.writeReplica(bg, f, key, st, hint); herr == nil {
+				hint := s.encode(&replicateReq{Key: q.key, State: enc, HintFor: m.ID})
+				if herr := s.writeReplica(bg, f, q, st, hint); herr == nil {
 					err = nil
 				} else {
 					s.log.Debug("fallback declined", "fallback", f.ID, "for", m.ID, "err", herr)
@@ -192,7 +187,7 @@ func (s *Store) writeAll(ctx context.Context, op string, key []byte, st state, e
 			if err != nil && !tried && s.members.Reachable(m.ID) {
 				// No fallback took it, and only this node's own failure
 				// detector suspects the primary: try it after all.
-				err = s.writeReplica(bg, m, key, st, req)
+				err = s.writeReplica(bg, m, q, st, req)
 			}
 			ch <- ack{m, err}
 		})
@@ -234,24 +229,21 @@ func quorumError(op string, need int, replies []readReply, ctxErr error) error {
 	return qe
 }
 
-// readReplica reads key's state from one replica: locally without a network
-// hop when m is this node. req is the encoded kindGet message.
-func (s *Store) readReplica(ctx context.Context, m Member, key, req []byte) (state, error) {
+// readReplica reads the key's state from one replica: locally without a
+// network hop when m is this node. req is the encoded getReq.
+func (s *Store) readReplica(ctx context.Context, m Member, q request, req []byte) (state, error) {
 	if m.ID == s.cfg.NodeID {
-		st, err := s.localRead(key)
-		if err != nil {
-			return state{}, err
-		}
-		return s.readThrough(ctx, key, st), nil
+		return s.localRead(ctx, q, false)
 	}
 	resp, err := s.call(ctx, m, req)
 	if err != nil {
 		return state{}, err
 	}
-	if resp.Kind != kindGetReply {
-		return state{}, fmt.Errorf("%w: %s answered a get with %v", ErrProtocol, m.ID, resp.Kind)
+	rep, ok := resp.Body.(*getReply)
+	if !ok {
+		return state{}, fmt.Errorf("%w: %s answered a get with %v", ErrProtocol, m.ID, resp.Body.kind())
 	}
-	st, err := decodeState(resp.State)
+	st, err := decodeState(rep.State)
 	if err != nil {
 		return state{}, fmt.Errorf("replica %s: %w", m.ID, err)
 	}
@@ -259,95 +251,38 @@ func (s *Store) readReplica(ctx context.Context, m Member, key, req []byte) (sta
 }
 
 // writeReplica merges st into one replica durably. req is the encoded
-// kindReplicate message for remote replicas.
-func (s *Store) writeReplica(ctx context.Context, m Member, key []byte, st state, req []byte) error {
+// replicateReq for remote replicas.
+func (s *Store) writeReplica(ctx context.Context, m Member, q request, st state, req []byte) error {
 	if m.ID == s.cfg.NodeID {
-		return s.localMerge(key, st)
+		return s.rep.merge(q.p, q.key, st)
 	}
 	resp, err := s.call(ctx, m, req)
 	if err != nil {
 		return err
 	}
-	if resp.Kind != kindAck {
-		return fmt.Errorf("%w: %s answered a replicate with %v", ErrProtocol, m.ID, resp.Kind)
+	if resp.Body.kind() != kindAck {
+		return fmt.Errorf("%w: %s answered a replicate with %v", ErrProtocol, m.ID, resp.Body.kind())
 	}
 	return nil
 }
 
-// call sends an encoded request to m with the replica timeout and decodes the
-// reply. A kindError reply becomes the error it carries.
-func (s *Store) call(ctx context.Context, m Member, req []byte) (*message, error) {
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.ReplicaTimeout)
-	defer cancel()
-	return s.callObserved(ctx, cctx, m, req)
+// fallbackPool hands out a key's reachable fallback nodes, each at most once,
+// in preference-list order, to the replica writes whose primary failed.
+type fallbackPool struct {
+	mu   sync.Mutex
+	list []Member
 }
 
-// callObserved makes the call with callCtx, a context derived from ctx, and
-// feeds the outcome to the node's own failure detector: an answer clears m, a
-// call that got none while ctx (the caller's own deadline) still ran marks it
-// down for a backoff.
-func (s *Store) callObserved(ctx, callCtx context.Context, m Member, req []byte) (*message, error) {
-	started := time.Now()
-	raw, err := s.cfg.Transport.Call(callCtx, m.Addr, req)
-	if err != nil {
-		if errors.Is(err, transport.ErrClosed) {
-			return nil, fmt.Errorf("%w: %w", ErrClosed, err)
-		}
-		// A peer that answered (with an error, or busy) is up; one that did
-		// not, while the caller still waited, is backed off.
-		if callerWaiting(ctx) && !errors.Is(err, transport.ErrFrameTooLarge) && !errors.Is(err, transport.ErrRemote) && !errors.Is(err, transport.ErrBusy) {
-			s.health.failed(m.ID, time.Now(), s.cfg.ReplicaTimeout)
-		}
-		return nil, err
+func (p *fallbackPool) take() (Member, bool) {
+	if p == nil {
+		return Member{}, false
 	}
-	s.health.ok(m.ID, started, time.Now())
-	resp, err := decodeMessage(raw)
-	if err != nil {
-		return nil, fmt.Errorf("reply from %s: %w", m.ID, err)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.list) == 0 {
+		return Member{}, false
 	}
-	if resp.Kind == kindError {
-		return nil, errorFromMessage(resp)
-	}
-	return resp, nil
-}
-
-// callerWaiting reports whether ctx, a caller's context, is still waiting:
-// not ended and not at its deadline. A call that fails at the instant its
-// caller's deadline passes is the caller's timeout, not the peer's silence,
-// whichever of the two timers fired first.
-func callerWaiting(ctx context.Context) bool {
-	if ctx.Err() != nil {
-		return false
-	}
-	dl, ok := ctx.Deadline()
-	return !ok || time.Now().Before(dl)
-}
-
-// errorFromMessage rebuilds the error a peer sent.
-func errorFromMessage(m *message) error {
-	if m.Code == codeWriteQuorum {
-		return &QuorumError{Op: "put", Need: m.Need, Got: m.Got, PerReplica: map[string]error{"coordinator": errors.New(m.Msg)}}
-	}
-	if sentinel, ok := codeErrors[m.Code]; ok {
-		return fmt.Errorf("%w (remote: %s)", sentinel, m.Msg)
-	}
-	return fmt.Errorf("%w: %s", transport.ErrRemote, m.Msg)
-}
-
-// errorMessage encodes err as a kindError reply.
-func (s *Store) errorMessage(err error) []byte {
-	m := &message{Version: protocolVersion, Kind: kindError, Cluster: s.wireCluster, Msg: err.Error()}
-	var qe *QuorumError
-	switch {
-	case errors.As(err, &qe):
-		m.Code, m.Need, m.Got = codeWriteQuorum, qe.Need, qe.Got
-	default:
-		for _, code := range slices.Sorted(maps.Keys(codeErrors)) { // the same code for an error that matches several
-			if errors.Is(err, codeErrors[code]) {
-				m.Code = code
-				break
-			}
-		}
-	}
-	return encodeMessage(m)
+	m := p.list[0]
+	p.list = p.list[1:]
+	return m, true
 }

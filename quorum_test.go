@@ -215,17 +215,17 @@ func TestQuorum_QuorumErrorFromReplies(t *testing.T) {
 	require.Equal(t, 1, qe.Got)
 }
 
-// errorFromMessage rebuilds on the caller's side the error a peer reported.
-func TestQuorum_ErrorFromMessage(t *testing.T) {
+// errorFromReply rebuilds on the caller's side the error a peer reported.
+func TestQuorum_ErrorFromReply(t *testing.T) {
 	for code, sentinel := range codeErrors {
 		t.Run(sentinel.Error(), func(t *testing.T) {
-			err := errorFromMessage(&message{Kind: kindError, Code: code, Msg: "details"})
+			err := errorFromReply(&errorReply{Code: code, Msg: "details"})
 			require.ErrorIs(t, err, sentinel)
 			require.Contains(t, err.Error(), "details")
 		})
 	}
 	t.Run("write quorum", func(t *testing.T) {
-		err := errorFromMessage(&message{Kind: kindError, Code: codeWriteQuorum, Need: 2, Got: 1, Msg: "n2 down"})
+		err := errorFromReply(&errorReply{Code: codeWriteQuorum, Need: 2, Got: 1, Msg: "n2 down"})
 		require.ErrorIs(t, err, ErrWriteQuorum)
 		var qe *QuorumError
 		require.ErrorAs(t, err, &qe)
@@ -234,7 +234,7 @@ func TestQuorum_ErrorFromMessage(t *testing.T) {
 		require.Contains(t, err.Error(), "got 1 of 2")
 	})
 	t.Run("other", func(t *testing.T) {
-		err := errorFromMessage(&message{Kind: kindError, Code: codeOther, Msg: "disk on fire"})
+		err := errorFromReply(&errorReply{Code: codeOther, Msg: "disk on fire"})
 		require.ErrorIs(t, err, transport.ErrRemote)
 		require.Contains(t, err.Error(), "disk on fire")
 	})

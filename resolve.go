@@ -152,14 +152,8 @@ func modifyOnce[T any](ctx context.Context, s *Store, key []byte, codec Codec[T]
 	}
 	var cur T
 	if len(sibs) > 0 {
-		vals, err := decodeAll(codec, sibs)
-		if err != nil {
-			return zero, fmt.Errorf("%w: key %q: %w", ErrResolve, key, err)
-		}
-		if len(vals) == 1 {
-			cur = vals[0]
-		} else if cur, err = merge(vals); err != nil {
-			return zero, fmt.Errorf("%w: key %q: %w", ErrResolve, key, err)
+		if cur, err = mergeSiblings(codec, merge, key, sibs); err != nil {
+			return zero, err
 		}
 	}
 	next, err := fn(cur, len(sibs) > 0)

@@ -5,7 +5,6 @@ package dynamo
 
 import (
 	"hash/fnv"
-	"math/bits"
 	"slices"
 	"strings"
 
@@ -114,11 +113,8 @@ func topInsert(scores []uint64, idx []uint16, n int, s uint64, i uint16) int {
 	return min(n+1, k)
 }
 
-// partition returns the partition that holds key.
-func (r *ring) partition(key []byte) int {
-	hi, _ := bits.Mul64(mix64(hashBytes(key)), uint64(r.partitions))
-	return int(hi)
-}
+// partition returns the partition that holds key (partitionOf).
+func (r *ring) partition(key []byte) int { return partitionOf(key, r.partitions) }
 
 // preference returns the first k distinct nodes of partition p's preference
 // list (all nodes if k exceeds the ring's size), best first. The caller owns

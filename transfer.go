@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -29,8 +28,6 @@ type transferState struct {
 	// channel, not a mutex: waiting on it is a durable block in a synctest
 	// bubble, so simulated time goes on while one round waits for another.)
 	round chan struct{}
-	// loopRounds counts the background loop's finished rounds.
-	loopRounds atomic.Int64
 	// ready is closed once the pulls planned at start-up are done.
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -142,9 +139,8 @@ func (s *Store) PendingTransfers() int {
 // the caller (and half the replica timeout), so that this node's own answer
 // still arrives in time when a source is silent; a source that does not
 // answer is left out (the coordinator's other replicas cover for it).
-func (s *Store) readThrough(ctx context.Context, key []byte, st state) state {
-	r := s.ring.Load()
-	sources := s.pullSources(r.partition(key))
+func (s *Store) readThrough(ctx context.Context, q request, st state) state {
+	sources := s.pullSources(q.p)
 	if len(sources) == 0 {
 		return st
 	}
@@ -154,21 +150,19 @@ func (s *Store) readThrough(ctx context.Context, key []byte, st state) state {
 	}
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
-	req := encodeMessage(&message{Version: protocolVersion, Kind: kindGet, Cluster: s.wireCluster, Key: key, Flags: flagNoReadThrough})
+	req := s.encode(&getReq{Key: q.key, Flags: flagNoReadThrough})
 	replies := make(chan state, len(sources))
 	var wg sync.WaitGroup
 	for _, id := range sources {
-		i, ok := r.index[id]
+		i, ok := q.r.index[id]
 		if !ok || !s.reachable(id) {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if theirs, err := s.readReplica(ctx, r.members[i], key, req); err == nil {
+		wg.Go(func() {
+			if theirs, err := s.readReplica(ctx, q.r.members[i], q, req); err == nil {
 				replies <- theirs
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(replies)
@@ -177,8 +171,8 @@ func (s *Store) readThrough(ctx context.Context, key []byte, st state) state {
 		st = syncStates(st, theirs)
 	}
 	if !sameVersion(local, st) {
-		if err := s.localMerge(key, st); err != nil {
-			s.log.Debug("keeping a read-through state failed", "key", key, "err", err)
+		if err := s.rep.merge(q.p, q.key, st); err != nil {
+			s.log.Debug("keeping a read-through state failed", "key", q.key, "err", err)
 		}
 	}
 	return st
@@ -191,7 +185,6 @@ func (s *Store) transferLoop(ctx context.Context) {
 		if err := s.TransferRound(ctx); err != nil && ctx.Err() == nil {
 			s.log.Debug("transfer round incomplete", "err", err)
 		}
-		s.transfer.loopRounds.Add(1)
 		select {
 		case <-ctx.Done():
 			return
@@ -290,11 +283,14 @@ func (s *Store) pushTo(ctx context.Context, r *ring, drop bool) error {
 	me, inRing := r.index[s.cfg.NodeID]
 	byOwner := map[string][]uint32{}
 	var foreign []uint32
+	pushed := map[uint32]uint64{} // each foreign partition's hash as pushed
 	for p := 0; p < r.partitions; p++ {
-		if s.tree.get(p) == 0 || (inRing && r.isPrimary(p, me, s.cfg.N)) {
+		h := s.rep.tree.get(p)
+		if h == 0 || (inRing && r.isPrimary(p, me, s.cfg.N)) {
 			continue
 		}
 		foreign = append(foreign, uint32(p))
+		pushed[uint32(p)] = h
 		for _, m := range r.preference(p, s.cfg.N) {
 			byOwner[m.ID] = append(byOwner[m.ID], uint32(p))
 		}
@@ -335,28 +331,19 @@ func (s *Store) pushTo(ctx context.Context, r *ring, drop bool) error {
 		if failed[p] || ctx.Err() != nil {
 			continue
 		}
-		if err := s.dropPartition(int(p)); err != nil {
+		// A write that landed since the push keeps the partition (its hash
+		// moved) for the next round.
+		dropped, err := s.rep.dropPartition(int(p), pushed[p])
+		if err != nil {
 			errs = append(errs, err)
+		}
+		if dropped {
+			s.transfer.mu.Lock()
+			s.transfer.drops++
+			s.transfer.mu.Unlock()
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// dropPartition deletes this node's data of partition p.
-func (s *Store) dropPartition(p int) error {
-	var keys [][]byte
-	if err := s.listPartition(p, nil, func(key []byte, _ uint64) bool { keys = append(keys, slices.Clone(key)); return true }); err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if err := s.updateData(k, func([]byte) ([]byte, bool, error) { return nil, false, nil }); err != nil {
-			return fmt.Errorf("drop partition %d: %w", p, err)
-		}
-	}
-	s.transfer.mu.Lock()
-	s.transfer.drops++
-	s.transfer.mu.Unlock()
-	return nil
 }
 
 // Decommission prepares this node to leave the ring for good: it pushes every

@@ -79,7 +79,7 @@ func (c *testCluster) settledTransfers() bool {
 		r := s.ring.Load()
 		me := r.index[s.cfg.NodeID]
 		for p := 0; p < r.partitions; p++ {
-			if s.tree.get(p) != 0 && !r.isPrimary(p, me, s.cfg.N) {
+			if s.rep.tree.get(p) != 0 && !r.isPrimary(p, me, s.cfg.N) {
 				return false
 			}
 		}

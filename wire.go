@@ -1,9 +1,11 @@
-// wire.go: the msgpack encodings the root package owns: a key's stored state
-// (§4.4) and the envelope of every message between nodes (DESIGN §8).
+// wire.go: the msgpack encodings the root package owns (DESIGN §8): a key's
+// stored state (§4.4), version vectors, and the bounded decoder that reads
+// them and every message (message.go).
 package dynamo
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -11,11 +13,8 @@ import (
 	"sync"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
-
-// protocolVersion is carried by every message. A node rejects messages from a
-// newer protocol with ErrProtocol.
-const protocolVersion = 1
 
 // Stored state formats: the first element of every encoded state. Format 1
 // is [1, vector, siblings], each sibling [actor, counter, time, tombstone,
@@ -32,6 +31,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Decoding bounds: a peer or a disk cannot make us allocate beyond these.
 const (
+	maxDecodedList     = 1 << 20 // elements of a list in a convergent value (crdt.go)
 	maxDecodedActors   = 1 << 12
 	maxDecodedSiblings = 1 << 12
 	maxActorLen        = 256
@@ -51,123 +51,6 @@ const envelopeRoom = 64 << 10
 func batchBytesFor(frame int) int {
 	return max(16<<10, min(4<<20, (frame-envelopeRoom)/4))
 }
-
-// kind is a message kind. ONLY APPEND TO THIS LIST: kinds are on the wire.
-type kind uint8
-
-const (
-	kindInvalid    kind = iota
-	kindGet             // read the replica's state of Key
-	kindGetReply        // State holds the replica's encoded state (empty: absent)
-	kindReplicate       // merge State into the replica's state of Key
-	kindAck             // the request was applied durably
-	kindPut             // coordinate a put of Value/Tombstone with Context (forwarded)
-	kindError           // the request failed: Code, Msg, Need, Got
-	kindAERanges        // anti-entropy: hash each of Ranges over the partition set
-	kindAEHashes        // reply: Hashes, one per range
-	kindAEKeys          // anti-entropy: list the keys of Parts with their digests
-	kindAEKeyList       // reply: Keys and Hashes (digests)
-	kindAEExchange      // anti-entropy: merge States into Keys, reply with the merged states of Keys
-	kindAEStates        // reply: States, one per requested key (empty: absent)
-	kindPurge           // purge Key's tombstones if the local state's digest is Hashes[0]
-	kindPing            // are you up? answered with kindAck
-	kindFold            // drop from Key's vector the entries of Context it holds dead (compact.go)
-)
-
-func (k kind) String() string {
-	switch k {
-	case kindGet:
-		return "get"
-	case kindGetReply:
-		return "get-reply"
-	case kindReplicate:
-		return "replicate"
-	case kindAck:
-		return "ack"
-	case kindPut:
-		return "put"
-	case kindError:
-		return "error"
-	case kindAERanges, kindAEHashes, kindAEKeys, kindAEKeyList, kindAEExchange, kindAEStates:
-		return fmt.Sprintf("anti-entropy(%d)", uint8(k))
-	case kindPurge:
-		return "purge"
-	case kindPing:
-		return "ping"
-	case kindFold:
-		return "fold"
-	}
-	return fmt.Sprintf("kind(%d)", uint8(k))
-}
-
-// errCode carries a sentinel error across the wire. ONLY APPEND TO THIS LIST.
-type errCode uint8
-
-const (
-	codeOther errCode = iota
-	codeWriteQuorum
-	codeTooManySiblings
-	codeValueTooLarge
-	codeBadContext
-	codeClosed
-	codeNoReplica
-	codeCorrupt
-	codeProtocol
-	codeHintsFull
-)
-
-var codeErrors = map[errCode]error{
-	codeTooManySiblings: ErrTooManySiblings,
-	codeValueTooLarge:   ErrValueTooLarge,
-	codeBadContext:      ErrBadContext,
-	codeClosed:          ErrClosed,
-	codeNoReplica:       ErrNoReplica,
-	codeCorrupt:         ErrCorrupt,
-	codeProtocol:        ErrProtocol,
-	codeHintsFull:       ErrHintsFull,
-}
-
-// message is the envelope of every request and reply. Fields are encoded as a
-// msgpack array in this order; new fields go at the end, and decoders skip
-// trailing fields they do not know.
-type message struct {
-	Version   uint8
-	Kind      kind
-	Cluster   uint32 // hash of Config.Cluster; 0 in errors about the envelope itself
-	Key       []byte
-	State     []byte // an encoded state (kindGetReply, kindReplicate)
-	Value     []byte // kindPut
-	Tombstone bool   // kindPut: a delete
-	Context   versionVector
-	W         int   // kindPut: write quorum asked for
-	TimeoutMS int64 // kindPut: the coordinator's time budget
-	Code      errCode
-	Msg       string
-	Need, Got int      // codeWriteQuorum
-	Hint      string   // kindReplicate: store as a hint for the node with this ID
-	Flags     uint8    // kindPut: flagPrimariesOnly
-	Parts     []uint32 // anti-entropy: explicit partition set, or partitions to list
-	Ranges    []uint32 // kindAERanges: lo, hi index pairs over the partition set
-	Hashes    []uint64 // range hashes, key digests, or a purge digest
-	RingHash  uint64   // anti-entropy: the sender's ring, when Parts is implicit
-	Keys      [][]byte
-	States    [][]byte
-	ReqID     uint64 // kindPut: the forwarding node's request ID, for deduplication
-}
-
-const messageFields = 23
-
-// maxDecodedList bounds every list in a message.
-const maxDecodedList = 1 << 20
-
-// Message flags. ONLY APPEND TO THIS LIST.
-const (
-	flagPrimariesOnly uint8 = 1 << iota // kindPut: no fallbacks
-	flagPartRuns                        // anti-entropy: Parts holds [lo, hi) runs
-	flagNoReadThrough                   // kindGet: answer from local data only
-	flagPushOnly                        // kindAEExchange: merge States, reply with nothing
-	flagWantActor                       // kindGet: reply with Hint set to the actor the replica would mint Key with
-)
 
 var encPool = sync.Pool{New: func() any {
 	b := new(bytes.Buffer)
@@ -194,137 +77,6 @@ func (p *pooledEncoder) finish() []byte {
 	return out
 }
 
-func encodeMessage(m *message) []byte {
-	p := getEncoder()
-	e := p.enc
-	_ = e.EncodeArrayLen(messageFields)
-	_ = e.EncodeUint(uint64(m.Version))
-	_ = e.EncodeUint(uint64(m.Kind))
-	_ = e.EncodeUint(uint64(m.Cluster))
-	_ = e.EncodeBytes(m.Key)
-	_ = e.EncodeBytes(m.State)
-	_ = e.EncodeBytes(m.Value)
-	_ = e.EncodeBool(m.Tombstone)
-	encodeVV(e, m.Context)
-	_ = e.EncodeInt(int64(m.W))
-	_ = e.EncodeInt(m.TimeoutMS)
-	_ = e.EncodeUint(uint64(m.Code))
-	_ = e.EncodeString(m.Msg)
-	_ = e.EncodeInt(int64(m.Need))
-	_ = e.EncodeInt(int64(m.Got))
-	_ = e.EncodeString(m.Hint)
-	_ = e.EncodeUint(uint64(m.Flags))
-	encodeUints(e, m.Parts)
-	encodeUints(e, m.Ranges)
-	encodeUints(e, m.Hashes)
-	_ = e.EncodeUint(m.RingHash)
-	encodeByteLists(e, m.Keys)
-	encodeByteLists(e, m.States)
-	_ = e.EncodeUint(m.ReqID)
-	return p.finish()
-}
-
-// decodeMessage parses b. Errors match ErrProtocol.
-func decodeMessage(b []byte) (*message, error) {
-	d := newWireDecoder(b)
-	m := &message{}
-	n, err := d.DecodeArrayLen()
-	if err != nil || n < 2 {
-		return nil, fmt.Errorf("%w: malformed envelope", ErrProtocol)
-	}
-	fail := func(field string, err error) (*message, error) {
-		return nil, fmt.Errorf("%w: field %s: %w", ErrProtocol, field, err)
-	}
-	u, err := d.DecodeUint64()
-	if err != nil {
-		return fail("version", err)
-	}
-	if u != protocolVersion {
-		return nil, fmt.Errorf("%w: protocol version %d, this node speaks %d", ErrProtocol, u, protocolVersion)
-	}
-	m.Version = uint8(u)
-	if u, err = d.DecodeUint64(); err != nil {
-		return fail("kind", err)
-	}
-	if u > 0xff {
-		return fail("kind", fmt.Errorf("%d out of range", u))
-	}
-	m.Kind = kind(u)
-	for i := 2; i < n; i++ {
-		switch i {
-		case 2:
-			u, err = d.DecodeUint64()
-			if err == nil && u > 0xffffffff {
-				err = fmt.Errorf("cluster %d out of range", u)
-			}
-			m.Cluster = uint32(u)
-		case 3:
-			m.Key, err = d.bytes()
-		case 4:
-			m.State, err = d.bytes()
-		case 5:
-			m.Value, err = d.bytes()
-		case 6:
-			m.Tombstone, err = d.DecodeBool()
-		case 7:
-			m.Context, err = decodeVV(d)
-		case 8:
-			var v int64
-			v, err = d.DecodeInt64()
-			m.W = int(v)
-		case 9:
-			m.TimeoutMS, err = d.DecodeInt64()
-		case 10:
-			u, err = d.DecodeUint64()
-			if err == nil && u > 0xff {
-				err = fmt.Errorf("code %d out of range", u)
-			}
-			m.Code = errCode(u)
-		case 11:
-			m.Msg, err = d.str()
-		case 12:
-			var v int64
-			v, err = d.DecodeInt64()
-			m.Need = int(v)
-		case 13:
-			var v int64
-			v, err = d.DecodeInt64()
-			m.Got = int(v)
-		case 14:
-			m.Hint, err = d.str()
-		case 15:
-			u, err = d.DecodeUint64()
-			if err == nil && u > 0xff {
-				err = fmt.Errorf("flags %d out of range", u)
-			}
-			m.Flags = uint8(u)
-		case 16:
-			m.Parts, err = decodeUints[uint32](d)
-		case 17:
-			m.Ranges, err = decodeUints[uint32](d)
-		case 18:
-			m.Hashes, err = decodeUints[uint64](d)
-		case 19:
-			m.RingHash, err = d.DecodeUint64()
-		case 20:
-			m.Keys, err = decodeByteLists(d)
-		case 21:
-			m.States, err = decodeByteLists(d)
-		case 22:
-			m.ReqID, err = d.DecodeUint64()
-		default:
-			err = d.Skip()
-		}
-		if err != nil {
-			return fail(fmt.Sprint(i), err)
-		}
-	}
-	if !atEOF(d) {
-		return nil, fmt.Errorf("%w: trailing bytes after the envelope", ErrProtocol)
-	}
-	return m, nil
-}
-
 func encodeUints[T uint32 | uint64](e *msgpack.Encoder, v []T) {
 	_ = e.EncodeArrayLen(len(v))
 	for _, x := range v {
@@ -332,13 +84,14 @@ func encodeUints[T uint32 | uint64](e *msgpack.Encoder, v []T) {
 	}
 }
 
-func decodeUints[T uint32 | uint64](d *wireDecoder) ([]T, error) {
+// decodeUints reads a list of at most maxN unsigned integers, each within T.
+func decodeUints[T uint32 | uint64](d *wireDecoder, maxN int) ([]T, error) {
 	n, err := d.DecodeArrayLen()
 	if err != nil || n <= 0 {
 		return nil, err
 	}
-	if n > maxDecodedList {
-		return nil, fmt.Errorf("list of %d elements", n)
+	if n > maxN || n > d.r.Len() {
+		return nil, fmt.Errorf("list of %d elements, the limit is %d", n, min(maxN, d.r.Len()))
 	}
 	out := make([]T, 0, min(n, 4096))
 	for range n {
@@ -361,17 +114,19 @@ func encodeByteLists(e *msgpack.Encoder, v [][]byte) {
 	}
 }
 
-func decodeByteLists(d *wireDecoder) ([][]byte, error) {
+// decodeByteLists reads a list of at most maxN byte strings of at most
+// maxEach bytes each.
+func decodeByteLists(d *wireDecoder, maxN, maxEach int) ([][]byte, error) {
 	n, err := d.DecodeArrayLen()
 	if err != nil || n <= 0 {
 		return nil, err
 	}
-	if n > maxDecodedList {
-		return nil, fmt.Errorf("list of %d elements", n)
+	if n > maxN || n > d.r.Len() {
+		return nil, fmt.Errorf("list of %d elements, the limit is %d", n, min(maxN, d.r.Len()))
 	}
 	out := make([][]byte, 0, min(n, 4096))
 	for range n {
-		b, err := d.bytes()
+		b, err := d.boundedBytes(maxEach)
 		if err != nil {
 			return nil, err
 		}
@@ -528,7 +283,7 @@ func decodeStateFrom(d *wireDecoder, b []byte) (state, error) {
 		}
 	}
 	for j := fields; j < n; j++ {
-		if err := d.Skip(); err != nil {
+		if err := d.skip(0); err != nil {
 			return st, err
 		}
 	}
@@ -575,7 +330,7 @@ func decodeSibling(d *wireDecoder, vv versionVector, f uint64) (sibling, error) 
 		return sb, err
 	}
 	for j := 5; j < sn; j++ {
-		if err := d.Skip(); err != nil {
+		if err := d.skip(0); err != nil {
 			return sb, err
 		}
 	}
@@ -613,4 +368,165 @@ func (d *wireDecoder) bytes() ([]byte, error) {
 func (d *wireDecoder) str() (string, error) {
 	b, err := d.bytes()
 	return string(b), err
+}
+
+// errOverLimit is wrapped by the errors of values longer than their bound.
+var errOverLimit = errors.New("over its limit")
+
+// boundedBytes decodes a bin or str value of at most limit bytes.
+func (d *wireDecoder) boundedBytes(limit int) ([]byte, error) {
+	n, err := d.DecodeBytesLen()
+	if err != nil || n < 0 {
+		return nil, err
+	}
+	if n > limit {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", errOverLimit, n, limit)
+	}
+	if n > d.r.Len() {
+		return nil, fmt.Errorf("length %d exceeds the %d bytes left", n, d.r.Len())
+	}
+	b := make([]byte, n)
+	_, err = io.ReadFull(d.r, b)
+	return b, err
+}
+
+// boundedStr decodes a str or bin value of at most limit bytes as a string.
+func (d *wireDecoder) boundedStr(limit int) (string, error) {
+	b, err := d.boundedBytes(limit)
+	return string(b), err
+}
+
+// key decodes a key: at most lim.key bytes (empty is checked by the body).
+func (d *wireDecoder) key(lim *wireLimits) ([]byte, error) {
+	b, err := d.boundedBytes(lim.key)
+	if err != nil {
+		return nil, fmt.Errorf("key: %w", err)
+	}
+	return b, nil
+}
+
+// u8 and u32 decode unsigned integers that must fit their type.
+func (d *wireDecoder) u8() (uint8, error) {
+	u, err := d.DecodeUint64()
+	if err == nil && u > 0xff {
+		err = fmt.Errorf("%d out of range", u)
+	}
+	return uint8(u), err
+}
+
+func (d *wireDecoder) u32() (uint32, error) {
+	u, err := d.DecodeUint64()
+	if err == nil && u > 0xffffffff {
+		err = fmt.Errorf("%d out of range", u)
+	}
+	return uint32(u), err
+}
+
+// smallInt decodes a count: between 0 and 2^31-1.
+func (d *wireDecoder) smallInt() (int, error) {
+	v, err := d.DecodeInt64()
+	if err == nil && (v < 0 || v > 1<<31-1) {
+		err = fmt.Errorf("%d out of range", v)
+	}
+	return int(v), err
+}
+
+// maxSkipDepth bounds the nesting of the values skip passes over: msgpack's
+// own Skip recurses once per level, so a frame of nested arrays would take
+// the stack as deep as the frame is long.
+const maxSkipDepth = 32
+
+var errTooDeep = fmt.Errorf("values nested deeper than %d", maxSkipDepth)
+
+// skip passes over one msgpack value of any type at nesting depth depth,
+// without allocating what it skips: it is how decoders pass over the fields
+// of newer versions that they do not know.
+func (d *wireDecoder) skip(depth int) error {
+	c, err := d.r.ReadByte()
+	if err != nil {
+		return err
+	}
+	switch {
+	case msgpcode.IsFixedNum(c), c == msgpcode.Nil, c == msgpcode.False, c == msgpcode.True:
+		return nil
+	case msgpcode.IsFixedMap(c):
+		return d.skipItems(2*int(c&0x0f), depth)
+	case msgpcode.IsFixedArray(c):
+		return d.skipItems(int(c&0x0f), depth)
+	case msgpcode.IsFixedString(c):
+		return d.skipBytes(int(c & 0x1f))
+	}
+	switch c {
+	case msgpcode.Uint8, msgpcode.Int8:
+		return d.skipBytes(1)
+	case msgpcode.Uint16, msgpcode.Int16:
+		return d.skipBytes(2)
+	case msgpcode.Uint32, msgpcode.Int32, msgpcode.Float:
+		return d.skipBytes(4)
+	case msgpcode.Uint64, msgpcode.Int64, msgpcode.Double:
+		return d.skipBytes(8)
+	case msgpcode.FixExt1:
+		return d.skipBytes(1 + 1)
+	case msgpcode.FixExt2:
+		return d.skipBytes(1 + 2)
+	case msgpcode.FixExt4:
+		return d.skipBytes(1 + 4)
+	case msgpcode.FixExt8:
+		return d.skipBytes(1 + 8)
+	case msgpcode.FixExt16:
+		return d.skipBytes(1 + 16)
+	}
+	var size int // bytes of the length that follows the code
+	switch c {
+	case msgpcode.Bin8, msgpcode.Str8, msgpcode.Ext8:
+		size = 1
+	case msgpcode.Bin16, msgpcode.Str16, msgpcode.Ext16, msgpcode.Array16, msgpcode.Map16:
+		size = 2
+	case msgpcode.Bin32, msgpcode.Str32, msgpcode.Ext32, msgpcode.Array32, msgpcode.Map32:
+		size = 4
+	default:
+		return fmt.Errorf("unknown msgpack code %#x", c)
+	}
+	var lb [4]byte
+	if _, err := io.ReadFull(d.r, lb[4-size:]); err != nil {
+		return err
+	}
+	n := int(binary.BigEndian.Uint32(lb[:]))
+	switch c {
+	case msgpcode.Array16, msgpcode.Array32:
+		return d.skipItems(n, depth)
+	case msgpcode.Map16, msgpcode.Map32:
+		return d.skipItems(2*n, depth)
+	case msgpcode.Ext8, msgpcode.Ext16, msgpcode.Ext32:
+		return d.skipBytes(1 + n) // the type byte, then the data
+	}
+	return d.skipBytes(n)
+}
+
+// skipItems skips the n values of an array or map at depth.
+func (d *wireDecoder) skipItems(n, depth int) error {
+	if n == 0 {
+		return nil
+	}
+	if depth >= maxSkipDepth {
+		return errTooDeep
+	}
+	if n > d.r.Len() { // every value takes at least a byte
+		return fmt.Errorf("%d values in %d bytes", n, d.r.Len())
+	}
+	for range n {
+		if err := d.skip(depth + 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// skipBytes passes over n bytes, which must be there.
+func (d *wireDecoder) skipBytes(n int) error {
+	if n > d.r.Len() {
+		return fmt.Errorf("length %d exceeds the %d bytes left", n, d.r.Len())
+	}
+	_, err := d.r.Seek(int64(n), io.SeekCurrent)
+	return err
 }

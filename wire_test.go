@@ -176,137 +176,6 @@ func TestWire_DecodeState_Rejects(t *testing.T) {
 	}
 }
 
-// wtMessages are well-formed messages of each kind.
-func wtMessages() map[string]*message {
-	st := encodeState(vcState("a:1", "a:1=v"))
-	return map[string]*message{
-		"get":       {Version: protocolVersion, Kind: kindGet, Cluster: 0xdeadbeef, Key: []byte("k")},
-		"get-reply": {Version: protocolVersion, Kind: kindGetReply, Cluster: 1, State: st},
-		"get-reply, absent": {
-			Version: protocolVersion, Kind: kindGetReply, Cluster: 1,
-		},
-		"replicate": {Version: protocolVersion, Kind: kindReplicate, Cluster: 7, Key: []byte{0, 1, 2}, State: st},
-		"replicate as hint": {
-			Version: protocolVersion, Kind: kindReplicate, Cluster: 7, Key: []byte("k"), State: st, Hint: "n3",
-		},
-		"ack": {Version: protocolVersion, Kind: kindAck, Cluster: 7},
-		"put": {
-			Version: protocolVersion, Kind: kindPut, Cluster: 9, Key: []byte("cart"), Value: []byte("milk"),
-			Context: vcVV("a/01:3 b/02:1"), W: 2, TimeoutMS: 1500, Flags: flagPrimariesOnly,
-		},
-		"delete": {
-			Version: protocolVersion, Kind: kindPut, Cluster: 9, Key: []byte("cart"), Tombstone: true,
-			Context: vcVV("a/01:4"), W: 3, TimeoutMS: 1,
-		},
-		"error": {
-			Version: protocolVersion, Kind: kindError, Code: codeWriteQuorum, Msg: "n2: timeout", Need: 2, Got: 1,
-		},
-		"error about the envelope": {Version: protocolVersion, Kind: kindError, Code: codeProtocol, Msg: "bad"},
-	}
-}
-
-// wtNormMessage returns a copy of m with empty slices as nil, since nil and
-// empty mean the same on the wire.
-func wtNormMessage(m *message) message {
-	c := *m
-	for _, b := range []*[]byte{&c.Key, &c.State, &c.Value} {
-		if len(*b) == 0 {
-			*b = nil
-		}
-	}
-	if len(c.Context) == 0 {
-		c.Context = nil
-	}
-	return c
-}
-
-func TestWire_Message_RoundTrip(t *testing.T) {
-	for name, m := range wtMessages() {
-		t.Run(name, func(t *testing.T) {
-			enc := encodeMessage(m)
-			got, err := decodeMessage(enc)
-			require.NoError(t, err)
-			require.Equal(t, wtNormMessage(m), wtNormMessage(got))
-			require.Equal(t, enc, encodeMessage(got), "the encoding is canonical")
-		})
-	}
-}
-
-// A message from a peer with more fields than this node knows decodes, its
-// extra fields skipped; one with fewer gets zero values (DESIGN §8).
-func TestWire_DecodeMessage_OtherFieldCounts(t *testing.T) {
-	m := wtMessages()["put"]
-	n, body := wtSplitArray(t, encodeMessage(m))
-	require.Equal(t, messageFields, n)
-
-	t.Run("more", func(t *testing.T) {
-		var b bytes.Buffer
-		e := msgpack.NewEncoder(&b)
-		require.NoError(t, e.EncodeArrayLen(n+3))
-		b.Write(body)
-		require.NoError(t, e.EncodeString("a field from the future"))
-		require.NoError(t, e.Encode([]any{1, "x", map[string]int{"y": 2}}))
-		require.NoError(t, e.EncodeNil())
-		got, err := decodeMessage(b.Bytes())
-		require.NoError(t, err)
-		require.Equal(t, wtNormMessage(m), wtNormMessage(got))
-	})
-	t.Run("fewer", func(t *testing.T) {
-		got, err := decodeMessage(wtPack(t, protocolVersion, uint8(kindAck)))
-		require.NoError(t, err)
-		require.Equal(t, message{Version: protocolVersion, Kind: kindAck}, wtNormMessage(got))
-	})
-}
-
-func TestWire_DecodeMessage_Rejects(t *testing.T) {
-	valid := encodeMessage(wtMessages()["put"])
-	_, body := wtSplitArray(t, valid)
-	tests := map[string][]byte{
-		"empty input":               {},
-		"nil":                       {0xc0},
-		"garbage text":              []byte("GET / HTTP/1.1\r\n\r\n"),
-		"garbage bytes":             {0xff, 0xfe, 0xc1},
-		"not an array":              []byte{0x01},
-		"array of one":              wtPack(t, protocolVersion),
-		"newer protocol":            wtPack(t, protocolVersion+1, uint8(kindGet)),
-		"protocol zero":             wtPack(t, 0, uint8(kindGet)),
-		"version of the wrong type": wtPack(t, "1", uint8(kindGet)),
-		"kind of the wrong type":    wtPack(t, protocolVersion, "get"),
-		"key of the wrong type":     wtPack(t, protocolVersion, uint8(kindGet), 0, 42),
-		"context not sorted":        wtPack(t, protocolVersion, uint8(kindPut), 0, []byte("k"), nil, []byte("v"), false, []any{"b", 1, "a", 1}),
-		"context with a zero":       wtPack(t, protocolVersion, uint8(kindPut), 0, []byte("k"), nil, []byte("v"), false, []any{"a", 0}),
-		"context of the wrong type": wtPack(t, protocolVersion, uint8(kindPut), 0, []byte("k"), nil, []byte("v"), false, "a:1"),
-		"claims 2^31 fields":        append(wtArray32(1<<31), body...),
-	}
-	for i := 1; i < len(valid); i++ {
-		tests["truncated to "+strings.Repeat("*", i)] = valid[:i]
-	}
-	for name, b := range tests {
-		t.Run(name, func(t *testing.T) {
-			m, err := decodeMessage(b)
-			require.ErrorIs(t, err, ErrProtocol)
-			require.Nil(t, m)
-		})
-	}
-}
-
-// decodeState rejects bytes after the state; a message frame with bytes after
-// the envelope is just as malformed (a sender bug or two frames run together)
-// and must not be half-read.
-func TestWire_DecodeMessage_RejectsTrailingBytes(t *testing.T) {
-	valid := encodeMessage(wtMessages()["get"])
-	tests := map[string][]byte{
-		"one byte":     append(bytes.Clone(valid), 0x00),
-		"two messages": append(bytes.Clone(valid), valid...),
-	}
-	for name, b := range tests {
-		t.Run(name, func(t *testing.T) {
-			_, err := decodeMessage(b)
-			require.ErrorIs(t, err, ErrProtocol)
-		})
-	}
-}
-
 // wtClaim replaces, in enc, the msgpack encoding of marker (bin, or str if
 // str is set) with a 32-bit header that claims claim bytes, followed by the
 // marker alone: a few bytes of input that declare a huge value.
@@ -342,38 +211,6 @@ const (
 	wtMarker  = "\xab\xcd\xef\x01"
 )
 
-// DESIGN §8: "Limits on key, value, context, sibling count and frame size
-// give a clear error, not a crash." A peer (before any cluster check) or a
-// damaged disk must not make a node allocate what a length prefix claims
-// when the input holds only a few bytes: with 0xffffffff that would be 4 GiB
-// per message (msgpack's DecodeBytes allocates the claimed length up front;
-// FuzzDecodeMessage's workers were killed by it before wireDecoder).
-func TestWire_DecodeMessage_DeclaredLengthBeyondInput_NoHugeAllocation(t *testing.T) {
-	marker := []byte(wtMarker)
-	tests := map[string]struct {
-		m   *message
-		str bool
-	}{
-		"key":            {m: &message{Version: protocolVersion, Kind: kindGet, Key: marker}},
-		"state":          {m: &message{Version: protocolVersion, Kind: kindReplicate, Key: []byte("k"), State: marker}},
-		"value":          {m: &message{Version: protocolVersion, Kind: kindPut, Key: []byte("k"), Value: marker}},
-		"keys element":   {m: &message{Version: protocolVersion, Kind: kindAck, Keys: [][]byte{marker}}},
-		"states element": {m: &message{Version: protocolVersion, Kind: kindAck, States: [][]byte{marker}}},
-		// Strings are already read in bounded chunks; kept as controls.
-		"msg":  {m: &message{Version: protocolVersion, Kind: kindError, Msg: string(marker)}, str: true},
-		"hint": {m: &message{Version: protocolVersion, Kind: kindReplicate, Hint: string(marker)}, str: true},
-	}
-	for name, tc := range tests {
-		t.Run(name, func(t *testing.T) {
-			enc := wtClaim(t, encodeMessage(tc.m), marker, wtClaimed, tc.str)
-			var err error
-			n := wtAllocated(func() { _, err = decodeMessage(enc) })
-			require.ErrorIs(t, err, ErrProtocol)
-			require.Less(t, n, uint64(wtAllowed), "decoding %d bytes allocated %d MiB", len(enc), n>>20)
-		})
-	}
-}
-
 // The same for a stored state: a sibling value's length prefix is not
 // trusted beyond the bytes present.
 func TestWire_DecodeState_DeclaredLengthBeyondInput_NoHugeAllocation(t *testing.T) {
@@ -385,16 +222,6 @@ func TestWire_DecodeState_DeclaredLengthBeyondInput_NoHugeAllocation(t *testing.
 	n := wtAllocated(func() { _, err = decodeState(enc) })
 	require.ErrorIs(t, err, ErrCorrupt)
 	require.Less(t, n, uint64(wtAllowed), "decoding %d bytes allocated %d MiB", len(enc), n>>20)
-}
-
-func TestWire_Kind_String(t *testing.T) {
-	tests := map[kind]string{
-		kindGet: "get", kindGetReply: "get-reply", kindReplicate: "replicate",
-		kindAck: "ack", kindPut: "put", kindError: "error", kindInvalid: "kind(0)", 200: "kind(200)",
-	}
-	for k, want := range tests {
-		require.Equal(t, want, k.String())
-	}
 }
 
 // wtContextText encodes a context body by hand: [format, cluster, vector...].
@@ -528,31 +355,6 @@ func FuzzDecodeState(f *testing.F) {
 	})
 }
 
-func FuzzDecodeMessage(f *testing.F) {
-	for _, m := range wtMessages() {
-		f.Add(encodeMessage(m))
-	}
-	f.Add([]byte{})
-	f.Add(wtPack(f, protocolVersion, uint8(kindAck)))
-	f.Add(wtPack(f, protocolVersion, uint8(kindPut), 0, []byte("k"), nil, []byte("v"), false, []any{"b", 1, "a", 1}))
-	f.Add(append(encodeMessage(wtMessages()["ack"]), 0x00))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := decodeMessage(b)
-		if err != nil {
-			require.ErrorIs(t, err, ErrProtocol)
-			require.Nil(t, m)
-			return
-		}
-		require.NotNil(t, m)
-		vcRequireWellFormed(t, state{VV: m.Context})
-		enc := encodeMessage(m)
-		again, err := decodeMessage(enc)
-		require.NoError(t, err, "re-encoded message does not decode")
-		require.Equal(t, wtNormMessage(m), wtNormMessage(again))
-		require.Equal(t, enc, encodeMessage(again), "encode(decode(encode(m))) differs")
-	})
-}
-
 func FuzzContextUnmarshalText(f *testing.F) {
 	f.Add("")
 	f.Add(Context{cluster: 1, vv: vcVV("a:1")}.String())
@@ -591,7 +393,7 @@ func TestWire_StoredOverheadPerKey(t *testing.T) {
 	value := make([]byte, 1024)
 	st := state{VV: versionVector{{actor, 7}}, Siblings: []sibling{{Dot: dot{actor, 7}, Time: 1_795_000_000_000_000_000, Value: value}}}
 	r := newRing([]Member{{ID: "a"}}, 1024, 1)
-	stored := len((&Store{}).dataKey(r, key)) + len(encodeState(st))
+	stored := len(dataKey(r.partition(key), key)) + len(encodeState(st))
 	overhead := stored - len(key) - len(value)
 	t.Logf("stored bytes beyond key and value, one sibling: %d", overhead)
 	require.Less(t, overhead, 100)

@@ -29,6 +29,13 @@ type request struct {
 	panicked  bool
 	panicVal  any
 	done      chan struct{}
+
+	// A request of many keys (batch.go) commits as one: group holds its
+	// parts, each a request of one key without done. prefix, if set, asks
+	// for every key under it to be deleted; the committer fills group then.
+	group   []*request
+	prefix  []byte
+	deleted int // keys the prefix delete found present
 }
 
 // Update replaces key's value with fn(current) and returns once the batch
@@ -71,15 +78,17 @@ func (s *Store) DiscardCorrupt(key []byte) (bool, error) {
 // do queues r for key (copied) and waits until the committer is done with
 // it.
 func (s *Store) do(key []byte, r *request) error {
-	if len(key) == 0 {
-		return storage.ErrEmptyKey
+	if err := checkKey(key); err != nil {
+		return err
 	}
-	if len(key) > bbolt.MaxKeySize {
-		return fmt.Errorf("bolt: update: key of %d bytes is over the limit of %d: %w",
-			len(key), bbolt.MaxKeySize, berrors.ErrKeyTooLarge)
-	}
-	r.key, r.done = bytes.Clone(key), make(chan struct{})
+	r.key = bytes.Clone(key)
+	return s.enqueue(r)
+}
 
+// enqueue hands r to the committer and waits until it is done with it; the
+// outcome is in r. It fails only when the Store is closed.
+func (s *Store) enqueue(r *request) error {
+	r.done = make(chan struct{})
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -177,13 +186,18 @@ func (s *Store) commit(batch []*request) int {
 			break // the rest goes into the next record
 		}
 		n++
-		r.apply(s, rd)
-		if !r.staged {
-			continue
+		if r.prefix != nil {
+			r.expand(s, rd)
 		}
-		s.overlay[string(r.key)] = r.result
-		rec = appendEntry(rec, r.key, r.result)
-		staged++
+		for _, p := range r.parts() {
+			p.apply(s, rd)
+			if !p.staged {
+				continue
+			}
+			s.overlay[string(p.key)] = p.result
+			rec = appendEntry(rec, p.key, p.result)
+			staged++
+		}
 	}
 	// Before anything that waits: a checkpoint growing the file waits for
 	// read transactions, and publish may wait for a ForEach that waits for
@@ -206,14 +220,16 @@ func (s *Store) commit(batch []*request) int {
 	}
 	var applied uint64
 	for _, r := range batch {
-		switch {
-		case !r.staged:
-			// Its write was skipped; its own outcome says why.
-		case err != nil:
-			r.err = err
-			r.staged = false
-		case !r.discard:
-			applied++
+		for _, p := range r.parts() {
+			switch {
+			case !p.staged:
+				// Its write was skipped; its own outcome says why.
+			case err != nil:
+				p.err = err
+				p.staged = false
+			case !p.discard:
+				applied++
+			}
 		}
 	}
 	if err == nil && staged > 0 {
@@ -256,8 +272,10 @@ func (s *Store) appendLog(rec []byte) error {
 func (s *Store) publish(batch []*request) {
 	s.memMu.Lock()
 	for _, r := range batch {
-		if r.staged {
-			s.active.put(r.key, r.result)
+		for _, p := range r.parts() {
+			if p.staged {
+				s.active.put(p.key, p.result)
+			}
 		}
 	}
 	s.memMu.Unlock()

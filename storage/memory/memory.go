@@ -18,7 +18,11 @@ import (
 	"github.com/dynamo-kv/dynamo/storage"
 )
 
-var _ storage.Storage = (*Store)(nil)
+var (
+	_ storage.Storage       = (*Store)(nil)
+	_ storage.Batcher       = (*Store)(nil)
+	_ storage.PrefixDeleter = (*Store)(nil)
+)
 
 // Store is a map-backed storage.Storage. Its zero value is not usable; call
 // New. All methods are safe for concurrent use.
@@ -71,6 +75,56 @@ func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) erro
 	if s.closed {
 		return storage.ErrClosed
 	}
+	return s.update(key, fn)
+}
+
+// UpdateBatch applies ops in order under one hold of the write lock, each
+// as Update would, and returns one error per Op (see storage.Batcher).
+func (s *Store) UpdateBatch(ops []storage.Op) []error {
+	errs := make([]error, len(ops))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, op := range ops {
+		switch {
+		case s.closed:
+			errs[i] = storage.ErrClosed
+		case len(op.Key) == 0:
+			errs[i] = storage.ErrEmptyKey
+		default:
+			errs[i] = s.update(op.Key, op.Fn)
+		}
+	}
+	return errs
+}
+
+// DeletePrefix deletes every key that starts with prefix under one hold of
+// the write lock and returns how many it deleted (see
+// storage.PrefixDeleter).
+func (s *Store) DeletePrefix(prefix []byte) (int, error) {
+	if len(prefix) == 0 {
+		return 0, storage.ErrEmptyKey
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, storage.ErrClosed
+	}
+	n := 0
+	for k, v := range s.data {
+		if strings.HasPrefix(k, string(prefix)) {
+			s.bytes -= len(k) + len(v)
+			delete(s.data, k)
+			n++
+		}
+	}
+	if n > 0 {
+		s.dirty = true
+	}
+	return n, nil
+}
+
+// update runs one Update's fn; the caller holds the write lock.
+func (s *Store) update(key []byte, fn func(current []byte) ([]byte, error)) error {
 	old, ok := s.data[string(key)]
 	var current []byte
 	if ok {

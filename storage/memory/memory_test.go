@@ -20,6 +20,23 @@ func TestMemory_Conformance(t *testing.T) {
 	storagetest.Run(t, func(*testing.T) storage.Storage { return memory.New() })
 }
 
+// plainStorage hides the Store's optional interfaces, so the suite checks
+// the fallbacks of storage.UpdateBatch and storage.DeletePrefix.
+type plainStorage struct{ s *memory.Store }
+
+func (p plainStorage) Get(k []byte) ([]byte, error) { return p.s.Get(k) }
+func (p plainStorage) Update(k []byte, fn func([]byte) ([]byte, error)) error {
+	return p.s.Update(k, fn)
+}
+func (p plainStorage) ForEach(prefix []byte, fn func(k, v []byte) error) error {
+	return p.s.ForEach(prefix, fn)
+}
+func (p plainStorage) Close() error { return p.s.Close() }
+
+func TestMemory_Conformance_WithoutBatches(t *testing.T) {
+	storagetest.Run(t, func(*testing.T) storage.Storage { return plainStorage{memory.New()} })
+}
+
 func TestMemory_LenAndBytes(t *testing.T) {
 	s := memory.New()
 	set := func(key, value string) {

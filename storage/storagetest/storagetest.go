@@ -57,6 +57,9 @@ func Run(t *testing.T, open func(t *testing.T) storage.Storage) {
 		{"Concurrent_DifferentKeys", testConcurrentDifferentKeys},
 		{"Concurrent_ReadersAndWriters", testConcurrentReadWrite},
 		{"Close_ThenErrClosed", testClosed},
+		{"UpdateBatch_AppliesInOrder", testBatchInOrder},
+		{"DeletePrefix_DeletesOnlyThePrefix", testDeletePrefix},
+		{"Batch_Closed_ErrClosed", testBatchClosed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
