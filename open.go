@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/dynamo-kv/dynamo/auth"
-	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 	"github.com/dynamo-kv/dynamo/storage/bolt"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
 )
@@ -41,7 +41,7 @@ type NodeConfig struct {
 	// from there, and Open refuses a Zone beside them.
 	Zone string
 	// GossipProfile sets failure-detection timing; empty means LAN.
-	GossipProfile membership.Profile
+	GossipProfile gossip.Profile
 	// GossipKey, if set, encrypts gossip (16, 24 or 32 bytes, the same on
 	// every node).
 	GossipKey []byte
@@ -77,7 +77,7 @@ type Node struct {
 	*Store
 	transport *tcp.Transport
 	storage   *bolt.Store
-	gossip    *membership.Gossip
+	gossip    *gossip.Gossip
 	creds     *auth.Credentials // the transport's, from Secrets or PKI
 	cluster   string            // set when opened with Secrets
 }
@@ -128,7 +128,7 @@ func Open(ctx context.Context, dir string, cfg NodeConfig) (_ *Node, err error) 
 		if bind == "" {
 			bind = "127.0.0.1:0"
 		}
-		n.gossip, err = membership.JoinGossip(ctx, membership.GossipConfig{
+		n.gossip, err = gossip.Join(ctx, gossip.Config{
 			NodeID: cfg.NodeID, BindAddr: bind, DataAddr: cfg.Transport.Addr(), Seeds: cfg.Seeds, Zone: cfg.Zone,
 			SecretKey: cfg.GossipKey, SecretKeys: sec.gossipKeys, Profile: cfg.GossipProfile, Logger: cfg.Logger, JoinRetry: cfg.JoinRetry,
 		})

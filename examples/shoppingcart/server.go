@@ -19,7 +19,7 @@ import (
 
 	"github.com/dynamo-kv/dynamo"
 	"github.com/dynamo-kv/dynamo/auth"
-	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
 )
 
@@ -56,7 +56,7 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 			seeds = append(seeds, s)
 		}
 	}
-	g, err := membership.JoinGossip(ctx, membership.GossipConfig{
+	g, err := gossip.Join(ctx, gossip.Config{
 		NodeID: f.id, BindAddr: f.gossip, DataAddr: tr.Addr(), Seeds: seeds, Profile: f.profile, Logger: log, Zone: f.zone,
 		SecretKeys: gossipKeys,
 	})
@@ -144,7 +144,7 @@ func (f nodeFlags) security() (secrets [][]byte, opts tcp.Options, gossipKeys []
 // api serves the HTTP API of one node.
 type api struct {
 	node   *dynamo.Node
-	gossip *membership.Gossip
+	gossip *gossip.Gossip
 }
 
 // newAPI returns the node's HTTP handler:
@@ -160,7 +160,7 @@ type api struct {
 //
 // Cart writes take ?r= and ?w= too. Errors are {"error":"..."}, with 503
 // when a quorum was not met.
-func newAPI(n *dynamo.Node, g *membership.Gossip) http.Handler {
+func newAPI(n *dynamo.Node, g *gossip.Gossip) http.Handler {
 	a := &api{node: n, gossip: g}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /cart/{user}/items/{item}", a.addItem)

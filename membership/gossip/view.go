@@ -1,11 +1,13 @@
 // The gossiped ring record set and its merge rule: joined-and-not-left versus reachable (§4.8).
 
-package membership
+package gossip
 
 import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/dynamo-kv/dynamo/membership"
 )
 
 // entry is one node's ring record. Entries travel in node metadata, in
@@ -136,14 +138,14 @@ func (v *view) visible(id string) visibility {
 }
 
 // members returns the ring, joined and not left, sorted by ID.
-func (v *view) members() []Member {
-	out := make([]Member, 0, len(v.records))
+func (v *view) members() []membership.Member {
+	out := make([]membership.Member, 0, len(v.records))
 	for _, e := range v.records {
 		if !e.Left {
-			out = append(out, Member{ID: e.ID, Addr: e.Addr, Zone: e.Zone})
+			out = append(out, membership.Member{ID: e.ID, Addr: e.Addr, Zone: e.Zone})
 		}
 	}
-	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b membership.Member) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -1,12 +1,14 @@
 // Wire encodings of ring records in memberlist metadata, broadcasts and push/pull (§4.8).
 
-package membership
+package gossip
 
 import (
 	"errors"
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/dynamo-kv/dynamo/membership"
 )
 
 // Every payload opens with one byte naming its layout; msgpack follows.
@@ -98,8 +100,8 @@ func (e *entry) DecodeMsgpack(d *msgpack.Decoder) error {
 		if r.Zone, err = d.DecodeString(); err != nil {
 			return fmt.Errorf("ring record Zone: %w", err)
 		}
-		if len(r.Zone) > MaxZoneLen {
-			return fmt.Errorf("ring record Zone of %d bytes, the limit is %d", len(r.Zone), MaxZoneLen)
+		if len(r.Zone) > membership.MaxZoneLen {
+			return fmt.Errorf("ring record Zone of %d bytes, the limit is %d", len(r.Zone), membership.MaxZoneLen)
 		}
 		known++
 	}

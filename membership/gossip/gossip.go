@@ -1,6 +1,6 @@
 // Gossip: ring membership and failure detection over hashicorp/memberlist (§4.8).
 
-package membership
+package gossip
 
 import (
 	"bytes"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/dynamo-kv/dynamo/membership"
 )
 
 // Gossip is a Membership kept by hashicorp/memberlist's SWIM gossip, with the
@@ -38,7 +40,7 @@ import (
 //   - Two sides of a network partition that outlasts failure detection find
 //     each other again after it heals: a reconnect loop joins the members
 //     memberlist does not hold alive at the gossip addresses in their
-//     records (see GossipConfig.ReconnectInterval).
+//     records (see Config.ReconnectInterval).
 //
 // All methods are safe for concurrent use.
 type Gossip struct {
@@ -48,13 +50,13 @@ type Gossip struct {
 	queue  *memberlist.TransmitLimitedQueue
 	size   atomic.Int64 // ring size, for the queue's retransmit limit
 	closed atomic.Bool  // set before memberlist shuts down; news is ignored from then on
-	subs   notifier
+	subs   membership.Notifier
 
 	mu    sync.Mutex
 	view  view
 	self  entry    // the record this node publishes about itself
 	meta  []byte   // self encoded as memberlist metadata
-	seeds []string // JoinGossip's seeds, for the reconnect loop
+	seeds []string // Join's seeds, for the reconnect loop
 
 	keyring *memberlist.Keyring // nil: gossip in the clear
 	keyMu   sync.Mutex          // serializes SetSecretKeys
@@ -67,12 +69,12 @@ type Gossip struct {
 	pending  sync.WaitGroup // Joins and leave messages still in flight
 }
 
-var _ Membership = (*Gossip)(nil)
+var _ membership.Membership = (*Gossip)(nil)
 
-// NewGossip validates cfg and starts memberlist listening as a cluster of
+// New validates cfg and starts memberlist listening as a cluster of
 // one, and the reconnect loop unless cfg.ReconnectInterval is negative; Join
 // adds it to an existing cluster. cfg.Seeds is not used here.
-func NewGossip(cfg GossipConfig) (*Gossip, error) {
+func New(cfg Config) (*Gossip, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -134,7 +136,7 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 
 // SetSecretKeys replaces the gossip keyring of a Gossip started with
 // SecretKey or SecretKeys: keys[0] encrypts from now on, and every key
-// decrypts. keys is copied. See GossipConfig.SecretKeys for the steps of a
+// decrypts. keys is copied. See Config.SecretKeys for the steps of a
 // rotation.
 func (g *Gossip) SetSecretKeys(keys [][]byte) error {
 	if len(keys) == 0 {
@@ -168,7 +170,7 @@ func (g *Gossip) SetSecretKeys(keys [][]byte) error {
 	return nil
 }
 
-// JoinGossip starts a Gossip with NewGossip and joins it to the cluster
+// Join starts a Gossip with New and joins it to the cluster
 // through cfg.Seeds; with no seeds it starts a new cluster. If no seed
 // answers, it closes the Gossip and returns an error wrapping ErrJoin, unless
 // cfg.JoinRetry is set: then it returns the Gossip, alone in its ring, and
@@ -176,8 +178,8 @@ func (g *Gossip) SetSecretKeys(keys [][]byte) error {
 // ends first, it closes the Gossip and returns ctx's error. From then on the
 // reconnect loop contacts the seeds again whenever memberlist holds no other
 // node alive.
-func JoinGossip(ctx context.Context, cfg GossipConfig) (*Gossip, error) {
-	g, err := NewGossip(cfg)
+func Join(ctx context.Context, cfg Config) (*Gossip, error) {
+	g, err := New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +251,7 @@ func (g *Gossip) GossipAddr() string { return g.ml.LocalNode().Address() }
 // Members returns the nodes that joined and have not left or been removed,
 // reachable or not, sorted by ID. The caller owns the slice. After Close or
 // Leave it reports the last view.
-func (g *Gossip) Members() []Member {
+func (g *Gossip) Members() []membership.Member {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.view.members()
@@ -268,7 +270,7 @@ func (g *Gossip) Reachable(id string) bool {
 // Reachable changes; see Membership.Subscribe. cancel is idempotent and
 // does not close the channel.
 func (g *Gossip) Subscribe() (changes <-chan struct{}, cancel func()) {
-	return g.subs.subscribe()
+	return g.subs.Subscribe()
 }
 
 // Remove takes a member out of the ring on an operator's word, typically a
@@ -297,7 +299,7 @@ func (g *Gossip) Remove(id string) error {
 	g.size.Store(int64(g.view.numMembers()))
 	g.mu.Unlock()
 	g.logger.Info("membership: removed member from the ring", "member", id)
-	g.subs.notify()
+	g.subs.Notify()
 	return nil
 }
 
@@ -366,7 +368,7 @@ func (g *Gossip) leave(timeout time.Duration) error {
 	msg, err := encode(msgEntryV1, g.self)
 	g.size.Store(int64(g.view.numMembers()))
 	g.mu.Unlock()
-	g.subs.notify()
+	g.subs.Notify()
 	if err != nil {
 		return fmt.Errorf("membership: leave of %q: %w", g.id, err)
 	}
@@ -450,7 +452,7 @@ func (g *Gossip) observe(e entry, alive bool) {
 	g.size.Store(int64(g.view.numMembers()))
 	g.mu.Unlock()
 	if changed {
-		g.subs.notify()
+		g.subs.Notify()
 	}
 }
 
@@ -475,7 +477,7 @@ func (g *Gossip) learn(records []entry, spread bool) {
 	g.size.Store(int64(g.view.numMembers()))
 	g.mu.Unlock()
 	if changed {
-		g.subs.notify()
+		g.subs.Notify()
 	}
 }
 
