@@ -105,6 +105,17 @@ type Config struct {
 	// first, then drop the old one.
 	SecretKeys [][]byte
 
+	// Signer, when set, makes this node sign every ring record it
+	// publishes and take a peer's record only when it is signed by the
+	// node it describes; a removal (Gossip.Remove) is signed by the member
+	// that made it and taken only for a member held unreachable. So a
+	// member cannot rewrite or evict another member's record, however it
+	// gossips. Memberlist's metadata, which it does not authenticate, then
+	// only tells which incarnation of a node is alive. Set it on every node
+	// of a cluster or on none: a signed node takes no unsigned record, and
+	// the other way round. auth.Credentials fits.
+	Signer Signer
+
 	// Profile selects the timing; empty means ProfileLAN.
 	Profile Profile
 

@@ -3,6 +3,7 @@
 package gossip
 
 import (
+	"bytes"
 	"maps"
 	"slices"
 	"strings"
@@ -97,6 +98,9 @@ type view struct {
 	// alive (or suspect); an ID is absent while memberlist holds it dead,
 	// and after memberlist has forgotten it.
 	alive map[string]uint64
+	// seals holds, in a signed cluster, the sealed form of each record in
+	// records: what proves it and what is relayed.
+	seals map[string]sealed
 }
 
 // merge stores what e adds to the view's record for e.ID (see entry.over),
@@ -113,6 +117,52 @@ func (v *view) merge(e entry) bool {
 	}
 	v.records[e.ID] = e
 	return true
+}
+
+// mergeSealed is merge for a signed cluster, where a record is kept whole
+// with its seal, never completed field by field from another: a later
+// incarnation wins, within one a leave (or a removal) is final, and between
+// two seals of the same record the later signature wins (a node signs its
+// record again after a rotation of its credentials), the larger bytes
+// breaking a tie so that every node keeps the same one.
+func (v *view) mergeSealed(e entry, s sealed) bool {
+	if !v.takesSealed(e, s) {
+		return false
+	}
+	if v.records == nil {
+		v.records = make(map[string]entry)
+	}
+	if v.seals == nil {
+		v.seals = make(map[string]sealed)
+	}
+	v.records[e.ID] = e
+	v.seals[e.ID] = s
+	return true
+}
+
+// takesSealed reports whether mergeSealed(e, s) would change the view.
+func (v *view) takesSealed(e entry, s sealed) bool {
+	old, ok := v.records[e.ID]
+	switch {
+	case !ok:
+		return true
+	case e.Incarnation != old.Incarnation:
+		return e.Incarnation > old.Incarnation
+	case e.Left != old.Left:
+		return e.Left
+	}
+	o := v.seals[e.ID]
+	return s.at > o.at || s.at == o.at && bytes.Compare(s.wire, o.wire) > 0
+}
+
+// sealedSnapshot returns the seal of every record, sorted by ID.
+func (v *view) sealedSnapshot() [][]byte {
+	ids := slices.Sorted(maps.Keys(v.seals))
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		out[i] = v.seals[id].wire
+	}
+	return out
 }
 
 // setAlive records that the failure detector holds the given incarnation of

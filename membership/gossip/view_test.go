@@ -131,10 +131,10 @@ func TestWire_RoundTripAndRejects(t *testing.T) {
 	_, err = decodeEntry(metaV1, noID)
 	require.ErrorIs(t, err, errMalformed, "no ID")
 
-	var records []entry
 	b, err = encode(stateV1, []entry{e, {ID: "b"}})
 	require.NoError(t, err)
-	require.NoError(t, decode(stateV1, b, &records))
+	records, err := decodeState(b)
+	require.NoError(t, err)
 	require.Equal(t, []entry{e, {ID: "b"}}, records)
 }
 
@@ -183,8 +183,8 @@ func TestWire_OtherReleases(t *testing.T) {
 	}
 	state, err := encode(stateV1, recs)
 	require.NoError(t, err)
-	var records []entry
-	require.NoError(t, decode(stateV1, state, &records))
+	records, err := decodeState(state)
+	require.NoError(t, err)
 	require.Equal(t, []entry{
 		{ID: "a", Addr: "x", Incarnation: 7, GossipAddr: "g:1", Zone: "z"},
 		{ID: "b", Addr: "y", Incarnation: 8, Left: true},
@@ -214,8 +214,9 @@ func TestWire_OtherReleases(t *testing.T) {
 	require.Len(t, got.Zone, membership.MaxZoneLen)
 	withNil, err := encode(stateV1, []any{nil, []any{"a", "x", 1, false}})
 	require.NoError(t, err)
-	require.NoError(t, decode(stateV1, withNil, &records))
-	require.Equal(t, []entry{{}, {ID: "a", Addr: "x", Incarnation: 1}}, records)
+	records, err = decodeState(withNil)
+	require.NoError(t, err)
+	require.Equal(t, []entry{{ID: "a", Addr: "x", Incarnation: 1}}, records, "entries without an ID are dropped")
 }
 
 func TestWire_MetaOmitsGossipAddr(t *testing.T) {

@@ -3,10 +3,12 @@
 package gossip
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
 	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
 
 	"github.com/dynamo-kv/dynamo/membership"
 )
@@ -28,6 +30,33 @@ const (
 	stateV1 byte = 3
 )
 
+// The two layouts of a signed cluster (Config.Signer); such a cluster
+// sends no other record layout, and takes none.
+const (
+	// msgSignedV1 opens a broadcast user message: one sealed record (a
+	// signed envelope, see signed.go).
+	msgSignedV1 byte = 4
+	// signedStateV1 opens a push/pull state exchange: every sealed record
+	// the sender holds, as an array of msgpack bin.
+	signedStateV1 byte = 5
+)
+
+// Bounds on what the decoders accept from a peer. Every payload comes from
+// the network: these bound the work and memory it can cause, and the
+// decoders never recurse deeper than maxSkipDepth.
+const (
+	// maxStateBytes bounds a push/pull state.
+	maxStateBytes = 32 << 20
+	// maxStateRecords bounds the records in a push/pull state.
+	maxStateRecords = 1 << 16
+	// maxIDLen and maxAddrLen bound a record's ID and addresses in bytes.
+	maxIDLen   = 1024
+	maxAddrLen = 1024
+	// maxSkipDepth bounds the nesting of a field a later release appended,
+	// which this one skips.
+	maxSkipDepth = 16
+)
+
 // errMalformed is wrapped by the decoders' errors.
 var errMalformed = errors.New("malformed membership payload")
 
@@ -40,16 +69,99 @@ func encode(tag byte, v any) ([]byte, error) {
 	return append([]byte{tag}, b...), nil
 }
 
-// decode checks the tag byte and decodes the rest into v.
-func decode(tag byte, b []byte, v any) error {
+// decodeTagged checks the tag byte of b and runs fn on a decoder of the
+// rest, which fn must consume whole.
+func decodeTagged(tag byte, b []byte, fn func(d *msgpack.Decoder) error) error {
 	if len(b) == 0 {
 		return fmt.Errorf("%w: empty", errMalformed)
 	}
 	if b[0] != tag {
 		return fmt.Errorf("%w: layout %d, want %d", errMalformed, b[0], tag)
 	}
-	if err := msgpack.Unmarshal(b[1:], v); err != nil {
+	if err := decodeWhole(b[1:], fn); err != nil {
 		return fmt.Errorf("%w: layout %d: %w", errMalformed, tag, err)
+	}
+	return nil
+}
+
+// decodeWhole runs fn on a decoder of b, which fn must consume whole.
+func decodeWhole(b []byte, fn func(d *msgpack.Decoder) error) error {
+	r := bytes.NewReader(b)
+	d := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(d)
+	d.Reset(r)
+	if err := fn(d); err != nil {
+		return err
+	}
+	if r.Len() > 0 {
+		return fmt.Errorf("%d bytes after the payload", r.Len())
+	}
+	return nil
+}
+
+// readBytes reads a msgpack bin or str of at most limit bytes into a new
+// slice, checking the announced length before reading; nil reads as nil.
+func readBytes(d *msgpack.Decoder, limit int, what string) ([]byte, error) {
+	n, err := d.DecodeBytesLen()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	if n < 0 {
+		return nil, nil
+	}
+	if n > limit {
+		return nil, fmt.Errorf("%s of %d bytes, the limit is %d", what, n, limit)
+	}
+	b := make([]byte, n)
+	if err := d.ReadFull(b); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return b, nil
+}
+
+// readString is readBytes for a string.
+func readString(d *msgpack.Decoder, limit int, what string) (string, error) {
+	b, err := readBytes(d, limit, what)
+	return string(b), err
+}
+
+// skipValue skips one msgpack value of any type, without recursion, and
+// fails on one nested more than maxDepth containers deep.
+func skipValue(d *msgpack.Decoder, maxDepth int) error {
+	left := []int{1} // values still to skip at each open level
+	for len(left) > 0 {
+		top := len(left) - 1
+		if left[top] == 0 {
+			left = left[:top]
+			continue
+		}
+		left[top]--
+		c, err := d.PeekCode()
+		if err != nil {
+			return err
+		}
+		var n int
+		switch {
+		case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
+			n, err = d.DecodeArrayLen()
+		case msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32:
+			n, err = d.DecodeMapLen()
+			n *= 2
+		default:
+			if err := d.Skip(); err != nil { // a scalar, a string or an extension: no nesting
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			if len(left) >= maxDepth {
+				return fmt.Errorf("value nested more than %d deep", maxDepth)
+			}
+			left = append(left, n)
+		}
 	}
 	return nil
 }
@@ -77,11 +189,11 @@ func (e *entry) DecodeMsgpack(d *msgpack.Decoder) error {
 		return fmt.Errorf("ring record of %d fields, want at least %d", n, minEntryFields)
 	}
 	var r entry
-	if r.ID, err = d.DecodeString(); err != nil {
-		return fmt.Errorf("ring record ID: %w", err)
+	if r.ID, err = readString(d, maxIDLen, "ring record ID"); err != nil {
+		return err
 	}
-	if r.Addr, err = d.DecodeString(); err != nil {
-		return fmt.Errorf("ring record Addr: %w", err)
+	if r.Addr, err = readString(d, maxAddrLen, "ring record Addr"); err != nil {
+		return err
 	}
 	if r.Incarnation, err = d.DecodeUint64(); err != nil {
 		return fmt.Errorf("ring record Incarnation: %w", err)
@@ -91,22 +203,19 @@ func (e *entry) DecodeMsgpack(d *msgpack.Decoder) error {
 	}
 	known := minEntryFields
 	if n > known {
-		if r.GossipAddr, err = d.DecodeString(); err != nil {
-			return fmt.Errorf("ring record GossipAddr: %w", err)
+		if r.GossipAddr, err = readString(d, maxAddrLen, "ring record GossipAddr"); err != nil {
+			return err
 		}
 		known++
 	}
 	if n > known {
-		if r.Zone, err = d.DecodeString(); err != nil {
-			return fmt.Errorf("ring record Zone: %w", err)
-		}
-		if len(r.Zone) > membership.MaxZoneLen {
-			return fmt.Errorf("ring record Zone of %d bytes, the limit is %d", len(r.Zone), membership.MaxZoneLen)
+		if r.Zone, err = readString(d, membership.MaxZoneLen, "ring record Zone"); err != nil {
+			return err
 		}
 		known++
 	}
 	for range n - known {
-		if err := d.Skip(); err != nil {
+		if err := skipValue(d, maxSkipDepth); err != nil {
 			return fmt.Errorf("ring record, field of a later release: %w", err)
 		}
 	}
@@ -125,11 +234,44 @@ func metaRecord(e entry) entry {
 // decodeEntry decodes one entry and checks that it names a node.
 func decodeEntry(tag byte, b []byte) (entry, error) {
 	var e entry
-	if err := decode(tag, b, &e); err != nil {
+	if err := decodeTagged(tag, b, e.DecodeMsgpack); err != nil {
 		return entry{}, err
 	}
 	if e.ID == "" {
 		return entry{}, fmt.Errorf("%w: entry without an ID", errMalformed)
 	}
 	return e, nil
+}
+
+// decodeState decodes a push/pull state of unsigned records, dropping
+// entries without an ID (msgpack nil among them).
+func decodeState(b []byte) ([]entry, error) {
+	if len(b) > maxStateBytes {
+		return nil, fmt.Errorf("%w: state of %d bytes, the limit is %d", errMalformed, len(b), maxStateBytes)
+	}
+	var out []entry
+	err := decodeTagged(stateV1, b, func(d *msgpack.Decoder) error {
+		n, err := d.DecodeArrayLen()
+		if err != nil {
+			return err
+		}
+		if n > maxStateRecords {
+			return fmt.Errorf("state of %d records, the limit is %d", n, maxStateRecords)
+		}
+		out = make([]entry, 0, min(max(n, 0), len(b)/minEntryFields))
+		for range n {
+			var e entry
+			if err := e.DecodeMsgpack(d); err != nil {
+				return err
+			}
+			if e.ID != "" {
+				out = append(out, e)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
