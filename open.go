@@ -51,23 +51,31 @@ type NodeConfig struct {
 	JoinRetry bool
 	// TLS, if set, secures peer traffic; set ClientAuth to
 	// tls.RequireAndVerifyClientCert for mutual TLS. Gossip that Open
-	// starts then needs GossipKey.
+	// starts then needs GossipKey, and its ring records are not signed:
+	// any node holding GossipKey can rewrite another's. Secrets and PKI
+	// sign them.
 	TLS *tls.Config
 
 	// Secrets are the cluster secrets, the same on every node (at least 16
 	// random bytes each; 32 recommended): the first signs and encrypts, all
 	// verify (see package auth and Node.RotateSecrets). They authenticate
 	// and encrypt the TCP transport (mutual TLS 1.3, a certificate bound to
-	// NodeID) and gossip (memberlist's keyring) that Open builds. Open
-	// refuses to start unless exactly one of Secrets, PKI, TLS and Insecure
-	// is set.
+	// NodeID) and gossip (memberlist's keyring) that Open builds, and
+	// this node signs its gossip ring record with its certificate key, so
+	// that another member running dynamo cannot rewrite or evict it. (The
+	// secret derives the CA: whoever holds it can mint a certificate for
+	// any NodeID. Against a compromised member, use PKI.) Open refuses to
+	// start unless exactly one of Secrets, PKI, TLS and Insecure is set.
 	Secrets [][]byte
 	// PKI authenticates the TCP transport with an operator's CA instead:
 	// each node's certificate names it as dynamo://<cluster>/<node-id>.
-	// Gossip that Open starts then needs GossipKey.
+	// Gossip that Open starts then needs GossipKey; its ring records are
+	// signed with the node's certificate key.
 	PKI *auth.PKI
 	// Insecure runs without peer authentication: anyone who reaches the
-	// ports can read, write and join. For tests and trusted networks only.
+	// ports can read, write and join, and ring records are not signed, so
+	// any node can rewrite or evict another. For tests and trusted
+	// networks only.
 	Insecure bool
 }
 
@@ -78,7 +86,7 @@ type Node struct {
 	transport *tcp.Transport
 	storage   *bolt.Store
 	gossip    *gossip.Gossip
-	creds     *auth.Credentials // the transport's, from Secrets or PKI
+	creds     *auth.Credentials // from Secrets or PKI: the transport's and gossip's
 	cluster   string            // set when opened with Secrets
 }
 
@@ -121,17 +129,22 @@ func Open(ctx context.Context, dir string, cfg NodeConfig) (_ *Node, err error) 
 		if n.transport, err = tcp.Listen(addr, sec.tcpOptions(cfg)); err != nil {
 			return nil, fmt.Errorf("dynamo: listen: %w", err)
 		}
-		cfg.Transport, n.creds = n.transport, sec.creds
+		cfg.Transport = n.transport
 	}
+	n.creds = sec.creds
 	if cfg.Membership == nil && len(cfg.Members) == 0 {
 		bind := cfg.GossipListen
 		if bind == "" {
 			bind = "127.0.0.1:0"
 		}
-		n.gossip, err = gossip.Join(ctx, gossip.Config{
+		gcfg := gossip.Config{
 			NodeID: cfg.NodeID, BindAddr: bind, DataAddr: cfg.Transport.Addr(), Seeds: cfg.Seeds, Zone: cfg.Zone,
 			SecretKey: cfg.GossipKey, SecretKeys: sec.gossipKeys, Profile: cfg.GossipProfile, Logger: cfg.Logger, JoinRetry: cfg.JoinRetry,
-		})
+		}
+		if sec.creds != nil {
+			gcfg.Signer = sec.creds // ring records signed by their owner
+		}
+		n.gossip, err = gossip.Join(ctx, gcfg)
 		if err != nil {
 			return nil, fmt.Errorf("dynamo: join: %w", err)
 		}

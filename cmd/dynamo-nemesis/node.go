@@ -180,7 +180,7 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 
 	g, err := gossip.New(gossip.Config{
 		NodeID: f.id, DataAddr: tr.Addr(), Transport: fg, Profile: gossip.Profile(f.profile), Logger: log,
-		SecretKeys: gossipKeys,
+		SecretKeys: gossipKeys, Signer: creds,
 	})
 	if err != nil {
 		_ = fg.Shutdown()

@@ -36,7 +36,7 @@ const shutdownTimeout = 5 * time.Second
 // not expose its Membership.
 func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err error) {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	secrets, topts, gossipKeys, err := f.security()
+	secrets, topts, gossipKeys, signer, err := f.security()
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 	}
 	g, err := gossip.Join(ctx, gossip.Config{
 		NodeID: f.id, BindAddr: f.gossip, DataAddr: tr.Addr(), Seeds: seeds, Profile: f.profile, Logger: log, Zone: f.zone,
-		SecretKeys: gossipKeys,
+		SecretKeys: gossipKeys, Signer: signer,
 	})
 	if err != nil {
 		return err
@@ -120,25 +120,25 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 }
 
 // security reads the cluster secret of -secret-file, and returns it with
-// the TLS it gives the data port and the keys it gives gossip; with
-// -insecure, none of them.
-func (f nodeFlags) security() (secrets [][]byte, opts tcp.Options, gossipKeys [][]byte, err error) {
+// the TLS it gives the data port, and the keys and the record signer it
+// gives gossip; with -insecure, none of them.
+func (f nodeFlags) security() (secrets [][]byte, opts tcp.Options, gossipKeys [][]byte, signer gossip.Signer, err error) {
 	if f.insecure {
-		return nil, tcp.Options{}, nil, nil
+		return nil, tcp.Options{}, nil, nil, nil
 	}
 	secret, err := os.ReadFile(f.secretFile)
 	if err != nil {
-		return nil, tcp.Options{}, nil, fmt.Errorf("read the cluster secret: %w", err)
+		return nil, tcp.Options{}, nil, nil, fmt.Errorf("read the cluster secret: %w", err)
 	}
 	secrets = [][]byte{bytes.TrimSpace(secret)}
 	creds, err := auth.FromSecrets(dynamo.DefaultCluster, f.id, secrets)
 	if err != nil {
-		return nil, tcp.Options{}, nil, fmt.Errorf("cluster secret in %s: %w", f.secretFile, err)
+		return nil, tcp.Options{}, nil, nil, fmt.Errorf("cluster secret in %s: %w", f.secretFile, err)
 	}
 	if gossipKeys, err = auth.Secrets(secrets).GossipKeys(dynamo.DefaultCluster); err != nil {
-		return nil, tcp.Options{}, nil, err
+		return nil, tcp.Options{}, nil, nil, err
 	}
-	return secrets, tcp.Options{TLS: creds.TLSConfig(), Identify: creds.PeerNodeID}, gossipKeys, nil
+	return secrets, tcp.Options{TLS: creds.TLSConfig(), Identify: creds.PeerNodeID}, gossipKeys, creds, nil
 }
 
 // api serves the HTTP API of one node.

@@ -32,6 +32,25 @@
 // With Config.JoinRetry, Join starts a node whose seeds do not
 // answer alone instead of failing, and the loop joins it later.
 //
+// # Signed records
+//
+// With Config.Signer (dynamo.Open sets it from NodeConfig.Secrets or PKI),
+// a ring record changes only by its owner. Each node signs its own record
+// with the key of its certificate, which names its NodeID; the record
+// travels sealed (record, signing time, signature, certificate chain), and
+// a receiver takes it only if the chain led to the cluster's CA when the
+// record was signed and names the node the record describes. A removal
+// (Remove) is sealed by the member that made it, around the owner's own
+// record, and taken only by nodes that hold that member unreachable; a
+// removed node that still runs answers with a new incarnation. So a member
+// that forges another member's record, replays an old one, or removes a
+// live one is refused everywhere. memberlist's own metadata and SWIM
+// messages are not signed: they only say which incarnation of a node is
+// alive, so a forging member can at most make a node look unreachable
+// for a moment, as a lossy network can. Without a Signer (dynamo's
+// Insecure mode, or NodeConfig.TLS) records are not signed, and any node
+// that can gossip can rewrite or evict any other.
+//
 // # Caveats
 //
 //   - Reachable follows memberlist's dead verdict: a suspect node counts as
@@ -57,6 +76,19 @@
 //   - The reconnect loop joins the gossip address a dead member last had. If
 //     a node of another cluster now listens there, the two clusters merge;
 //     give each cluster its own SecretKey so that they cannot.
+//   - With the cluster secret as the root of trust, every holder of the
+//     secret can derive the CA and mint a certificate for any NodeID:
+//     signed records stop a member that runs dynamo, not one that mints
+//     certificates. With an operator's PKI, a member holds only its own key.
+//   - A signed record is checked when it arrives, against the CAs trusted
+//     then. After a rotation drops a CA, nodes that join later refuse
+//     records signed under it: a member that stayed down through a whole
+//     rotation is not seen by them until it restarts (or is removed).
+//     Running nodes sign their records again after each step (Resign).
+//   - A sealed record carries its certificate chain: about 700 bytes with
+//     one secret, 440 more per extra secret. One that does not fit a UDP
+//     broadcast (three secrets, or a large operator chain) spreads by TCP
+//     from its owner and by push/pull exchanges.
 //   - Ring records carry a fifth field (the gossip address) and a sixth
 //     (the zone). Releases before the fifth decode records strictly and
 //     reject them, so a cluster cannot mix the two; from the fifth on,
