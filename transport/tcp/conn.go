@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"sync"
@@ -148,25 +147,14 @@ func (c *conn) readFrame(b *budget) (header, []byte, int64, error) {
 	if err := c.awaitFrame(); err != nil {
 		return header{}, nil, 0, err
 	}
-	if _, err := io.ReadFull(c.br, c.rhdr[:prefixLen]); err != nil {
-		return header{}, nil, 0, c.readError(err)
-	}
-	n, err := frameLength(&c.rhdr, c.t.opts.MaxFrameSize)
+	h, payload, reserved, err := readFrame(c.br, &c.rhdr, c.t.opts.MaxFrameSize, b, c.rdl, c.t.done)
 	if err != nil {
+		if !errors.Is(err, errProtocol) {
+			err = c.readError(err)
+		}
 		return header{}, nil, 0, err
 	}
-	if _, err := io.ReadFull(c.br, c.rhdr[prefixLen:]); err != nil {
-		return header{}, nil, 0, c.readError(err)
-	}
-	h, err := parseHeader(&c.rhdr)
-	if err != nil {
-		return header{}, nil, 0, err
-	}
-	payload, reserved, err := readPayload(c.br, n, b, c.rdl, c.t.done)
-	if err != nil {
-		return header{}, nil, 0, c.readError(err)
-	}
-	c.bytesIn.Add(uint64(frameOverhead + n))
+	c.bytesIn.Add(uint64(frameOverhead + len(payload)))
 	return h, payload, reserved, nil
 }
 
