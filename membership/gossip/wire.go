@@ -125,6 +125,31 @@ func readString(d *msgpack.Decoder, limit int, what string) (string, error) {
 	return string(b), err
 }
 
+// maxSkipBytes bounds a string, binary or extension value skipped.
+const maxSkipBytes = maxBodyLen
+
+// discard reads the length of a value with header, and then skips that
+// many bytes through a small buffer: msgpack's own Skip allocates up to
+// 1 MiB for whatever length a header announces.
+func discard(d *msgpack.Decoder, header func() (int, error)) error {
+	n, err := header()
+	if err != nil {
+		return err
+	}
+	if n > maxSkipBytes {
+		return fmt.Errorf("value of %d bytes to skip, the limit is %d", n, maxSkipBytes)
+	}
+	var buf [512]byte
+	for n > 0 {
+		m := min(n, len(buf))
+		if err := d.ReadFull(buf[:m]); err != nil {
+			return err
+		}
+		n -= m
+	}
+	return nil
+}
+
 // skipValue skips one msgpack value of any type, without recursion, and
 // fails on one nested more than maxDepth containers deep.
 func skipValue(d *msgpack.Decoder, maxDepth int) error {
@@ -147,8 +172,18 @@ func skipValue(d *msgpack.Decoder, maxDepth int) error {
 		case msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32:
 			n, err = d.DecodeMapLen()
 			n *= 2
+		case msgpcode.IsString(c) || msgpcode.IsBin(c):
+			if err := discard(d, d.DecodeBytesLen); err != nil {
+				return err
+			}
+			continue
+		case msgpcode.IsExt(c):
+			if err := discard(d, func() (int, error) { _, n, err := d.DecodeExtHeader(); return n, err }); err != nil {
+				return err
+			}
+			continue
 		default:
-			if err := d.Skip(); err != nil { // a scalar, a string or an extension: no nesting
+			if err := d.Skip(); err != nil { // a number, nil or a bool: a few bytes
 				return err
 			}
 			continue
