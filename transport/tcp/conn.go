@@ -47,9 +47,11 @@ type conn struct {
 	slot int
 
 	// Inbound only: one token per request read and not yet replied to, the
-	// reader's own included while it reads; and the NodeID the peer proved.
-	slots  chan struct{}
-	nodeID string
+	// reader's own included while it reads; the NodeID the peer proved; and
+	// that peer's tokens across its connections (nil without a NodeID).
+	slots     chan struct{}
+	nodeID    string
+	peerSlots chan struct{}
 
 	// The reader's: the read deadline now set, and scratch for headers.
 	rdl  time.Time
@@ -130,6 +132,14 @@ func (c *conn) writeFrame(h header, payload []byte) error {
 		c.werr = err
 	}
 	return err
+}
+
+// releaseSlots gives back the tokens of a request replied to.
+func (c *conn) releaseSlots() {
+	if c.peerSlots != nil {
+		<-c.peerSlots
+	}
+	<-c.slots
 }
 
 // setReadDeadline gives the reader 2×ReadTimeout from now.
