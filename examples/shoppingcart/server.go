@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -88,8 +89,16 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newAPI(n, g),
+		Handler: newAPI(n, g),
+		// The API is unauthenticated (see README.md), and these bound what
+		// a slow or idle client holds: a request's header, its whole body
+		// (at most maxBody), writing the reply, and a kept-alive
+		// connection between requests.
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
@@ -334,11 +343,12 @@ func (a *api) putKV(w http.ResponseWriter, r *http.Request) {
 // healthReply is the node's view: its identity, every ring member with
 // whether the failure detector holds it reachable, and background counters.
 type healthReply struct {
-	ID      string         `json:"id"`
-	Actor   string         `json:"actor"`
-	Gossip  string         `json:"gossip"`
-	Members []memberHealth `json:"members"`
-	Stats   dynamo.Stats   `json:"stats"`
+	ID         string         `json:"id"`
+	Actor      string         `json:"actor"`
+	Gossip     string         `json:"gossip"`
+	Members    []memberHealth `json:"members"`
+	Stats      dynamo.Stats   `json:"stats"`
+	Goroutines int            `json:"goroutines"`
 }
 
 type memberHealth struct {
@@ -349,7 +359,7 @@ type memberHealth struct {
 }
 
 func (a *api) health(w http.ResponseWriter, _ *http.Request) {
-	rep := healthReply{ID: a.gossip.ID(), Actor: a.node.Actor(), Gossip: a.gossip.GossipAddr(), Stats: a.node.Stats()}
+	rep := healthReply{ID: a.gossip.ID(), Actor: a.node.Actor(), Gossip: a.gossip.GossipAddr(), Stats: a.node.Stats(), Goroutines: runtime.NumGoroutine()}
 	for _, m := range a.gossip.Members() {
 		rep.Members = append(rep.Members, memberHealth{ID: m.ID, Addr: m.Addr, Zone: m.Zone, Reachable: m.ID == rep.ID || a.gossip.Reachable(m.ID)})
 	}
