@@ -36,6 +36,13 @@ const (
 	maxMembers            = 1 << 16
 )
 
+// Bounds of Config.Secrets.
+const (
+	maxSecrets   = 16
+	minSecretLen = 16
+	maxSecretLen = 1024
+)
+
 // Limits bound what a caller or peer may store. A zero field takes the
 // default given in its comment.
 type Limits struct {
@@ -122,7 +129,8 @@ type Config struct {
 	// must be the same on every node and can never change for a data
 	// directory. Balance improves with partitions per node: the busiest node
 	// holds about 1 + 2.5/sqrt(Q/nodes) times the mean. Zero means
-	// DefaultPartitions (2^17: within 1.10 of the mean at 100 nodes).
+	// DefaultPartitions (2^17: at 100 nodes, the busiest holds 1.03-1.05
+	// times the mean replicas).
 	Partitions int
 
 	// Transport moves messages between nodes. Required.
@@ -138,6 +146,24 @@ type Config struct {
 	// failure detector (an unanswered call backs a peer off for a while, see
 	// Store.Reachable) is then the only one.
 	Members []Member
+
+	// Secrets are the cluster's secrets, the same on every node. The first
+	// signs the contexts Get hands out (a MAC, so that a context edited or
+	// forged in untrusted hands is refused with ErrBadContext); all of them
+	// verify. To rotate, put the new secret first on every node, then drop
+	// the old one once the contexts it signed are no longer in use. Each
+	// must be 16 to 1024 bytes; 32 random bytes are right. Keys are derived
+	// with HKDF-SHA256, one per purpose, so the same secrets may serve other
+	// purposes. With no secret, contexts carry a checksum keyed by the
+	// cluster name only: it catches accidental edits, not forgery, so set
+	// Secrets whenever contexts pass through untrusted hands.
+	//
+	// Open (NodeConfig) uses the same secrets to authenticate and encrypt
+	// the TCP transport (mutual TLS 1.3, each certificate bound to its
+	// NodeID) and gossip (memberlist's keyring) that it builds, and refuses
+	// to start unless exactly one of Secrets, PKI, TLS and Insecure is set;
+	// Node.RotateSecrets rotates all of them (see package auth).
+	Secrets [][]byte
 
 	// Resolver, if set, merges siblings in Get, which then returns at most one
 	// value. If nil, Get returns every sibling.
@@ -244,6 +270,7 @@ func (c Config) Validate() error {
 			seen[m.ID] = true
 		}
 	}
+	errs = append(errs, c.secretProblems()...)
 	if c.RequestTimeout < 0 {
 		add("RequestTimeout (%v) is negative", c.RequestTimeout)
 	}
@@ -288,6 +315,20 @@ func (c Config) Validate() error {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+}
+
+// secretProblems lists what is wrong with Secrets' count and sizes.
+func (c Config) secretProblems() []error {
+	var errs []error
+	if len(c.Secrets) > maxSecrets {
+		errs = append(errs, fmt.Errorf("Secrets has %d secrets, the limit is %d", len(c.Secrets), maxSecrets))
+	}
+	for i, sec := range c.Secrets {
+		if len(sec) < minSecretLen || len(sec) > maxSecretLen {
+			errs = append(errs, fmt.Errorf("Secrets[%d] is %d bytes; a secret must be %d to %d bytes", i, len(sec), minSecretLen, maxSecretLen))
+		}
+	}
+	return errs
 }
 
 // withDefaults fills zero fields. It is applied to New's private copy.

@@ -45,18 +45,25 @@
 //     Storage. A node restarted on empty Storage takes a new incarnation;
 //     NodeID must never be shared by two live nodes.
 //   - Partitions can never change for a data directory.
-//   - The first time a node writes a key it holds nothing of, it takes a fresh
-//     actor epoch (DESIGN §2, kv679), so a key's context holds one entry per
-//     coordinating node and epoch; it is bounded by Limits.MaxContextSize.
+//   - A node mints a key's versions with an actor epoch it took in its
+//     current run: the first time it writes a key after it starts, after it
+//     held nothing of the key, or after evidence that its record of the key
+//     lost versions, it takes a fresh epoch (DESIGN §2, Riak kv679), so that
+//     no version is ever issued twice, even by a node whose disk went back
+//     in time. A key's context holds one entry per coordinating node and
+//     epoch; it is bounded by Limits.MaxContextSize.
 //   - Tombstones are purged after TombstoneGrace by the purging node's clock;
-//     clock skew shortens the grace.
+//     clock skew shortens the grace. Dead entries of a key's version vector
+//     (earlier runs and incarnations of its coordinators) fold away once every
+//     primary has held them for TombstoneGrace.
+//   - Contexts carry a MAC keyed by Config.Secrets; without a secret it is
+//     keyed by the cluster name alone, which catches accidental edits but not
+//     forgery.
 package dynamo
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -76,11 +83,6 @@ import (
 const (
 	spaceData = 'd'
 	spaceMeta = 'm'
-)
-
-var (
-	metaIncarnation = []byte("mincarnation")
-	metaPartitions  = []byte("mpartitions")
 )
 
 // Sibling is one concurrent version of a key's value.
@@ -118,9 +120,11 @@ type Store struct {
 	tombstones tombstoneSet
 	aePace     pacer
 	transfer   *transferState
-	epochs     epochLease
+	epochs     *runEpochs
 	forwarded  dedupe
 	health     peerHealth
+	ctxKeys    atomic.Pointer[contextKeys]
+	folds      *foldIndex
 	reqSeq     atomic.Uint64
 	reqBase    uint64
 	pingReq    []byte
@@ -129,8 +133,11 @@ type Store struct {
 }
 
 type storeStats struct {
-	readRepairs atomic.Int64
-	purged      atomic.Int64
+	purged         atomic.Int64
+	readRepairs    atomic.Int64
+	corruptRecords atomic.Int64
+	dotConflicts   atomic.Int64
+	entriesFolded  atomic.Int64
 }
 
 // Stats are counters of a Store's background work since it started.
@@ -149,6 +156,17 @@ type Stats struct {
 	// TombstonesPurged counts the tombstone-only keys this node purged, as
 	// the first primary of each, once every primary held them.
 	TombstonesPurged int64 `json:"tombstones_purged"`
+	// CorruptRecords counts stored states found damaged (failing their
+	// checksum or their decoding) and replaced: the key then came back from
+	// the other replicas.
+	CorruptRecords int64 `json:"corrupt_records"`
+	// DotConflicts counts merges that found one dot carrying two different
+	// versions, which only lost or damaged data produces; both versions were
+	// kept (see syncStates).
+	DotConflicts int64 `json:"dot_conflicts"`
+	// EntriesFolded counts dead version-vector entries this replica folded
+	// away (entries of earlier runs and incarnations of nodes).
+	EntriesFolded int64 `json:"entries_folded"`
 }
 
 // Stats returns the Store's counters.
@@ -157,7 +175,9 @@ func (s *Store) Stats() Stats {
 	pulled, dropped, wire := s.transfer.pulls, s.transfer.drops, s.transfer.wire
 	s.transfer.mu.Unlock()
 	return Stats{ReadRepairs: s.stats.readRepairs.Load(), Hints: s.hintStats(), PendingTransfers: s.PendingTransfers(),
-		PartitionsPulled: pulled, PartitionsDropped: dropped, Transfer: wire, TombstonesPurged: s.stats.purged.Load()}
+		PartitionsPulled: pulled, PartitionsDropped: dropped, Transfer: wire, TombstonesPurged: s.stats.purged.Load(),
+		CorruptRecords: s.stats.corruptRecords.Load(), DotConflicts: s.stats.dotConflicts.Load(),
+		EntriesFolded: s.stats.entriesFolded.Load()}
 }
 
 // New starts a Store: it validates cfg, loads or creates the node's
@@ -179,6 +199,7 @@ func New(cfg Config) (*Store, error) {
 		tree:        newHashTree(cfg.Partitions),
 		transfer:    newTransferState(),
 		tombstones:  tombstoneSet{keys: map[string]struct{}{}},
+		folds:       newFoldIndex(),
 	}
 	if s.members == nil {
 		s.members = membership.NewStatic(cfg.Members...)
@@ -192,19 +213,25 @@ func New(cfg Config) (*Store, error) {
 			ErrInvalidConfig, cfg.Limits.MaxStateSize, cfg.Limits.MaxKeySize, envelopeRoom, frame)
 	}
 	s.batchBytes = batchBytesFor(frame)
+	keys, err := newContextKeys(cfg.Cluster, cfg.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	s.ctxKeys.Store(keys)
 	inc, err := s.loadIncarnation()
 	if err != nil {
 		return nil, err
 	}
 	s.actor = cfg.NodeID + "/" + inc
+	var eb [8]byte
+	if _, err := io.ReadFull(s.entropy(), eb[:]); err != nil {
+		return nil, fmt.Errorf("dynamo: epoch entropy: %w", err)
+	}
+	s.epochs = newRunEpochs(binary.BigEndian.Uint64(eb[:]))
 	// Forwarded-request IDs must not repeat across runs of one actor (a clean
 	// restart keeps it), or a replica's dedupe table would swallow new writes.
 	var rb [8]byte
-	src := cfg.Rand
-	if src == nil {
-		src = rand.Reader
-	}
-	if _, err := io.ReadFull(src, rb[:]); err != nil {
+	if _, err := io.ReadFull(s.entropy(), rb[:]); err != nil {
 		return nil, fmt.Errorf("dynamo: request-id entropy: %w", err)
 	}
 	s.reqBase = binary.BigEndian.Uint64(rb[:])
@@ -238,54 +265,6 @@ func New(cfg Config) (*Store, error) {
 	}
 	s.log.Info("store started", "actor", s.actor, "members", len(s.ring.Load().members))
 	return s, nil
-}
-
-// loadIncarnation returns the node's incarnation, creating a random one on
-// empty storage (DESIGN §2, Riak kv679): a node that lost its data never
-// reissues the dots of its earlier life. It also pins Partitions.
-func (s *Store) loadIncarnation() (string, error) {
-	st := s.cfg.Storage
-	var want [4]byte
-	binary.BigEndian.PutUint32(want[:], uint32(s.cfg.Partitions))
-	err := st.Update(metaPartitions, func(cur []byte) ([]byte, error) {
-		if cur == nil {
-			return want[:], nil
-		}
-		if len(cur) != 4 {
-			return nil, fmt.Errorf("%w: partitions record of %d bytes", ErrCorrupt, len(cur))
-		}
-		if got := binary.BigEndian.Uint32(cur); got != uint32(s.cfg.Partitions) {
-			return nil, fmt.Errorf("%w: storage was created with Partitions %d, Config.Partitions is %d", ErrInvalidConfig, got, s.cfg.Partitions)
-		}
-		return cur, nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("dynamo: open storage: %w", err)
-	}
-	fresh := make([]byte, 6)
-	src := s.cfg.Rand
-	if src == nil {
-		src = rand.Reader
-	}
-	if _, err := io.ReadFull(src, fresh); err != nil {
-		return "", fmt.Errorf("dynamo: incarnation entropy: %w", err)
-	}
-	var inc []byte
-	err = st.Update(metaIncarnation, func(cur []byte) ([]byte, error) {
-		if cur != nil {
-			if len(cur) != 6 {
-				return nil, fmt.Errorf("%w: incarnation record of %d bytes", ErrCorrupt, len(cur))
-			}
-			inc = slices.Clone(cur)
-			return cur, nil
-		}
-		inc = fresh // first start, or the storage was lost: a new actor
-		return fresh, nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("dynamo: open storage: %w", err)
-	}
-	return hex.EncodeToString(inc), nil
 }
 
 // Actor returns the identity this node stamps on the versions it coordinates:
@@ -431,33 +410,9 @@ func (s *Store) dataKey(r *ring, key []byte) []byte {
 // The returned values are owned by the caller. Failing to reach R replicas
 // returns a *QuorumError matching ErrReadQuorum.
 func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling, Context, error) {
-	if !s.beginOp() {
-		return nil, Context{}, ErrClosed
-	}
-	defer s.ops.Done()
-	if err := s.checkKey(key); err != nil {
-		return nil, Context{}, err
-	}
-	o, err := s.options(opts)
+	st, c, err := s.getState(ctx, key, opts)
 	if err != nil {
 		return nil, Context{}, err
-	}
-	key = slices.Clone(key) // read repair may outlive the call
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
-	primaries, fallbacks := s.placement(key, o.primariesOnly)
-	if len(primaries) == 0 {
-		return nil, Context{}, ErrNoReplica
-	}
-	targets := s.readTargets(primaries, fallbacks)
-	need := min(o.r, len(primaries))
-	st, err := s.readAll(ctx, key, targets, primaries, need)
-	if err != nil {
-		return nil, Context{}, err
-	}
-	c := Context{vv: st.VV}
-	if len(st.VV) > 0 {
-		c.cluster = s.cluster
 	}
 	live := st.live()
 	sibs := make([]Sibling, len(live))
@@ -474,6 +429,37 @@ func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling,
 		sibs = []Sibling{{Value: v, Timestamp: time.Unix(0, newest)}}
 	}
 	return sibs, c, nil
+}
+
+// getState is Get's quorum read: the merged state of R replicas, tombstones
+// and dots included, and the context that covers it. The convergent types
+// (crdt.go) read through it, since they need each sibling's dot.
+func (s *Store) getState(ctx context.Context, key []byte, opts []Option) (state, Context, error) {
+	if !s.beginOp() {
+		return state{}, Context{}, ErrClosed
+	}
+	defer s.ops.Done()
+	if err := s.checkKey(key); err != nil {
+		return state{}, Context{}, err
+	}
+	o, err := s.options(opts)
+	if err != nil {
+		return state{}, Context{}, err
+	}
+	key = slices.Clone(key) // read repair may outlive the call
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	primaries, fallbacks := s.placement(key, o.primariesOnly)
+	if len(primaries) == 0 {
+		return state{}, Context{}, ErrNoReplica
+	}
+	targets := s.readTargets(primaries, fallbacks)
+	need := min(o.r, len(primaries))
+	st, err := s.readAll(ctx, key, targets, primaries, need)
+	if err != nil {
+		return state{}, Context{}, err
+	}
+	return st, s.issueContext(st.VV), nil
 }
 
 // Put writes value under key, superseding the siblings that c covers (pass
@@ -531,19 +517,6 @@ func (s *Store) write(ctx context.Context, op string, key, value []byte, tombsto
 		return s.coordinate(ctx, op, key, value, tombstone, c.vv, min(o.w, len(primaries)), o.primariesOnly)
 	}
 	return s.forward(ctx, op, key, value, tombstone, c.vv, o, primaries)
-}
-
-func (s *Store) checkContext(c Context) error {
-	if c.IsZero() {
-		return nil
-	}
-	if c.cluster != s.cluster {
-		return fmt.Errorf("%w: issued by another cluster than %q", ErrBadContext, s.cfg.Cluster)
-	}
-	if n := c.encodedSize(); n > s.cfg.Limits.MaxContextSize {
-		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadContext, n, s.cfg.Limits.MaxContextSize)
-	}
-	return nil
 }
 
 // placement returns key's N primaries and, unless primariesOnly, its
@@ -626,7 +599,7 @@ func (s *Store) coordinate(ctx context.Context, op string, key, value []byte, to
 	now := s.cfg.Clock().UnixNano()
 	next, enc, err := s.mintDurably(key, value, tombstone, cvv, now)
 	if err != nil {
-		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrCorrupt) {
+		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBadContext) {
 			return err
 		}
 		return &QuorumError{Op: op, Need: w, PerReplica: map[string]error{s.cfg.NodeID: err}}
@@ -726,15 +699,19 @@ func (s *Store) ping(ctx context.Context, m Member) error {
 }
 
 // localRead returns this node's state of key, merged with any hints it holds
-// for the key as a fallback.
+// for the key as a fallback. A damaged stored state is an error matching
+// ErrCorrupt: it is never served, and read repair replaces it.
 func (s *Store) localRead(key []byte) (state, error) {
 	raw, err := s.cfg.Storage.Get(s.dataKey(s.ring.Load(), key))
 	if err != nil {
+		if isCorrupt(err) {
+			return state{}, fmt.Errorf("%w: key %q on %s: %w", ErrCorrupt, key, s.cfg.NodeID, err)
+		}
 		return state{}, err
 	}
 	st, err := decodeState(raw)
 	if err != nil {
-		return state{}, err
+		return state{}, fmt.Errorf("key %q on %s: %w", key, s.cfg.NodeID, err)
 	}
 	hinted, err := s.hintedState(key)
 	if err != nil {
@@ -743,19 +720,35 @@ func (s *Store) localRead(key []byte) (state, error) {
 	return syncStates(st, hinted), nil
 }
 
-// localMerge merges st into this node's state of key, durably.
+// localMerge merges st into this node's state of key, durably. A damaged
+// stored state is replaced by st (see integrity.go).
 func (s *Store) localMerge(key []byte, st state) error {
-	return s.updateData(key, func(cur []byte) ([]byte, bool, error) {
-		old, err := decodeState(cur)
-		if err != nil {
-			return nil, false, err
-		}
-		merged := syncStates(old, st)
-		if sameVersion(merged, old) && cur != nil {
+	var (
+		lost, evidence bool
+		conflicts      int
+		merged         state
+	)
+	err := s.updateData(key, func(cur []byte) ([]byte, bool, error) {
+		old, damaged := decodeLocal(cur)
+		lost, evidence = damaged, s.lostEvidence(key, old, st)
+		merged, conflicts = syncCount(old, st)
+		if sameVersion(merged, old) && cur != nil && !damaged {
 			return slices.Clone(cur), onlyTombstones(old), nil
+		}
+		if err := decodable(merged); err != nil {
+			return nil, false, fmt.Errorf("key %q: %w", key, err)
 		}
 		return encodeState(merged), onlyTombstones(merged), nil
 	})
+	if err == nil {
+		s.afterUpdate(key, merged, lost, evidence, "a peer's state")
+		if conflicts > 0 {
+			s.stats.dotConflicts.Add(int64(conflicts))
+			s.log.Warn("one version dot carried different versions (a node lost data, or a disk lied): kept them all under dots of their own",
+				"key", key, "conflicts", conflicts, "siblings", len(merged.Siblings))
+		}
+	}
+	return err
 }
 
 // handle serves one request from a peer. It never panics on bad input: a
@@ -798,7 +791,16 @@ func (s *Store) handle(ctx context.Context, raw []byte) ([]byte, error) {
 		if m.Flags&flagNoReadThrough == 0 {
 			st = s.readThrough(ctx, m.Key, st)
 		}
-		return encodeMessage(&message{Version: protocolVersion, Kind: kindGetReply, Cluster: s.wireCluster, State: encodeState(st)}), nil
+		reply := &message{Version: protocolVersion, Kind: kindGetReply, Cluster: s.wireCluster, State: encodeState(st)}
+		if m.Flags&flagWantActor != 0 {
+			reply.Hint = s.ownActor(m.Key, st)
+		}
+		return encodeMessage(reply), nil
+	case kindFold:
+		if err := s.localFold(m.Key, m.Context); err != nil {
+			return s.errorMessage(err), nil
+		}
+		return s.ackMessage(), nil
 	case kindReplicate:
 		st, err := decodeState(m.State)
 		if err != nil {
@@ -847,8 +849,7 @@ func (s *Store) coordinateForwarded(ctx context.Context, m *message) []byte {
 	if !m.Tombstone && len(m.Value) > s.cfg.Limits.MaxValueSize {
 		return s.errorMessage(fmt.Errorf("%w: %d bytes, the limit is %d", ErrValueTooLarge, len(m.Value), s.cfg.Limits.MaxValueSize))
 	}
-	c := Context{cluster: s.cluster, vv: m.Context}
-	if err := s.checkContext(c); err != nil {
+	if err := s.checkContextSize(m.Context); err != nil {
 		return s.errorMessage(err)
 	}
 	r := s.ring.Load()

@@ -3,6 +3,7 @@ package dynamo_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -148,4 +149,33 @@ func ExampleContext_MarshalText() {
 	siblings, _, _ := nodes[0].Get(ctx, []byte("k"), dynamo.WithR(3))
 	fmt.Println(len(siblings), string(siblings[0].Value))
 	// Output: 1 v2
+}
+
+// With a cluster secret, a context edited in untrusted hands is refused and
+// changes nothing.
+func ExampleConfig_secrets() {
+	secret := []byte("32 random bytes, the same on all") // e.g. from a secret store
+	nodes, stop := startCluster(func(cfg *dynamo.Config) { cfg.Secrets = [][]byte{secret} })
+	defer stop()
+	ctx := context.Background()
+	_ = nodes[0].Put(ctx, []byte("k"), []byte("v1"), dynamo.Context{})
+	_, c, _ := nodes[0].Get(ctx, []byte("k"))
+	text, _ := c.MarshalText()
+	if i := len(text) / 2; text[i] == 'A' { // one character edited
+		text[i] = 'B'
+	} else {
+		text[i] = 'A'
+	}
+
+	var edited dynamo.Context
+	err := edited.UnmarshalText(text) // refused here if the text no longer decodes,
+	if err == nil {
+		err = nodes[1].Put(ctx, []byte("k"), []byte("v2"), edited) // else here
+	}
+	fmt.Println(errors.Is(err, dynamo.ErrBadContext))
+	siblings, _, _ := nodes[2].Get(ctx, []byte("k"), dynamo.WithR(3))
+	fmt.Println(len(siblings), string(siblings[0].Value))
+	// Output:
+	// true
+	// 1 v1
 }

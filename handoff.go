@@ -120,7 +120,7 @@ func (s *Store) loadHints() error {
 	h := s.hints
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return s.cfg.Storage.ForEach([]byte{spaceHint}, func(k, v []byte) error {
+	return s.forEach([]byte{spaceHint}, func(k, v []byte) error {
 		h.track(k, len(v))
 		return nil
 	})
@@ -146,11 +146,12 @@ func (s *Store) storeHint(target string, key []byte, st state) error {
 	h.mu.Unlock()
 	size := 0
 	err := s.cfg.Storage.Update(hk, func(cur []byte) ([]byte, error) {
-		old, err := decodeState(cur)
-		if err != nil {
-			return nil, err
+		old, _ := decodeLocal(cur) // a damaged hint is replaced
+		merged := syncStates(old, st)
+		if err := decodable(merged); err != nil {
+			return nil, fmt.Errorf("hint for key %q: %w", key, err)
 		}
-		out := encodeState(syncStates(old, st))
+		out := encodeState(merged)
 		size = len(out)
 		return out, nil
 	})
@@ -186,12 +187,13 @@ func (s *Store) hintedState(key []byte) (state, error) {
 	out := state{}
 	for _, t := range targets {
 		raw, err := s.cfg.Storage.Get(hintKey(t, p, key))
-		if err != nil {
+		if err != nil && !isCorrupt(err) {
 			return state{}, err
 		}
-		st, err := decodeState(raw)
-		if err != nil {
-			return state{}, err
+		st, derr := decodeState(raw)
+		if err != nil || derr != nil {
+			s.log.Warn("skipping a damaged hint", "target", t, "key", key, "err", errors.Join(err, derr))
+			continue // never served; its owner gets the key from the other replicas
 		}
 		out = syncStates(out, st)
 	}
@@ -395,7 +397,7 @@ type hintRecord struct{ hk, key, val []byte }
 // whether more may be waiting.
 func (s *Store) readHints(target string) (batch []hintRecord, full bool, err error) {
 	size := 0
-	err = s.cfg.Storage.ForEach(hintTargetPrefix(target), func(k, v []byte) error {
+	err = s.forEach(hintTargetPrefix(target), func(k, v []byte) error {
 		_, dk, ok := parseHintKey(k)
 		if !ok {
 			return nil

@@ -80,7 +80,7 @@ func (s *Store) rebuildTree() error { return s.scanTree(s.tree, true) }
 // scanTree hashes every stored key into t and, with tombs, indexes the
 // tombstone-only keys.
 func (s *Store) scanTree(t *hashTree, tombs bool) error {
-	return s.cfg.Storage.ForEach([]byte{spaceData}, func(k, v []byte) error {
+	return s.forEach([]byte{spaceData}, func(k, v []byte) error {
 		if len(k) < 6 {
 			return nil
 		}
@@ -91,8 +91,11 @@ func (s *Store) scanTree(t *hashTree, tombs bool) error {
 		if !tombs {
 			return nil
 		}
-		if st, err := decodeState(v); err == nil && onlyTombstones(st) {
-			s.tombstones.set(k[5:], true)
+		if st, err := decodeState(v); err == nil {
+			if onlyTombstones(st) {
+				s.tombstones.set(k[5:], true)
+			}
+			s.folds.note(k[5:], st, s.cfg.N)
 		}
 		return nil
 	})
@@ -106,7 +109,7 @@ func (s *Store) updateData(key []byte, fn func(cur []byte) ([]byte, bool, error)
 	p := r.partition(key)
 	var change uint64
 	var tombs bool
-	err := s.cfg.Storage.Update(s.dataKey(r, key), func(cur []byte) ([]byte, error) {
+	discarded, err := s.updateStorage(s.dataKey(r, key), func(cur []byte) ([]byte, error) {
 		out, t, err := fn(cur)
 		if err != nil {
 			return nil, err
@@ -115,6 +118,9 @@ func (s *Store) updateData(key []byte, fn func(cur []byte) ([]byte, bool, error)
 		tombs = t
 		return out, nil
 	})
+	if discarded && err == nil {
+		s.recordLost(key)
+	}
 	if err == nil {
 		s.tree.xor(p, change)
 		s.tombstones.set(key, tombs)
@@ -243,6 +249,7 @@ func (s *Store) antiEntropyLoop(ctx context.Context) {
 			s.log.Info("anti-entropy repaired keys", "keys", res.DiffKeys, "sent", res.KeysSent, "received", res.KeysReceived)
 		}
 		s.purgeTombstones(ctx)
+		s.compactRound(ctx)
 	}
 }
 
@@ -499,7 +506,7 @@ func (s *Store) listPartition(p int, from []byte, fn func(key []byte, d uint64) 
 	prefix := make([]byte, 5)
 	prefix[0] = spaceData
 	binary.BigEndian.PutUint32(prefix[1:], uint32(p))
-	err := s.cfg.Storage.ForEach(prefix, func(k, v []byte) error {
+	err := s.forEach(prefix, func(k, v []byte) error {
 		if from != nil && bytes.Compare(k[5:], from) <= 0 {
 			return nil
 		}
@@ -592,11 +599,9 @@ func (s *Store) handleAE(m *message) []byte {
 			if err := s.checkKey(k); err != nil {
 				return s.errorMessage(err)
 			}
-			st, err := decodeState(m.States[i])
-			if err != nil {
-				return s.errorMessage(err)
-			}
-			pushed[i] = st
+			// A state damaged on the sender's disk is taken as absent: this
+			// node's reply then repairs the sender.
+			pushed[i], _ = decodeLocal(m.States[i])
 		}
 		// Merge on a few workers, so the storage's group commit shares the
 		// fsyncs; a message of many keys never gets a goroutine per key.

@@ -1,13 +1,13 @@
 // mint.go: §4.4 minting a write's version at its coordinator: per-key actor
-// epochs, the lease that hands them out, and deduplication of forwarded writes.
+// epochs, which of them a node trusts after losing data (issue 20, kv679),
+// and deduplication of forwarded writes.
 package dynamo
 
 import (
-	"encoding/binary"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,33 +15,35 @@ import (
 // key, inside one storage update: the new version's dot is minted from the
 // stored state and is durable here before any other replica sees it. So a
 // crash can never leave a dot on other replicas that this node might issue
-// again, and the node keeps its actor across restarts (only lost storage
-// takes a new incarnation).
+// again in the same run; and a restart starts a new run, whose epochs are
+// new (see ownActor).
 // It returns the new state and its encoding, which the caller replicates.
 func (s *Store) mintDurably(key, value []byte, tombstone bool, cvv versionVector, now int64) (state, []byte, error) {
-	// A new epoch actor, in case the key needs one. Taken up front, since an
-	// epoch costs a counter increment (the lease is durable in blocks) and
-	// finding out inside the update that one is needed would cost a second
-	// trip through the storage's commit queue: the common case for a new key.
-	// An unused epoch is simply skipped.
-	epoch, err := s.epochs.next(s)
-	if err != nil {
-		return state{}, nil, err
-	}
-	fresh := s.actor + "." + strconv.FormatUint(epoch, 36)
-	var next state
-	var stored []byte
-	err = s.updateData(key, func(cur []byte) ([]byte, bool, error) {
-		base, err := decodeState(cur)
-		if err != nil {
-			return nil, false, err
-		}
+	var (
+		next     state
+		stored   []byte
+		lost     bool // the stored state was damaged and is replaced
+		evidence bool // the context shows this node's actor beyond its record
+	)
+	err := s.updateData(key, func(cur []byte) ([]byte, bool, error) {
+		base, damaged := decodeLocal(cur)
+		lost, evidence = damaged, false
 		if err := s.checkMint(key, base, cvv); err != nil {
 			return nil, false, err
 		}
-		actor := s.ownActor(base)
+		actor := s.ownActor(key, base)
+		if actor != "" && (cvv.get(actor) > base.VV.get(actor) || base.VV.get(actor) >= maxCounter) {
+			// Issue 20: the context shows a counter of this node's own actor
+			// beyond the local record, so the record lost dots this node
+			// issued: they must not be issued again.
+			evidence = cvv.get(actor) > base.VV.get(actor)
+			actor = ""
+		}
 		if actor == "" {
-			actor = fresh
+			actor = s.freshActor()
+		}
+		if err := mintable(base, cvv, actor); err != nil {
+			return nil, false, err
 		}
 		next, _ = mint(base, cvv, actor, value, tombstone, now)
 		stored = encodeState(next)
@@ -50,71 +52,142 @@ func (s *Store) mintDurably(key, value []byte, tombstone bool, cvv versionVector
 		}
 		return stored, onlyTombstones(next), nil
 	})
+	if err == nil {
+		s.afterUpdate(key, next, lost, evidence, "a write's context")
+	}
 	return next, stored, err
 }
 
-// ownActor returns the actor this node mints a key's next version with: its
-// own entry in the key's version vector (the newest epoch, if several).
-// Counters are per actor and per key, so the actor must know the highest
-// counter it has issued for the key; while this node holds the key, its
-// entry says so. When it holds nothing (a new key, a purged tombstone, a
-// partition it gave away and got back), that history may be gone while other
-// replicas still remember it: ownActor returns "" and the caller takes a
-// fresh epoch, whose counter 1 no replica can have seen (Riak's fix for
-// kv679, per-key epochs).
-func (s *Store) ownActor(st state) string {
-	if st.empty() {
-		return ""
+// afterUpdate follows a durable update that stored st for key: it indexes
+// the key for folding, and accounts for the loss of this node's record of
+// the key when the update replaced a damaged state (lost), or when what it
+// merged (from) showed this node's actor beyond the record (evidence).
+func (s *Store) afterUpdate(key []byte, st state, lost, evidence bool, from string) {
+	s.folds.note(key, st, s.cfg.N)
+	if lost {
+		s.recordLost(key)
 	}
+	if evidence {
+		s.log.Info(from+" shows versions of a key this node issued beyond its record: it writes the key with a new epoch from now on", "key", key)
+		s.distrustKey(key)
+	}
+}
+
+// runEpochs hands out the key epochs of one run of a Store (from New to
+// Close), and says which of them the Store still trusts to mint with.
+//
+// A node's actor for a key is NodeID/incarnation.epoch (DESIGN §2, Riak's
+// per-key epochs). Counters are per actor and per key, so an actor may only
+// mint the next counter if the node knows the highest counter it ever
+// issued for the key: its stored state says so while the node has held the
+// key's record continuously. Any loss breaks that: a wiped disk (a new
+// incarnation), a disk rolled back to an earlier snapshot or a record lost
+// while the node was down (issue 20: only a restart shows it), a damaged
+// record, a record dropped and taken back from peers, or a peer's state or a
+// context showing a counter of the node's actor beyond its record. So the
+// node mints only with epochs handed out in this run, and only with those
+// handed out since the last loss that concerns the key; on anything else it
+// takes a fresh epoch, whose counter 1 no replica can have seen.
+//
+// Epochs of a run are base, base+1, ... where base is random (64 bits): a
+// disk rolled back also rolls back anything a durable counter would keep,
+// so only chance separates the epochs of two runs, and two runs collide
+// with probability about 2^-40.
+type runEpochs struct {
+	base  uint64
+	next  atomic.Uint64 // epochs handed out: base .. base+next-1
+	floor atomic.Uint64 // no epoch below base+floor is trusted for any key
+
+	mu      sync.Mutex
+	suspect map[string]uint64 // key -> no epoch below base+mark is trusted for it
+}
+
+// maxSuspectKeys bounds the per-key distrust marks; beyond it, the Store
+// distrusts every epoch handed out so far, for every key.
+const maxSuspectKeys = 4096
+
+func newRunEpochs(base uint64) *runEpochs {
+	return &runEpochs{base: base, suspect: map[string]uint64{}}
+}
+
+// fresh hands out a new epoch.
+func (r *runEpochs) fresh() uint64 { return r.base + r.next.Add(1) - 1 }
+
+// trusted reports whether epoch e may mint for key: it was handed out in
+// this run, after the last loss concerning key.
+func (r *runEpochs) trusted(key []byte, e uint64) (seq uint64, ok bool) {
+	seq = e - r.base // wraps around with base
+	if seq >= r.next.Load() || seq < r.floor.Load() {
+		return seq, false
+	}
+	r.mu.Lock()
+	mark, marked := r.suspect[string(key)]
+	r.mu.Unlock()
+	return seq, !marked || seq >= mark
+}
+
+// distrust stops the epochs handed out so far from minting for key.
+func (r *runEpochs) distrust(key []byte) {
+	now := r.next.Load()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.suspect) >= maxSuspectKeys {
+		r.floor.Store(now)
+		clear(r.suspect)
+		return
+	}
+	r.suspect[string(key)] = now
+}
+
+// freshActor returns this node's actor with a fresh epoch.
+func (s *Store) freshActor() string {
+	return s.actor + "." + strconv.FormatUint(s.epochs.fresh(), 36)
+}
+
+// distrustKey records that this node's record of the dots it issued for key
+// may be incomplete: its next write of key takes a fresh epoch.
+func (s *Store) distrustKey(key []byte) { s.epochs.distrust(key) }
+
+// ownActor returns the actor this node mints key's next version with: its
+// entry in the key's vector with the newest epoch this run trusts for key
+// (see runEpochs), or "" when there is none and the caller must take a fresh
+// epoch.
+func (s *Store) ownActor(key []byte, st state) string {
 	prefix := s.actor + "."
-	best := ""
-	bestEpoch := uint64(0)
+	best, bestSeq := "", uint64(0)
 	for _, e := range st.VV {
-		if ep, ok := strings.CutPrefix(e.Actor, prefix); ok {
-			if n, err := strconv.ParseUint(ep, 36, 64); err == nil && (best == "" || n > bestEpoch) {
-				best, bestEpoch = e.Actor, n
-			}
+		ep, ok := strings.CutPrefix(e.Actor, prefix)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseUint(ep, 36, 64)
+		if err != nil {
+			continue
+		}
+		if seq, ok := s.epochs.trusted(key, n); ok && (best == "" || seq > bestSeq) {
+			best, bestSeq = e.Actor, seq
 		}
 	}
 	return best
 }
 
-// epochLease hands out key epochs, unique for the life of an incarnation.
-// Blocks of epochLeaseBlock are reserved durably before use, so a restart
-// (clean or not) never reuses one.
-type epochLease struct {
-	mu    sync.Mutex
-	cur   uint64
-	limit uint64
-}
-
-const epochLeaseBlock = 1 << 16
-
-var metaEpochLease = []byte("mepochs")
-
-// next returns an epoch never handed out before by this incarnation.
-func (l *epochLease) next(s *Store) (uint64, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.cur >= l.limit {
-		var start uint64
-		err := s.cfg.Storage.Update(metaEpochLease, func(cur []byte) ([]byte, error) {
-			start = 0
-			if len(cur) == 8 {
-				start = binary.BigEndian.Uint64(cur)
-			} else if cur != nil {
-				return nil, fmt.Errorf("%w: epoch lease of %d bytes", ErrCorrupt, len(cur))
-			}
-			return binary.BigEndian.AppendUint64(nil, start+epochLeaseBlock), nil
-		})
-		if err != nil {
-			return 0, fmt.Errorf("dynamo: reserve key epochs: %w", err)
+// lostEvidence reports whether in, a peer's state of key, shows a counter of
+// one of this node's trusted actors beyond old, this node's record: then the
+// record lost dots this node issued (issue 20). This node writes its own
+// dots to its record before any peer sees them, so nothing else explains it.
+func (s *Store) lostEvidence(key []byte, old, in state) bool {
+	prefix := s.actor + "."
+	for _, e := range in.VV {
+		if !strings.HasPrefix(e.Actor, prefix) || e.Counter <= old.VV.get(e.Actor) {
+			continue
 		}
-		l.cur, l.limit = start, start+epochLeaseBlock
+		if n, err := strconv.ParseUint(e.Actor[len(prefix):], 36, 64); err == nil {
+			if _, ok := s.epochs.trusted(key, n); ok {
+				return true
+			}
+		}
 	}
-	e := l.cur
-	l.cur++
-	return e, nil
+	return false
 }
 
 // dedupe remembers recently coordinated forwarded writes by request ID, so a

@@ -20,6 +20,13 @@ import (
 // NodeConfig configures Open. Its embedded Config works as for New, except
 // that a nil Transport, Storage or Membership is replaced by the embedded
 // default built from the fields below.
+//
+// With Config.Secrets or PKI, the gossip Open builds signs this node's ring
+// record with the key of its certificate, and takes another node's record
+// only if that node signed it: a member running dynamo cannot rewrite or
+// evict another's record (see package membership/gossip). A cluster secret
+// derives the CA, so whoever holds it can mint a certificate for any
+// NodeID; against a compromised member, use PKI.
 type NodeConfig struct {
 	Config
 
@@ -56,17 +63,6 @@ type NodeConfig struct {
 	// sign them.
 	TLS *tls.Config
 
-	// Secrets are the cluster secrets, the same on every node (at least 16
-	// random bytes each; 32 recommended): the first signs and encrypts, all
-	// verify (see package auth and Node.RotateSecrets). They authenticate
-	// and encrypt the TCP transport (mutual TLS 1.3, a certificate bound to
-	// NodeID) and gossip (memberlist's keyring) that Open builds, and
-	// this node signs its gossip ring record with its certificate key, so
-	// that another member running dynamo cannot rewrite or evict it. (The
-	// secret derives the CA: whoever holds it can mint a certificate for
-	// any NodeID. Against a compromised member, use PKI.) Open refuses to
-	// start unless exactly one of Secrets, PKI, TLS and Insecure is set.
-	Secrets [][]byte
 	// PKI authenticates the TCP transport with an operator's CA instead:
 	// each node's certificate names it as dynamo://<cluster>/<node-id>.
 	// Gossip that Open starts then needs GossipKey; its ring records are

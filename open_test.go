@@ -320,9 +320,10 @@ func TestNode_RotateSecrets_NoFailedCalls(t *testing.T) {
 
 	base := DefaultConfig()
 	base.NodeID, base.Partitions = "late", 64
+	base.Secrets = [][]byte{secretA}
 	ctx, cancel := context.WithTimeout(t.Context(), openTimeout)
 	defer cancel()
-	_, err := Open(ctx, t.TempDir(), NodeConfig{Config: base, Secrets: [][]byte{secretA},
+	_, err := Open(ctx, t.TempDir(), NodeConfig{Config: base,
 		Seeds: []string{nodes[0].GossipAddr()}, GossipProfile: gossip.ProfileLocal})
 	require.ErrorIs(t, err, gossip.ErrJoin)
 	require.ErrorIs(t, nodes[0].RotateSecrets([][]byte{[]byte("short")}), auth.ErrInvalidSecret)

@@ -33,7 +33,8 @@ func TestOpen_Zones_GossipedAndUsedForPlacement(t *testing.T) {
 		// A first TLS handshake under -race on a loaded machine may take
 		// longer than the default 500ms; no replica fails here.
 		cfg.ReplicaTimeout, cfg.RequestTimeout = 5*time.Second, 15*time.Second
-		nc := dynamo.NodeConfig{Config: cfg, Zone: zone, GossipProfile: gossip.ProfileLocal, Secrets: [][]byte{zonesSecret}}
+		cfg.Secrets = [][]byte{zonesSecret}
+		nc := dynamo.NodeConfig{Config: cfg, Zone: zone, GossipProfile: gossip.ProfileLocal}
 		if i > 0 {
 			nc.Seeds = []string{nodes[0].GossipAddr()}
 		}
@@ -69,7 +70,8 @@ func TestOpen_Zone_RefusedBesideStaticMembers(t *testing.T) {
 	cfg := dynamo.DefaultConfig()
 	cfg.NodeID = "a"
 	cfg.Members = []dynamo.Member{{ID: "a", Addr: "127.0.0.1:1", Zone: "z1"}}
-	_, err := dynamo.Open(t.Context(), t.TempDir(), dynamo.NodeConfig{Config: cfg, Zone: "z1", Secrets: [][]byte{zonesSecret}})
+	cfg.Secrets = [][]byte{zonesSecret}
+	_, err := dynamo.Open(t.Context(), t.TempDir(), dynamo.NodeConfig{Config: cfg, Zone: "z1"})
 	require.ErrorIs(t, err, dynamo.ErrInvalidConfig)
 	require.ErrorContains(t, err, `NodeConfig.Zone ("z1") applies only to the gossip membership Open builds`)
 }

@@ -114,7 +114,10 @@ func (s *Store) readRepair(ctx context.Context, key []byte, replicas, primaries 
 	}
 	var enc, req []byte
 	for _, rep := range all {
-		if rep.err != nil || sameVersion(rep.st, merged) || !slices.Contains(primaries, rep.m) {
+		// A replica whose stored state is damaged answered with an error
+		// matching ErrCorrupt: it takes the merged state in its place.
+		stale := rep.err == nil && !sameVersion(rep.st, merged) || rep.err != nil && isCorrupt(rep.err)
+		if !stale || !slices.Contains(primaries, rep.m) {
 			continue
 		}
 		if req == nil {

@@ -71,7 +71,9 @@ func (sec security) tcpOptions(cfg NodeConfig) tcp.Options {
 }
 
 // RotateSecrets replaces the cluster secrets of a node opened with
-// NodeConfig.Secrets, without a restart, in what Open built: new
+// Secrets, without a restart: the keys that sign its contexts
+// (Store.SetSecrets) and, in what Open built, its transport's and gossip's:
+// new
 // connections of its TCP transport present a certificate from secrets[0]
 // and accept any of them, and the node's own connections are redialled; its
 // gossip is encrypted with secrets[0] and read with any, and its ring record
@@ -100,7 +102,10 @@ func (n *Node) RotateSecrets(secrets [][]byte) error {
 	if n.transport != nil {
 		n.transport.Redial()
 	}
-	return n.resign()
+	if err := n.resign(); err != nil {
+		return err
+	}
+	return n.Store.SetSecrets(secrets)
 }
 
 // resign has the gossip Open built sign this node's ring record again with

@@ -5,7 +5,10 @@ package dynamo
 import (
 	"bytes"
 	"cmp"
+	"encoding/binary"
+	"fmt"
 	"slices"
+	"strings"
 )
 
 // dot names the one event that created a sibling: the actor's counter-th write.
@@ -164,14 +167,36 @@ func sameVersion(a, b state) bool {
 // the vectors join pointwise. syncStates is commutative, associative and
 // idempotent, so replicas may exchange states in any order, any number of times.
 // Neither input is modified; the result may share value slices with them.
+//
+// A dot names one event, so two versions under one dot (which only a node
+// that lost data and issued the dot again, or a damaged disk, produces) are
+// a conflict: neither keeps the dot; each moves to a dot of its own, derived
+// from the dot and its content (redot), so that both stay visible and every
+// replica that meets the conflict derives the same dots. The derived dots'
+// entries in the vector mark the dot as conflicted, so a version still under
+// it that arrives later (one more version, or a stale copy of one that
+// moved) moves too. A moved version obeys the sync rule under its new dot: a
+// side that has seen that dot without holding it superseded it. Where dots
+// were reissued the merge stays commutative and idempotent, and replicas
+// still converge, but it cannot always be associative: a replica that
+// superseded the dot before the conflict surfaced saw one version under it,
+// and nobody can tell which (vclock_conflict_test.go).
 func syncStates(a, b state) state {
+	st, _ := syncCount(a, b)
+	return st
+}
+
+// syncCount is syncStates, also returning how many dot conflicts it found.
+func syncCount(a, b state) (state, int) {
 	if a.empty() {
-		return b
+		return b, 0
 	}
 	if b.empty() {
-		return a
+		return a, 0
 	}
 	out := state{VV: join(a.VV, b.VV), Siblings: make([]sibling, 0, max(len(a.Siblings), len(b.Siblings)))}
+	var moved []sibling
+	conflicts := 0
 	i, j := 0, 0
 	for i < len(a.Siblings) || j < len(b.Siblings) {
 		var c int
@@ -185,26 +210,101 @@ func syncStates(a, b state) state {
 		}
 		switch {
 		case c < 0: // only a has it: keep unless b has seen (and so superseded) it
-			if !b.VV.covers(a.Siblings[i].Dot) {
-				out.Siblings = append(out.Siblings, a.Siblings[i])
-			}
+			out.Siblings, moved = syncOne(out.Siblings, moved, a.Siblings[i], b.VV)
 			i++
 		case c > 0:
-			if !a.VV.covers(b.Siblings[j].Dot) {
-				out.Siblings = append(out.Siblings, b.Siblings[j])
-			}
+			out.Siblings, moved = syncOne(out.Siblings, moved, b.Siblings[j], a.VV)
 			j++
-		default: // both: one event, so one value; pick deterministically if a disk lied
-			sa, sb := a.Siblings[i], b.Siblings[j]
-			if siblingAfter(sb, sa) {
-				sa = sb
+		default:
+			x, y := a.Siblings[i], b.Siblings[j]
+			if sameSibling(x, y) {
+				out.Siblings = append(out.Siblings, x)
+			} else {
+				conflicts++
+				x.Dot, y.Dot = redot(x), redot(y)
+				moved = append(moved, x, y)
 			}
-			out.Siblings = append(out.Siblings, sa)
 			i++
 			j++
 		}
 	}
-	return out
+	for _, m := range moved {
+		if superseded(a, m.Dot) || superseded(b, m.Dot) {
+			continue
+		}
+		k, found := slices.BinarySearchFunc(out.Siblings, m.Dot, func(sb sibling, d dot) int { return sb.Dot.compare(d) })
+		if found {
+			continue // held by a side under its moved dot already
+		}
+		out.VV = out.VV.with(m.Dot.Actor, m.Dot.Counter)
+		out.Siblings = slices.Insert(out.Siblings, k, m)
+	}
+	return out, conflicts
+}
+
+// syncOne applies the sync rule to sb, held by one side only, against the
+// other side's vector: sb moves off its dot if the other side knows the dot
+// is conflicted, is dropped if the other side has seen it, and is kept
+// otherwise.
+func syncOne(out, moved []sibling, sb sibling, other versionVector) ([]sibling, []sibling) {
+	switch {
+	case conflictedAt(other, sb.Dot):
+		sb.Dot = redot(sb)
+		moved = append(moved, sb)
+	case !other.covers(sb.Dot):
+		out = append(out, sb)
+	}
+	return out, moved
+}
+
+// superseded reports whether st has seen d without holding it.
+func superseded(st state, d dot) bool {
+	return st.VV.covers(d) && !slices.ContainsFunc(st.Siblings, func(sb sibling) bool { return sb.Dot == d })
+}
+
+// sameSibling reports whether x and y are the same version.
+func sameSibling(x, y sibling) bool {
+	return x.Dot == y.Dot && x.Time == y.Time && x.Tombstone == y.Tombstone && bytes.Equal(x.Value, y.Value)
+}
+
+// derived reports whether actor names versions moved off a conflicted dot:
+// its last '#' comes after its last '.', which no Store actor's epoch has.
+func derived(actor string) bool {
+	return strings.LastIndexByte(actor, '#') > strings.LastIndexByte(actor, '.')
+}
+
+// conflictedAt reports whether vv has seen versions moved off d (see
+// syncStates): an entry of a derived actor of d's actor at d's counter.
+func conflictedAt(vv versionVector, d dot) bool {
+	if derived(d.Actor) {
+		return false
+	}
+	base := redotBase(d.Actor)
+	i, _ := vv.find(base)
+	for ; i < len(vv) && strings.HasPrefix(vv[i].Actor, base); i++ {
+		if a := vv[i].Actor; vv[i].Counter == d.Counter && len(a) > len(base) && a[len(base)] == '#' && derived(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// redot returns the dot a version moves to off its conflicted dot: the dot's
+// actor plus '#' and a hash of the dot and the version, at the same
+// counter. No node mints with such an actor, so the dot is new to every
+// replica that has not met the conflict, and the same for every replica
+// that has. It stays within maxActorLen.
+func redot(sb sibling) dot {
+	base := redotBase(sb.Dot.Actor)
+	var hdr [25]byte
+	binary.LittleEndian.PutUint64(hdr[0:], sb.Dot.Counter)
+	binary.LittleEndian.PutUint64(hdr[8:], uint64(sb.Time))
+	if sb.Tombstone {
+		hdr[16] = 1
+	}
+	binary.LittleEndian.PutUint64(hdr[17:], uint64(len(sb.Value)))
+	h := hashWords(hashWords(hashWords(0x6b763637, []byte(sb.Dot.Actor)), hdr[:]), sb.Value)
+	return dot{Actor: fmt.Sprintf("%s#%016x", base, h), Counter: sb.Dot.Counter}
 }
 
 // mint applies a write coordinated by actor to the replica state st (DESIGN
@@ -233,6 +333,51 @@ func mint(st state, ctx versionVector, actor string, value []byte, tombstone boo
 	return out, d
 }
 
+// mintable reports why mint(st, ctx, actor, ...) would build a state that
+// the decoder rejects (DESIGN §8: no input makes a stored state
+// undecodable), or nil: the new dot's counter must stay within maxCounter,
+// and the joined vector within maxDecodedActors. Both can only be reached
+// through an edited context, so the error matches ErrBadContext.
+func mintable(st state, ctx versionVector, actor string) error {
+	if c := max(st.VV.get(actor), ctx.get(actor)); c >= maxCounter {
+		return fmt.Errorf("%w: counter %d of actor %q leaves no room for a new version (the limit is %d)", ErrBadContext, c, actor, uint64(maxCounter))
+	}
+	if n := joinedLen(st.VV, ctx) + 1; n > maxDecodedActors {
+		return fmt.Errorf("%w: the key's vector would hold %d actors, the limit is %d", ErrBadContext, n, maxDecodedActors)
+	}
+	return nil
+}
+
+// decodable reports why the decoder would reject st, or nil. Merges of
+// decodable states can only break the count limits.
+func decodable(st state) error {
+	if len(st.VV) > maxDecodedActors {
+		return fmt.Errorf("%w: the merged vector would hold %d actors, the limit is %d", ErrValueTooLarge, len(st.VV), maxDecodedActors)
+	}
+	if len(st.Siblings) > maxDecodedSiblings {
+		return fmt.Errorf("%w: the merge would hold %d siblings, the limit is %d", ErrTooManySiblings, len(st.Siblings), maxDecodedSiblings)
+	}
+	return nil
+}
+
+// joinedLen is len(join(a, b)), without building it.
+func joinedLen(a, b versionVector) int {
+	n, i, j := 0, 0, 0
+	for i < len(a) && j < len(b) {
+		switch c := cmp.Compare(a[i].Actor, b[j].Actor); {
+		case c < 0:
+			i++
+		case c > 0:
+			j++
+		default:
+			i++
+			j++
+		}
+		n++
+	}
+	return n + len(a) - i + len(b) - j
+}
+
 // concurrentCount is the number of siblings a put with context ctx would leave
 // beside its own: those ctx does not cover.
 func concurrentCount(st state, ctx versionVector) int {
@@ -245,8 +390,17 @@ func concurrentCount(st state, ctx versionVector) int {
 	return n
 }
 
-// siblingAfter orders two siblings that claim the same dot (which only a
-// damaged disk produces) so that every replica keeps the same one.
+// redotBase is the part of actor that redot keeps: all of it, unless that
+// would take the derived actor past maxActorLen.
+func redotBase(actor string) string {
+	if len(actor) > maxActorLen-17 {
+		return actor[:maxActorLen-17]
+	}
+	return actor
+}
+
+// siblingAfter orders two versions that claim the same dot (see syncStates)
+// so that every replica keeps the same one under it.
 func siblingAfter(x, y sibling) bool {
 	if x.Time != y.Time {
 		return x.Time > y.Time

@@ -293,29 +293,77 @@ func TestVClock_SyncStates(t *testing.T) {
 	}
 }
 
-// A dot names one event, so two replicas holding the same dot hold the same
-// value unless a disk lied; the merge must still pick one deterministically,
-// whichever side it is called on.
-func TestVClock_SyncStates_SameDotPicksDeterministically(t *testing.T) {
+// A dot names one event, so two replicas holding the same dot with
+// different versions means a node issued the dot twice (it lost data) or a
+// disk lied (issue 20). The merge keeps both, each moved to a dot derived
+// from the dot and its content, whichever side the merge is called on; the
+// same version on both sides stays put.
+func TestVClock_SyncStates_SameDotKeepsBothVersions(t *testing.T) {
 	tests := map[string]struct {
 		a, b sibling
-		want string
+		same bool
 	}{
-		"later time wins":             {a: sibling{Time: 1, Value: []byte("x")}, b: sibling{Time: 2, Value: []byte("a")}, want: "a"},
-		"equal times, larger value":   {a: sibling{Time: 5, Value: []byte("x")}, b: sibling{Time: 5, Value: []byte("y")}, want: "y"},
-		"equal, either side the same": {a: sibling{Time: 5, Value: []byte("x")}, b: sibling{Time: 5, Value: []byte("x")}, want: "x"},
+		"different values":        {a: sibling{Time: 5, Value: []byte("x")}, b: sibling{Time: 5, Value: []byte("y")}},
+		"different times":         {a: sibling{Time: 1, Value: []byte("x")}, b: sibling{Time: 2, Value: []byte("x")}},
+		"tombstone against value": {a: sibling{Time: 5, Value: []byte("x")}, b: sibling{Time: 5, Tombstone: true}},
+		"the same version":        {a: sibling{Time: 5, Value: []byte("x")}, b: sibling{Time: 5, Value: []byte("x")}, same: true},
 	}
+	d := vcDot("n/01.5:1")
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			tc.a.Dot, tc.b.Dot = vcDot("a:1"), vcDot("a:1")
-			a := state{VV: vcVV("a:1"), Siblings: []sibling{tc.a}}
-			b := state{VV: vcVV("a:1"), Siblings: []sibling{tc.b}}
-			ab, ba := syncStates(a, b), syncStates(b, a)
-			require.Len(t, ab.Siblings, 1)
-			require.Equal(t, tc.want, string(ab.Siblings[0].Value))
-			require.Equal(t, ab.Siblings, ba.Siblings, "the pick does not depend on argument order")
+			tc.a.Dot, tc.b.Dot = d, d
+			a := state{VV: vcVV("n/01.5:1"), Siblings: []sibling{tc.a}}
+			b := state{VV: vcVV("n/01.5:1"), Siblings: []sibling{tc.b}}
+			ab, conflicts := syncCount(a, b)
+			vcRequireWellFormed(t, ab)
+			vcpRequireSameState(t, ab, syncStates(b, a), "the merge does not depend on argument order")
+			if tc.same {
+				require.Zero(t, conflicts)
+				require.Equal(t, []sibling{tc.a}, ab.Siblings)
+				return
+			}
+			require.Equal(t, 1, conflicts)
+			require.Len(t, ab.Siblings, 2, "both versions stay visible")
+			for _, sb := range ab.Siblings {
+				require.True(t, strings.HasPrefix(sb.Dot.Actor, "n/01.5#"), "moved to a derived actor: %s", sb.Dot.Actor)
+				require.Equal(t, uint64(1), sb.Dot.Counter)
+				require.True(t, ab.VV.covers(d), "the conflicted dot stays seen")
+			}
+			vcpRequireSameState(t, ab, syncStates(ab, a), "a stale copy of one side moves and merges in")
+			vcpRequireSameState(t, ab, syncStates(b, ab), "from either side")
 		})
 	}
+}
+
+// Three versions under one dot: however the replicas meet, each ends under
+// its own derived dot. A moved version that a side superseded (it has seen
+// the derived dot without holding it) stays superseded, even when a stale
+// copy of it comes back under the original dot; a version under the
+// conflicted dot that nobody saw moves and survives.
+func TestVClock_SyncStates_SameDot_ThreeWaysAndSupersede(t *testing.T) {
+	v := func(val string, tm int64) state {
+		return state{VV: vcVV("n/01.5:1"), Siblings: []sibling{{Dot: vcDot("n/01.5:1"), Time: tm, Value: []byte(val)}}}
+	}
+	x, y, z := v("x", 3), v("y", 2), v("z", 1)
+	left := syncStates(syncStates(x, y), z)
+	right := syncStates(x, syncStates(y, z))
+	other := syncStates(syncStates(z, x), y)
+	vcpRequireSameState(t, left, right, "associative")
+	vcpRequireSameState(t, left, other, "any order")
+	require.Equal(t, []string{"x", "y", "z"}, liveValues(left))
+	for _, sb := range left.Siblings {
+		require.Equal(t, 1, strings.Count(sb.Dot.Actor, "#"), "derived once: %s", sb.Dot.Actor)
+	}
+
+	// A client reads {x, y} (moved) and writes w with that context: x and y
+	// are superseded. z, met later, moves and survives (nobody saw it); x and
+	// y, met again in their original form, stay superseded.
+	xy := syncStates(x, y)
+	w, _ := mint(xy, xy.VV, "m/02.1", []byte("w"), false, 9)
+	got := syncStates(syncStates(syncStates(w, z), y), x)
+	vcRequireWellFormed(t, got)
+	require.Equal(t, []string{"w", "z"}, liveValues(got))
+	vcpRequireSameState(t, got, syncStates(x, syncStates(y, syncStates(z, w))), "in any order")
 }
 
 func TestVClock_Mint(t *testing.T) {

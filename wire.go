@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"sync"
 
@@ -16,8 +17,18 @@ import (
 // newer protocol with ErrProtocol.
 const protocolVersion = 1
 
-// stateFormat is the first element of every encoded state.
-const stateFormat = 1
+// Stored state formats: the first element of every encoded state. Format 1
+// is [1, vector, siblings], each sibling [actor, counter, time, tombstone,
+// value]. Format 2, written since, is [2, vector, siblings, checksum]: a
+// sibling names its actor by its index in the vector, and the checksum is
+// the CRC-32C of every byte before it, so a damaged stored state is detected
+// and never served (issue 12). Decoders read both.
+const (
+	stateFormatV1 = 1
+	stateFormat   = 2
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Decoding bounds: a peer or a disk cannot make us allocate beyond these.
 const (
@@ -60,6 +71,7 @@ const (
 	kindAEStates        // reply: States, one per requested key (empty: absent)
 	kindPurge           // purge Key's tombstones if the local state's digest is Hashes[0]
 	kindPing            // are you up? answered with kindAck
+	kindFold            // drop from Key's vector the entries of Context it holds dead (compact.go)
 )
 
 func (k kind) String() string {
@@ -82,6 +94,8 @@ func (k kind) String() string {
 		return "purge"
 	case kindPing:
 		return "ping"
+	case kindFold:
+		return "fold"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -152,6 +166,7 @@ const (
 	flagPartRuns                        // anti-entropy: Parts holds [lo, hi) runs
 	flagNoReadThrough                   // kindGet: answer from local data only
 	flagPushOnly                        // kindAEExchange: merge States, reply with nothing
+	flagWantActor                       // kindGet: reply with Hint set to the actor the replica would mint Key with
 )
 
 var encPool = sync.Pool{New: func() any {
@@ -413,43 +428,46 @@ func decodeVV(d *wireDecoder) (versionVector, error) {
 	return v, nil
 }
 
-// encodeState returns st's stored and wire form. The zero state encodes to nil.
+// encodeState returns st's stored and wire form, in stateFormat. The zero
+// state encodes to nil.
 func encodeState(st state) []byte {
 	if st.empty() {
 		return nil
 	}
 	p := getEncoder()
 	e := p.enc
-	_ = e.EncodeArrayLen(3)
+	_ = e.EncodeArrayLen(4)
 	_ = e.EncodeUint(stateFormat)
 	encodeVV(e, st.VV)
 	_ = e.EncodeArrayLen(len(st.Siblings))
 	for _, sb := range st.Siblings {
+		i, _ := st.VV.find(sb.Dot.Actor) // present: the vector covers every dot
 		_ = e.EncodeArrayLen(5)
-		_ = e.EncodeString(sb.Dot.Actor)
+		_ = e.EncodeUint(uint64(i))
 		_ = e.EncodeUint(sb.Dot.Counter)
 		_ = e.EncodeInt(sb.Time)
 		_ = e.EncodeBool(sb.Tombstone)
 		_ = e.EncodeBytes(sb.Value)
 	}
+	_ = e.EncodeUint32(crc32.Checksum(p.buf.Bytes(), castagnoli))
 	return p.finish()
 }
 
 // decodeState parses an encoded state and checks its invariants: siblings
-// sorted by dot and unique, and every dot covered by the vector. The result
-// does not alias b. Errors match ErrCorrupt.
+// sorted by dot and unique, every dot covered by the vector, and (format 2)
+// the checksum. The result does not alias b. Errors match ErrCorrupt.
 func decodeState(b []byte) (state, error) {
 	if len(b) == 0 {
 		return state{}, nil
 	}
-	st, err := decodeStateFrom(newWireDecoder(b))
+	st, err := decodeStateFrom(newWireDecoder(b), b)
 	if err != nil {
 		return state{}, fmt.Errorf("%w: state: %w", ErrCorrupt, err)
 	}
 	return st, nil
 }
 
-func decodeStateFrom(d *wireDecoder) (state, error) {
+func decodeStateFrom(d *wireDecoder, b []byte) (state, error) {
 	var st state
 	n, err := d.DecodeArrayLen()
 	if err != nil {
@@ -462,7 +480,15 @@ func decodeStateFrom(d *wireDecoder) (state, error) {
 	if err != nil {
 		return st, err
 	}
-	if f != stateFormat {
+	fields := 3
+	switch f {
+	case stateFormatV1:
+	case stateFormat:
+		fields = 4
+		if n < fields {
+			return st, fmt.Errorf("state of %d elements", n)
+		}
+	default:
 		return st, fmt.Errorf("unknown state format %d", f)
 	}
 	if st.VV, err = decodeVV(d); err != nil {
@@ -479,33 +505,9 @@ func decodeStateFrom(d *wireDecoder) (state, error) {
 		st.Siblings = make([]sibling, 0, ns)
 	}
 	for i := 0; i < ns; i++ {
-		sn, err := d.DecodeArrayLen()
+		sb, err := decodeSibling(d, st.VV, f)
 		if err != nil {
 			return st, err
-		}
-		if sn < 5 {
-			return st, fmt.Errorf("sibling of %d elements", sn)
-		}
-		var sb sibling
-		if sb.Dot.Actor, err = d.str(); err != nil {
-			return st, err
-		}
-		if sb.Dot.Counter, err = d.DecodeUint64(); err != nil {
-			return st, err
-		}
-		if sb.Time, err = d.DecodeInt64(); err != nil {
-			return st, err
-		}
-		if sb.Tombstone, err = d.DecodeBool(); err != nil {
-			return st, err
-		}
-		if sb.Value, err = d.bytes(); err != nil {
-			return st, err
-		}
-		for j := 5; j < sn; j++ {
-			if err := d.Skip(); err != nil {
-				return st, err
-			}
 		}
 		if !st.VV.covers(sb.Dot) || sb.Dot.Counter == 0 {
 			return st, fmt.Errorf("sibling %s:%d not covered by its vector", sb.Dot.Actor, sb.Dot.Counter)
@@ -515,7 +517,17 @@ func decodeStateFrom(d *wireDecoder) (state, error) {
 		}
 		st.Siblings = append(st.Siblings, sb)
 	}
-	for j := 3; j < n; j++ {
+	if f == stateFormat {
+		sum := crc32.Checksum(b[:len(b)-d.r.Len()], castagnoli)
+		got, err := d.DecodeUint32()
+		if err != nil {
+			return st, fmt.Errorf("checksum: %w", err)
+		}
+		if got != sum {
+			return st, fmt.Errorf("checksum mismatch: stored %08x, computed %08x", got, sum)
+		}
+	}
+	for j := fields; j < n; j++ {
 		if err := d.Skip(); err != nil {
 			return st, err
 		}
@@ -524,6 +536,50 @@ func decodeStateFrom(d *wireDecoder) (state, error) {
 		return st, errors.New("trailing bytes")
 	}
 	return st, nil
+}
+
+// decodeSibling reads one sibling of a state in format f, whose vector is vv.
+func decodeSibling(d *wireDecoder, vv versionVector, f uint64) (sibling, error) {
+	var sb sibling
+	sn, err := d.DecodeArrayLen()
+	if err != nil {
+		return sb, err
+	}
+	if sn < 5 {
+		return sb, fmt.Errorf("sibling of %d elements", sn)
+	}
+	if f == stateFormatV1 {
+		if sb.Dot.Actor, err = d.str(); err != nil {
+			return sb, err
+		}
+	} else {
+		i, err := d.DecodeUint64()
+		if err != nil {
+			return sb, err
+		}
+		if i >= uint64(len(vv)) {
+			return sb, fmt.Errorf("sibling names actor %d of %d", i, len(vv))
+		}
+		sb.Dot.Actor = vv[i].Actor
+	}
+	if sb.Dot.Counter, err = d.DecodeUint64(); err != nil {
+		return sb, err
+	}
+	if sb.Time, err = d.DecodeInt64(); err != nil {
+		return sb, err
+	}
+	if sb.Tombstone, err = d.DecodeBool(); err != nil {
+		return sb, err
+	}
+	if sb.Value, err = d.bytes(); err != nil {
+		return sb, err
+	}
+	for j := 5; j < sn; j++ {
+		if err := d.Skip(); err != nil {
+			return sb, err
+		}
+	}
+	return sb, nil
 }
 
 // wireDecoder reads msgpack from a byte slice and never trusts a length

@@ -146,7 +146,9 @@ func TestWire_DecodeState_Rejects(t *testing.T) {
 		"sibling too short":           wtPack(t, 1, []any{"a", 1}, []any{[]any{"a", 1, 0, false}}),
 		"sibling field of wrong type": wtPack(t, 1, []any{"a", 1}, []any{[]any{"a", 1, 0, "no", []byte("v")}}),
 		"sibling not an array":        wtPack(t, 1, []any{"a", 1}, []any{"a:1"}),
-		"unknown format":              wtPack(t, 2, []any{"a", 1}, []any{sib("a", 1)}),
+		"unknown format":              wtPack(t, 3, []any{"a", 1}, []any{sib("a", 1)}),
+		"format 2 without checksum":   wtPack(t, 2, []any{"a", 1}, []any{[]any{0, 1, 0, false, []byte("v")}}),
+		"format 2 actor out of range": wtPack(t, 2, []any{"a", 1}, []any{[]any{1, 1, 0, false, []byte("v")}}, uint32(0)),
 		"format zero":                 wtPack(t, 0, []any{"a", 1}, []any{sib("a", 1)}),
 		"too few elements":            wtPack(t, 1, []any{"a", 1}),
 		"empty array":                 wtPack(t),
@@ -415,6 +417,7 @@ func TestContext_Text_RoundTrip(t *testing.T) {
 		"largest cluster": {cluster: 0xffffffff, vv: vcVV("a:1")},
 		"largest counter": {cluster: 1, vv: versionVector{{Actor: "a", Counter: maxCounter}}},
 		"64 actors":       {cluster: 1, vv: long},
+		"with a MAC":      {cluster: 1, vv: vcVV("a/01:3"), mac: bytes.Repeat([]byte{0xab}, contextMACSize)},
 	}
 	for name, c := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -428,6 +431,7 @@ func TestContext_Text_RoundTrip(t *testing.T) {
 			require.NoError(t, got.UnmarshalText(text))
 			require.Equal(t, c.cluster, got.cluster)
 			require.Equal(t, vcVVString(c.vv), vcVVString(got.vv))
+			require.Equal(t, c.mac, got.mac)
 			again, err := got.MarshalText()
 			require.NoError(t, err)
 			require.Equal(t, text, again)
@@ -444,7 +448,10 @@ func TestContext_UnmarshalText_Rejects(t *testing.T) {
 		"whitespace":                valid[:4] + " " + valid[4:],
 		"base64 of garbage":         base64.RawURLEncoding.EncodeToString([]byte("hello, world")),
 		"base64 of nothing msgpack": base64.RawURLEncoding.EncodeToString([]byte{0xc1}),
-		"unknown format":            wtContextText(t, 2, 77, []any{"a", 1}),
+		"unknown format":            wtContextText(t, 3, 77, []any{"a", 1}),
+		"format 2 without MAC":      wtContextText(t, 2, 77, []any{"a", 1}),
+		"format 2, MAC too short":   wtContextText(t, 2, 77, []any{"a", 1}, make([]byte, contextMACSize-1)),
+		"format 2, MAC not bytes":   wtContextText(t, 2, 77, []any{"a", 1}, 5),
 		"format zero":               wtContextText(t, 0, 77, []any{"a", 1}),
 		"too few fields":            wtContextText(t, 1, 77),
 		"cluster beyond 32 bits":    wtContextText(t, 1, uint64(1)<<32, []any{"a", 1}),
@@ -476,7 +483,7 @@ func TestContext_UnmarshalText_Rejects(t *testing.T) {
 // body mean the text was damaged or tampered with (decodeState rejects the
 // same thing with ErrCorrupt).
 func TestContext_UnmarshalText_RejectsTrailingBytes(t *testing.T) {
-	body := wtPack(t, contextFormat, 77, []any{"a", 1})
+	body := wtPack(t, contextFormat, 77, []any{"a", 1}, make([]byte, contextMACSize))
 	tests := map[string][]byte{
 		"one byte":     append(bytes.Clone(body), 0x00),
 		"two contexts": append(bytes.Clone(body), body...),

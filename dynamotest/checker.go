@@ -1,4 +1,4 @@
-// checker.go: the checker: lost, unacknowledged-but-present and resurrected elements, siblings and convergence (RELIABILITY promises 2-4).
+// checker.go: the checker: lost, unacknowledged-but-present and resurrected elements, siblings and convergence (TESTING §1 promises 2-4).
 package dynamotest
 
 import (
@@ -14,42 +14,13 @@ const maxDetails = 5
 // check builds the Report from the history and the final reads (by node,
 // then key).
 func (s *sim) check(final [][]readResult, converged bool, convergeDur time.Duration) Report {
-	rep := Report{
-		Seed:                 s.cfg.Seed,
-		Mode:                 s.cfg.Mode.String(),
-		Broken:               s.cfg.Broken.String(),
-		Clients:              s.cfg.Clients,
-		Ops:                  len(s.ops),
-		Faults:               s.faultCount,
-		Converged:            converged,
-		ConvergeMS:           convergeDur.Milliseconds(),
-		MaxConcurrentWriters: s.maxInflight,
+	if s.cfg.ORSet {
+		return s.checkSets(final, converged, convergeDur)
 	}
+	rep := s.newReport(converged, convergeDur)
 	strict := s.cfg.Mode == ModeUnion
-	counts := map[string]int{}
-	report := func(violation bool, kind, format string, args ...any) {
-		counts[kind]++
-		if counts[kind] > maxDetails {
-			return
-		}
-		msg := kind + ": " + fmt.Sprintf(format, args...)
-		if violation {
-			rep.Violations = append(rep.Violations, msg)
-		} else {
-			rep.Notes = append(rep.Notes, msg)
-		}
-	}
-
-	// The final state of each key: what any node read (they agree once converged).
-	present := make([]map[int64]bool, len(s.keys))
-	for k := range s.keys {
-		present[k] = map[int64]bool{}
-		for i := range final {
-			for _, e := range final[i][k].set {
-				present[k][e] = true
-			}
-		}
-	}
+	report := (&details{rep: &rep}).add
+	present := finalPresent(s.keys, final)
 	// Elements some Delete's read saw may be gone: that Delete may have
 	// been applied, even if it was not acknowledged.
 	deletable := map[int64]bool{}
@@ -61,23 +32,31 @@ func (s *sim) check(final [][]readResult, converged bool, convergeDur time.Durat
 		}
 	}
 
+	rep.Losses = s.losses
+	for _, nd := range s.nodes {
+		if nd.st != nil {
+			s.addStats(nd.st.Stats())
+		}
+	}
+	rep.CorruptRecords, rep.DotConflicts = s.storeStats.CorruptRecords, s.storeStats.DotConflicts
+	rep.EntriesFolded = s.storeStats.EntriesFolded
 	for _, o := range s.ops {
 		if o.corrupt != nil {
 			report(true, "corrupt", "%v: %v", o, o.corrupt)
 		}
+		rep.Tampered += o.tampered
+		rep.MaxContextBytes = max(rep.MaxContextBytes, o.ctxBytes)
+		if o.forged > 0 {
+			report(true, "forged-context", "%v: an edited context was not refused with ErrBadContext", o)
+		}
 		if o.getOK {
-			rep.MaxSiblings = max(rep.MaxSiblings, o.siblings)
+			rep.MaxSiblings = max(rep.MaxSiblings, o.siblings-s.blindSiblings(o))
 		}
 		switch o.kind {
 		case opAdd:
-			if !o.acked() {
-				rep.Unacked++
-				if present[o.key][o.elem] {
-					rep.UnackedPresent++
-				}
+			if !tallyAdd(&rep, o, present) {
 				continue
 			}
-			rep.Acked++
 			if deletable[o.elem] {
 				continue
 			}
@@ -105,7 +84,7 @@ func (s *sim) check(final [][]readResult, converged bool, convergeDur time.Durat
 		ws, dup := s.writers(o)
 		if dup != "" {
 			report(true, "duplicate-siblings", "%v: %s; the siblings were written by %s", o, dup, ws)
-		} else if o.siblings > s.cfg.Clients {
+		} else if o.siblings-s.blindSiblings(o) > s.cfg.Clients {
 			// Each client's acknowledged writes are causally ordered when its
 			// next read overlaps them (R+W > N): then siblings never outnumber
 			// the clients. Failed attempts, and reads that miss hinted writes,
@@ -114,12 +93,85 @@ func (s *sim) check(final [][]readResult, converged bool, convergeDur time.Durat
 				"siblings", "%v: more siblings than the %d clients; they were written by %s", o, s.cfg.Clients, ws)
 		}
 	}
-	if !converged {
-		report(true, "convergence", "replicas did not converge within %d rounds (%v of fake time)", maxConvergeRounds, convergeDur)
-	}
-
 	for _, o := range s.ops {
 		fmt.Fprintf(s.trace, "%d %d %d %t %d %v %d\n", o.id, o.start, o.end, o.acked(), len(o.attempts), o.observed, o.siblings)
+	}
+	s.seal(&rep, report, final, converged, convergeDur)
+	return rep
+}
+
+// newReport starts a Report with the run's settings and outcome.
+func (s *sim) newReport(converged bool, convergeDur time.Duration) Report {
+	return Report{
+		Seed:                 s.cfg.Seed,
+		Mode:                 s.cfg.Mode.String(),
+		Broken:               s.cfg.Broken.String(),
+		Clients:              s.cfg.Clients,
+		Ops:                  len(s.ops),
+		Faults:               s.faultCount,
+		Converged:            converged,
+		ConvergeMS:           convergeDur.Milliseconds(),
+		MaxConcurrentWriters: s.maxInflight,
+	}
+}
+
+// details lists violations and notes in a Report, at most maxDetails of
+// each kind.
+type details struct {
+	rep    *Report
+	counts map[string]int
+}
+
+func (d *details) add(violation bool, kind, format string, args ...any) {
+	if d.counts == nil {
+		d.counts = map[string]int{}
+	}
+	d.counts[kind]++
+	if d.counts[kind] > maxDetails {
+		return
+	}
+	msg := kind + ": " + fmt.Sprintf(format, args...)
+	if violation {
+		d.rep.Violations = append(d.rep.Violations, msg)
+	} else {
+		d.rep.Notes = append(d.rep.Notes, msg)
+	}
+}
+
+// tallyAdd counts the add o in rep: acknowledged, or not and present in the
+// final state anyway. It reports whether o was acknowledged.
+func tallyAdd(rep *Report, o *op, present []map[int64]bool) bool {
+	if !o.acked() {
+		rep.Unacked++
+		if present[o.key][o.elem] {
+			rep.UnackedPresent++
+		}
+		return false
+	}
+	rep.Acked++
+	return true
+}
+
+// finalPresent returns the final state of each key: what any node read
+// (they agree once converged).
+func finalPresent(keys [][]byte, final [][]readResult) []map[int64]bool {
+	present := make([]map[int64]bool, len(keys))
+	for k := range keys {
+		present[k] = map[int64]bool{}
+		for i := range final {
+			for _, e := range final[i][k].set {
+				present[k][e] = true
+			}
+		}
+	}
+	return present
+}
+
+// seal reports a failure to converge, and adds the final reads to the
+// trace and its hash to rep as the Fingerprint.
+func (s *sim) seal(rep *Report, report func(bool, string, string, ...any), final [][]readResult, converged bool, convergeDur time.Duration) {
+	if !converged {
+		report(true, "convergence", "replicas did not converge within %d rounds (%v of fake time)", maxConvergeRounds, convergeDur)
 	}
 	for i := range final {
 		for k := range final[i] {
@@ -128,7 +180,6 @@ func (s *sim) check(final [][]readResult, converged bool, convergeDur time.Durat
 	}
 	fmt.Fprintf(s.trace, "%d\n", rep.ConvergeMS)
 	rep.Fingerprint = fmt.Sprintf("%016x", s.trace.Sum64())
-	return rep
 }
 
 // resurrected returns a description of each element that came back after an
@@ -259,9 +310,10 @@ func (s *sim) syncedBetween(from, to time.Duration) bool {
 
 // readsPrimary reports whether o's read surely reached a primary of its key:
 // a sloppy read goes to the first N reachable nodes of the preference list,
-// and fewer than R of them are fallbacks when fewer than R nodes are down.
+// and fewer than R of them are fallbacks when fewer than R nodes are down and
+// no node suspects a running one (stepInfo.trusted).
 func (s *sim) readsPrimary(o *op) bool {
-	return s.cfg.PrimariesOnly || s.steps[o.step].down < s.cfg.R
+	return s.cfg.PrimariesOnly || (s.steps[o.step].down < s.cfg.R && s.steps[o.step].trusted)
 }
 
 // amnesiaSince reports whether a disk was lost at or after t.

@@ -46,6 +46,10 @@ const (
 	// the one their read returned: the tombstone covers nothing, so deleted
 	// elements come back.
 	BrokenStaleDelete
+	// BrokenUnionRemove, with ORSet, keeps each set as a plain []int64 merged
+	// by union (dynamo.Modify and dynamo.Union) instead of a dynamo.ORSet: a
+	// removed element comes back when a concurrent write still held it.
+	BrokenUnionRemove
 )
 
 func (b BrokenMode) String() string {
@@ -56,6 +60,8 @@ func (b BrokenMode) String() string {
 		return "ack-before-commit"
 	case BrokenStaleDelete:
 		return "stale-delete"
+	case BrokenUnionRemove:
+		return "union-remove"
 	}
 	return fmt.Sprintf("BrokenMode(%d)", int(b))
 }
@@ -113,6 +119,31 @@ type SimConfig struct {
 	// default ZoneOutageNone. It needs Zones >= 2 and no Faults. The Report
 	// counts the adds that ran meanwhile and were acknowledged.
 	ZoneOutage ZoneOutage
+	// ORSet runs the OR-set workload instead of the union one: the keys hold
+	// dynamo.ORSet[int64] values, and clients add new elements, re-add old
+	// ones and remove elements they read (dynamo.UpdateSet), and read
+	// (dynamo.GetSet); there are no deletes. The checker holds every
+	// acknowledged add to "present, unless a remove that observed it took it
+	// out", and every acknowledged remove to "stays removed, unless the
+	// element was added again by a write the remove did not observe". It
+	// takes no Mode, Resolver, Merge or LargeValues.
+	ORSet bool
+
+	// PartialLoss adds partial data loss to the nemesis (issue 20): a node
+	// crashes, and comes back with its identity but with its storage rolled
+	// back to an earlier snapshot, or without the records of a few keys, or
+	// with a damaged record. AmnesiaHeavy replaces the disks of the first
+	// key's replicas again and again. In both, a loss happens only once the
+	// replicas were found in sync since the previous one: two losses before
+	// that can destroy a write acknowledged by W = 2 replicas, which no
+	// protocol prevents. Both need W >= 2 and Faults.
+	PartialLoss  bool
+	AmnesiaHeavy bool
+	// TamperContexts makes clients do their adds by hand (Get, then Put) and
+	// pass each context through its text form, editing the text at random
+	// one time in three first: a tampered context must be refused with
+	// dynamo.ErrBadContext (the write is then retried with the genuine one).
+	TamperContexts bool
 
 	// Resolver, if set, is installed as Config.Resolver on every store,
 	// replacing the one Mode implies. Values are msgpack-encoded []int64 sets
@@ -171,10 +202,14 @@ func (cfg SimConfig) validate() error {
 	if cfg.Mode != ModeUnion && cfg.Mode != ModeLWW {
 		add("Mode (%d) is unknown", int(cfg.Mode))
 	}
-	if cfg.Broken < BrokenNone || cfg.Broken > BrokenStaleDelete {
+	if (cfg.PartialLoss || cfg.AmnesiaHeavy) && (cfg.W < 2 || !cfg.Faults) {
+		add("PartialLoss and AmnesiaHeavy need W >= 2 (W is %d) and Faults", cfg.W)
+	}
+	if cfg.Broken < BrokenNone || cfg.Broken > BrokenUnionRemove {
 		add("Broken (%d) is unknown", int(cfg.Broken))
 	}
 	errs = append(errs, cfg.validateZones()...)
+	errs = append(errs, cfg.setErrors()...)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -54,6 +54,10 @@ func (s *sim) converge() ([][]readResult, bool) {
 			res[i] = make([]readResult, len(s.keys))
 			for k, key := range s.keys {
 				wg.Go(func() {
+					if s.cfg.ORSet {
+						res[i][k] = s.readFinalSet(nd.st, key)
+						return
+					}
 					sibs, c, err := nd.st.Get(context.Background(), key, dynamo.WithR(s.cfg.N))
 					r := readResult{ctx: c.String(), err: err}
 					if err == nil {

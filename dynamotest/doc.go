@@ -1,4 +1,4 @@
-// Package dynamotest is a deterministic simulation of a dynamo cluster under faults (RELIABILITY layer 1, §4.4-§4.7).
+// Package dynamotest is a deterministic simulation of a dynamo cluster under faults (TESTING §3, §4.4-§4.7).
 //
 // # Basics
 //
@@ -11,7 +11,7 @@
 // messages, crashes nodes (keeping or losing their storage), restarts them,
 // skews their clocks and pauses. Afterwards the simulation heals everything,
 // lets hinted handoff, read repair and anti-entropy bring the replicas
-// together, and checks the promises of RELIABILITY.md:
+// together, and checks the promises of TESTING §1:
 //
 //	func TestMyCluster(t *testing.T) {
 //		rep := dynamotest.RunT(t, dynamotest.SimConfig{Seed: 7, Faults: true})
@@ -44,6 +44,19 @@
 // losses can destroy a write acknowledged by W = 2 replicas, which no protocol
 // prevents; one cannot.
 //
+// Three settings add faults of data and of clients. SimConfig.PartialLoss
+// brings nodes back with their identity but with less data: a disk rolled
+// back to a snapshot at most 6s old, the record of one key dropped, or one
+// byte of a record damaged; and one add in four is then a blind write (the
+// zero Context), the write that a reissued dot loses outright (Riak's
+// kv679). SimConfig.AmnesiaHeavy replaces the disks of the first key's
+// replicas again and again. In both, losses come one at a time: the next
+// only once a client step found every primary of every key in sync.
+// SimConfig.TamperContexts passes every context of an add through its text
+// form and edits one in three: Put must refuse it with
+// dynamo.ErrBadContext. The stores always run with a cluster secret, so
+// contexts carry real MACs.
+//
 // # What is checked
 //
 //   - lost (promise 2): every add whose Modify returned nil is in the final
@@ -63,12 +76,30 @@
 //     siblings. More siblings than clients is a violation when R+W > N and all
 //     of them are acknowledged writes; otherwise (failed attempts, R+W <= N) it
 //     can be legitimate and is a note.
+//   - forged-context: an edited context that Put did not refuse with
+//     dynamo.ErrBadContext (SimConfig.TamperContexts).
 //   - convergence (promise 3): within a bounded number of rounds after healing,
 //     no node holds a hint, every primary of every key holds byte-identical
 //     state, and every node reads every key (R=N) the same.
 //
 // In ModeLWW, lost and resurrected elements are expected: they are notes, never
 // violations.
+//
+// # The OR-set workload
+//
+// With SimConfig.ORSet the keys hold dynamo.ORSet[int64] values instead:
+// operations are 50% adds of new elements, 10% re-adds of an element added to
+// the key before, 25% removes of one element the update's read observed
+// (dynamo.UpdateSet) and 15% reads (dynamo.GetSet), with no deletes, under the
+// same nemesis. The checker (orset_check.go) holds every acknowledged add to
+// "present in the final state and in every read that surely saw it, unless a
+// remove that may have observed it took it out", and every acknowledged remove
+// to "absent from the final state and from every read that surely saw the
+// remove, unless an add of the element escaped the remove's read" (seenBy, as
+// above). Report.Deletes and CheckedDeletes then count removes, MaxSiblings is
+// not measured (reads merge), and Report.Mode is "orset". BrokenUnionRemove
+// runs the same workload on sets merged by union, which brings removed
+// elements back: the checker's resurrected count shows it.
 //
 // # Determinism
 //

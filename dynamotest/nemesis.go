@@ -1,4 +1,4 @@
-// nemesis.go: the seeded fault schedule: partitions, bridges, chaos, crashes, amnesia, restarts and clock skew (§4.6).
+// nemesis.go: the seeded fault schedule: partitions, bridges, chaos, crashes, amnesia, restarts and clock skew (§4.6); data loss in loss.go.
 package dynamotest
 
 import (
@@ -26,6 +26,10 @@ func (s *sim) nemesis() {
 	n := len(s.nodes)
 	up, down := s.upNodes(), s.downNodes()
 	maxDown := min(2, n-1)
+	if s.heavy() && s.rng.IntN(3) == 0 {
+		s.nemesisDone(s.lossNemesis())
+		return
+	}
 	var desc string
 	if s.cfg.LargeValues && s.rng.IntN(8) == 0 {
 		desc = s.largeValues()
@@ -93,12 +97,12 @@ func (s *sim) nemesis() {
 		nd := s.nodes[up[s.rng.IntN(len(up))]]
 		s.stop(nd)
 		desc = "crash " + nd.id + " keeping its storage"
-	case pick < 78 && len(down) < maxDown && len(up) > 0 && !s.amnesiaUsed && s.cfg.W >= 2:
+	case pick < 78 && len(down) < maxDown && len(up) > 0 && !s.amnesiaUsed && s.cfg.W >= 2 && s.lossAllowed():
 		nd := s.nodes[up[s.rng.IntN(len(up))]]
 		s.stop(nd)
 		nd.amnesiac = true
 		s.amnesiaUsed = true
-		s.amnesiaAt = append(s.amnesiaAt, s.now())
+		s.recordLoss()
 		desc = "crash " + nd.id + " losing its storage"
 	case pick < 90 && len(down) > 0:
 		nd := s.nodes[down[s.rng.IntN(len(down))]]
@@ -114,6 +118,11 @@ func (s *sim) nemesis() {
 	default:
 		desc = "nothing"
 	}
+	s.nemesisDone(desc)
+}
+
+// nemesisDone counts and records the nemesis action desc.
+func (s *sim) nemesisDone(desc string) {
 	s.faultCount++
 	s.logf("nemesis: %s", desc)
 	s.decide("nemesis " + desc)

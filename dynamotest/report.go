@@ -1,4 +1,4 @@
-// report.go: the checker's Report, its one-line and JSON forms (RELIABILITY "The checker's report").
+// report.go: the checker's Report, its one-line and JSON forms (TESTING §3).
 package dynamotest
 
 import (
@@ -21,7 +21,9 @@ type Report struct {
 	// Resurrected counts elements that came back after an acknowledged Delete
 	// had surely covered every write carrying them.
 	Resurrected int `json:"resurrected"`
-	// MaxSiblings is the most siblings any Get of a client returned.
+	// MaxSiblings is the most siblings any Get of a client returned, not
+	// counting blind writes not yet merged (SimConfig.PartialLoss), which
+	// are concurrent with every other write.
 	MaxSiblings int `json:"max_siblings"`
 	// MaxConcurrentWriters is, over all keys, the most Modify and Delete
 	// operations in flight on one key at once.
@@ -38,18 +40,20 @@ type Report struct {
 	// Clients is the run's number of clients: the bound on MaxSiblings.
 	Clients int `json:"clients"`
 	// Ops counts client operations, Unacked the adds whose Modify failed, and
-	// Deletes the acknowledged deletes.
+	// Deletes the acknowledged deletes (in an OR-set run, the acknowledged
+	// removes).
 	Ops     int `json:"ops"`
 	Unacked int `json:"unacked"`
 	Deletes int `json:"deletes"`
 	// CheckedAcked counts the acknowledged adds held to "not lost": those no
 	// Delete's read saw.
 	CheckedAcked int `json:"checked_acked"`
-	// CheckedDeletes counts the acknowledged deletes checked for
-	// resurrection: all of them when R+W > N, except those whose read began
-	// before a disk was lost.
+	// CheckedDeletes counts the acknowledged deletes (in an OR-set run,
+	// removes) checked for resurrection: all of them when R+W > N, except
+	// those whose read began before a disk was lost.
 	CheckedDeletes int `json:"checked_deletes"`
-	// Faults counts the nemesis actions taken.
+	// Faults counts the nemesis actions taken, and Losses those that lost a
+	// node's data (amnesia, or SimConfig.PartialLoss's kinds).
 	Faults int `json:"faults"`
 	// DownZone names the zone SimConfig.ZoneOutage took down, ZoneDownAdds
 	// counts the adds that ran while it was down, ZoneDownAcked those
@@ -59,6 +63,20 @@ type Report struct {
 	ZoneDownAdds  int    `json:"zone_down_adds,omitempty"`
 	ZoneDownAcked int    `json:"zone_down_acked,omitempty"`
 	ZoneHints     int    `json:"zone_hints,omitempty"`
+	Losses        int    `json:"losses"`
+	// Tampered counts the contexts clients edited (SimConfig.TamperContexts)
+	// and Put refused; any it accepted is a "forged-context" violation.
+	Tampered int `json:"tampered"`
+	// MaxContextBytes is the longest text form of a context a client read.
+	MaxContextBytes int `json:"max_context_bytes"`
+	// CorruptRecords and DotConflicts sum the stores' dynamo.Stats
+	// counters: damaged records found and replaced, and merges that met one
+	// dot carrying two versions (a dot issued twice).
+	CorruptRecords int64 `json:"corrupt_records"`
+	DotConflicts   int64 `json:"dot_conflicts"`
+	// EntriesFolded sums the stores' dynamo.Stats.EntriesFolded: dead
+	// version-vector entries folded away.
+	EntriesFolded int64 `json:"entries_folded"`
 	// Converged reports whether the replicas converged within the bounded
 	// number of rounds after healing.
 	Converged bool `json:"converged"`
@@ -69,8 +87,9 @@ type Report struct {
 	// (at most a few per kind). Empty means the run passed. Each starts with
 	// its kind: "lost", "resurrected", "duplicate-siblings" (one write became
 	// several siblings), "siblings" (more siblings than clients),
-	// "convergence", "corrupt" or "zones" (a key's replicas in fewer than
-	// min(N, Zones) zones).
+	// "convergence", "corrupt", "zones" (a key's replicas in fewer than
+	// min(N, Zones) zones) or "forged-context" (an edited context was
+	// accepted).
 	Violations []string `json:"violations,omitempty"`
 	// Notes describes expected anomalies, such as the elements last-write-wins
 	// lost (at most a few per kind).

@@ -1,4 +1,4 @@
-// sim.go: RunT, the simulated cluster and its step loop (RELIABILITY layer 1).
+// sim.go: RunT, the simulated cluster and its step loop (TESTING §3).
 package dynamotest
 
 import (
@@ -102,18 +102,25 @@ type sim struct {
 
 	restUntil []time.Duration // per key: no adds before, so its tombstone can be purged
 
-	pad     atomic.Int64  // the large-values fault: the size written values are padded to
-	largeAt time.Duration // when it began
-	codec   setCodec
-	zone    zoneState // SimConfig.ZoneOutage's progress
+	pad        atomic.Int64  // the large-values fault: the size written values are padded to
+	largeAt    time.Duration // when it began
+	codec      setCodec
+	zone       zoneState    // SimConfig.ZoneOutage's progress
+	lossHealed bool         // in PartialLoss and AmnesiaHeavy runs: replicas found in sync since the last loss
+	losses     int          // data losses the nemesis caused
+	storeStats dynamo.Stats // summed over the stores that stopped
 }
 
 // stepInfo describes the cluster when a client step began.
 type stepInfo struct {
 	at     time.Duration
-	quiet  bool // every node up, no hint pending
+	quiet  bool // every node up, no hint pending, and trusted
 	synced bool // quiet, and every primary of every key holds the same bytes
 	down   int  // nodes down
+	// trusted: no network fault or chaos, and no running node's own failure
+	// detector suspects another running node, so reads go to the nodes the
+	// simulation holds up (a suspected primary is replaced by a fallback).
+	trusted bool
 }
 
 // node is one simulated server. st and tr are nil while it is down.
@@ -125,6 +132,8 @@ type node struct {
 	tr       *faultTransport
 	st       *dynamo.Store
 	amnesiac bool          // its disk is lost: restart on a fresh one
+	snap     *memory.Store // an earlier copy of its disk (PartialLoss), or nil
+	snapAt   time.Duration
 	downAt   time.Duration // when it crashed
 	skew     atomic.Int64  // clock offset in nanoseconds, read by the Store
 }
@@ -147,6 +156,7 @@ func newSim(cfg SimConfig) *sim {
 		s.merge = dynamo.Union[int64]
 	}
 	s.codec = setCodec{pad: &s.pad}
+	s.lossHealed = true
 	for k := range cfg.Keys {
 		s.keys = append(s.keys, fmt.Appendf(nil, "dynamotest/set/%03d", k))
 	}
@@ -182,6 +192,7 @@ func (s *sim) newDisk(nd *node) {
 	}
 	nd.mem = memory.New()
 	nd.disk = nd.mem
+	nd.snap = nil // a copy of the lost disk's life is no snapshot of the new one
 	if s.cfg.Broken == BrokenAckBeforeCommit {
 		nd.disk = &ackBeforeCommit{Storage: nd.mem, seed: s.faults.seed, node: nd.id, prob: brokenProb, suffixes: s.keys}
 	}
@@ -217,6 +228,7 @@ func (s *sim) start(nd *node) error {
 	}
 	cfg.Clock = func() time.Time { return time.Now().Add(time.Duration(nd.skew.Load())) }
 	cfg.Rand = rand.NewChaCha8(seed) // the incarnation replays with the seed
+	cfg.Secrets = [][]byte{simSecret}
 	switch {
 	case s.cfg.Resolver != nil:
 		cfg.Resolver = s.cfg.Resolver
@@ -241,6 +253,7 @@ func (s *sim) stop(nd *node) {
 	if nd.st == nil {
 		return
 	}
+	s.addStats(nd.st.Stats())
 	_ = nd.st.Close()
 	_ = nd.tr.Close()
 	nd.st, nd.tr = nil, nil
@@ -322,9 +335,13 @@ func (s *sim) clientStep(budget int) int {
 	clients := s.rng.Perm(s.cfg.Clients)[:k]
 	up := s.upNodes()
 	_, hints := s.pendingHints()
-	info := stepInfo{at: s.now(), quiet: len(up) == len(s.nodes) && hints == 0, down: len(s.nodes) - len(up)}
+	info := stepInfo{at: s.now(), down: len(s.nodes) - len(up), trusted: s.trusted(up)}
+	info.quiet = len(up) == len(s.nodes) && hints == 0 && info.trusted
 	if info.quiet {
 		info.synced, _ = s.replicasAgree()
+	}
+	if info.synced {
+		s.lossHealed = true
 	}
 	s.steps = append(s.steps, info)
 	var wg sync.WaitGroup
@@ -332,6 +349,8 @@ func (s *sim) clientStep(budget int) int {
 		o := &op{id: len(s.ops), step: len(s.steps) - 1, client: c, key: s.rng.IntN(s.cfg.Keys)}
 		resting := s.now() < s.restUntil[o.key]
 		switch p := s.rng.IntN(100); {
+		case s.cfg.ORSet:
+			s.pickSetOp(o, c, p)
 		case p < 75 && !resting:
 			o.kind = opAdd
 			s.counters[c]++
@@ -356,6 +375,22 @@ func (s *sim) clientStep(budget int) int {
 		}
 	}
 	return k
+}
+
+// trusted reports whether no network fault or chaos is on and none of the
+// running nodes up suspects another of them.
+func (s *sim) trusted(up []int) bool {
+	if s.netFault || s.chaosOn {
+		return false
+	}
+	for _, i := range up {
+		for _, j := range up {
+			if !s.nodes[i].st.Reachable(s.nodes[j].id) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // deletable reports whether key k takes deletes: the first half of the keys

@@ -84,11 +84,16 @@ func requireKept(t *testing.T, rep dynamotest.Report, replay string) {
 	require.LessOrEqual(t, rep.ConvergeMS, int64(maxConvergeMS), replay)
 }
 
-// runSeeds runs the seeds of -first-seed and -seeds as subtests and logs the
+// runSeeds runs seeds seeds from -first-seed as subtests and logs the
 // totals.
 func runSeeds(t *testing.T, name string, mut func(*dynamotest.SimConfig)) {
+	runSeedsN(t, name, *seedsFlag, mut)
+}
+
+// runSeedsN is runSeeds over n seeds.
+func runSeedsN(t *testing.T, name string, n int, mut func(*dynamotest.SimConfig)) {
 	var total dynamotest.Report
-	for seed := *firstFlag; seed < *firstFlag+int64(*seedsFlag); seed++ {
+	for seed := *firstFlag; seed < *firstFlag+int64(n); seed++ {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			cfg := config(t, seed)
 			mut(&cfg)
@@ -104,6 +109,12 @@ func runSeeds(t *testing.T, name string, mut func(*dynamotest.SimConfig)) {
 			total.CheckedDeletes += rep.CheckedDeletes
 			total.Resurrected += rep.Resurrected
 			total.Faults += rep.Faults
+			total.Losses += rep.Losses
+			total.Tampered += rep.Tampered
+			total.MaxContextBytes = max(total.MaxContextBytes, rep.MaxContextBytes)
+			total.CorruptRecords += rep.CorruptRecords
+			total.DotConflicts += rep.DotConflicts
+			total.EntriesFolded += rep.EntriesFolded
 			total.MaxSiblings = max(total.MaxSiblings, rep.MaxSiblings)
 			total.MaxConcurrentWriters = max(total.MaxConcurrentWriters, rep.MaxConcurrentWriters)
 			total.ConvergeMS = max(total.ConvergeMS, rep.ConvergeMS)
@@ -113,9 +124,9 @@ func runSeeds(t *testing.T, name string, mut func(*dynamotest.SimConfig)) {
 			requireKept(t, rep, fmt.Sprintf("replay: go test ./dynamotest -run '^%s$/^seed=%d$' -first-seed=%d -seeds=1 -v -simlog", name, seed, seed))
 		})
 	}
-	t.Logf("total over %d seeds: acked=%d (checked %d) lost=%d unacked=%d unacked_present=%d deletes=%d (checked %d) resurrected=%d faults=%d max_siblings=%d max_concurrent_writers=%d max_converge_ms=%d seeds_with_violations=%v",
-		*seedsFlag, total.Acked, total.CheckedAcked, total.Lost, total.Unacked, total.UnackedPresent, total.Deletes, total.CheckedDeletes,
-		total.Resurrected, total.Faults, total.MaxSiblings, total.MaxConcurrentWriters, total.ConvergeMS, total.Violations)
+	t.Logf("total over %d seeds: acked=%d (checked %d) lost=%d unacked=%d unacked_present=%d deletes=%d (checked %d) resurrected=%d faults=%d losses=%d tampered=%d max_siblings=%d max_concurrent_writers=%d max_converge_ms=%d max_context_bytes=%d corrupt_records=%d dot_conflicts=%d entries_folded=%d seeds_with_violations=%v",
+		n, total.Acked, total.CheckedAcked, total.Lost, total.Unacked, total.UnackedPresent, total.Deletes, total.CheckedDeletes,
+		total.Resurrected, total.Faults, total.Losses, total.Tampered, total.MaxSiblings, total.MaxConcurrentWriters, total.ConvergeMS, total.MaxContextBytes, total.CorruptRecords, total.DotConflicts, total.EntriesFolded, total.Violations)
 }
 
 // TestSim_Union runs many seeds with faults, a sloppy quorum and siblings
@@ -212,7 +223,7 @@ func TestSim_Replay(t *testing.T) {
 	require.JSONEq(t, string(a.JSON()), string(b.JSON()))
 }
 
-// TestReport_String pins the one-line format of RELIABILITY.md.
+// TestReport_String pins the one-line format of TESTING §3.
 func TestReport_String(t *testing.T) {
 	r := dynamotest.Report{Acked: 1, Lost: 2, UnackedPresent: 3, ConvergeMS: 4, MaxSiblings: 5, Resurrected: 6, Seed: 7}
 	require.Equal(t, "acked=1 lost=2 unacked_present=3 converge_ms=4 max_siblings=5 resurrected=6 seed=7", r.String())

@@ -28,7 +28,7 @@ func (k opKind) String() string {
 	case opDelete:
 		return "delete"
 	}
-	return fmt.Sprintf("opKind(%d)", int(k))
+	return setKindString(k)
 }
 
 // attempt is one call of an add's Modify function: the set that Modify then
@@ -59,6 +59,11 @@ type op struct {
 	siblings   int           // opRead, opDelete: siblings the Get returned
 	sibSets    [][]int64     // opRead, opDelete: each sibling's set, when there were several
 	corrupt    error         // a sibling that did not decode
+	ctxBytes   int           // the longest text form of a context it read
+	tampered   int           // edited contexts Put refused (SimConfig.TamperContexts)
+	forged     int           // edited contexts Put did not refuse with ErrBadContext
+	blind      bool          // opAdd: written alone with the zero Context (SimConfig.PartialLoss)
+	set        *setOp        // SimConfig.ORSet: what an OR-set operation did
 }
 
 // acked reports whether the operation's write was acknowledged.
@@ -76,17 +81,25 @@ func (s *sim) do(o *op, st *dynamo.Store) {
 	switch o.kind {
 	case opAdd:
 		s.beginWrite(o.key)
-		_, o.err = dynamo.Modify(ctx, st, key, s.codec, s.merge, func(cur []int64, _ bool) ([]int64, error) {
-			next := insertSorted(slices.Clone(cur), o.elem)
-			o.attempts = append(o.attempts, attempt{at: s.now(), set: slices.Clone(next)})
-			return next, nil
-		})
+		switch {
+		case s.blindAdd(o):
+			o.err = s.blindPut(ctx, o, st, key)
+		case s.cfg.TamperContexts:
+			o.err = s.tamperedAdd(ctx, o, st, key)
+		default:
+			_, o.err = dynamo.Modify(ctx, st, key, s.codec, s.merge, func(cur []int64, _ bool) ([]int64, error) {
+				next := insertSorted(slices.Clone(cur), o.elem)
+				o.attempts = append(o.attempts, attempt{at: s.now(), set: slices.Clone(next)})
+				return next, nil
+			})
+		}
 		s.endWrite(o.key)
 	case opRead:
-		sibs, _, err := st.Get(ctx, key)
+		sibs, c, err := st.Get(ctx, key)
 		o.err = err
 		if err == nil {
 			o.observe(sibs)
+			o.ctxBytes = len(c.String())
 		}
 	case opDelete:
 		s.beginWrite(o.key)
@@ -94,12 +107,15 @@ func (s *sim) do(o *op, st *dynamo.Store) {
 		o.err = err
 		if err == nil {
 			o.observe(sibs)
+			o.ctxBytes = len(c.String())
 			if s.cfg.Broken == BrokenStaleDelete {
 				c = dynamo.Context{}
 			}
 			o.err = st.Delete(ctx, key, c)
 		}
 		s.endWrite(o.key)
+	default:
+		s.doSet(ctx, o, st, key)
 	}
 	o.end = s.now()
 }
@@ -127,9 +143,12 @@ func (o *op) observe(sibs []dynamo.Sibling) {
 func (o *op) String() string {
 	var b []byte
 	b = fmt.Appendf(b, "op %d c%d %v key %d via n%d", o.id, o.client, o.kind, o.key, o.node)
-	if o.kind == opAdd {
+	switch {
+	case o.set != nil:
+		b = o.appendSetOutcome(b)
+	case o.kind == opAdd:
 		b = fmt.Appendf(b, " elem %d attempts %d", o.elem, len(o.attempts))
-	} else if o.getOK {
+	case o.getOK:
 		b = fmt.Appendf(b, " saw %d siblings, %d elements", o.siblings, len(o.observed))
 	}
 	b = fmt.Appendf(b, " [%v..%v]", o.start, o.end)

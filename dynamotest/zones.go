@@ -148,7 +148,7 @@ func (s *sim) zoneReport(rep *Report) {
 		z.toStep = len(s.steps)
 	}
 	for _, o := range s.ops {
-		if z.zone != "" && o.kind == opAdd && o.step >= z.fromStep && o.step < z.toStep {
+		if z.zone != "" && (o.kind == opAdd || o.kind == opSetAdd || o.kind == opSetReAdd) && o.step >= z.fromStep && o.step < z.toStep {
 			rep.ZoneDownAdds++
 			if o.acked() {
 				rep.ZoneDownAcked++

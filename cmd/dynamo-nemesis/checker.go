@@ -1,5 +1,5 @@
 // checker.go: the workload's history and the checker that holds the final,
-// converged state against it (RELIABILITY.md, the checker's report).
+// converged state against it (TESTING §3, the checker's report).
 
 package main
 
@@ -114,7 +114,7 @@ func (r *recorder) summary() string {
 }
 
 // report is the checker's verdict. line() is the one-line form of
-// RELIABILITY.md; the JSON form adds the details.
+// TESTING §3; the JSON form adds the details.
 type report struct {
 	Acked          int    `json:"acked"`
 	Lost           int    `json:"lost"`
@@ -151,7 +151,7 @@ type report struct {
 	// default): every crash gives a node a new actor.
 	MaxContextBytes int64  `json:"max_context_bytes"`
 	Faults          Faults `json:"faults"`
-	// Crashes are node exits nobody asked for (RELIABILITY promise 5).
+	// Crashes are node exits nobody asked for (TESTING §1 promise 5).
 	Crashes           []string `json:"crashes,omitempty"`
 	OK                bool     `json:"ok"`
 	Failures          []string `json:"failures,omitempty"`
@@ -160,7 +160,7 @@ type report struct {
 	ResurrectedSample []string `json:"resurrected_sample,omitempty"`
 }
 
-// line is the report line of RELIABILITY.md.
+// line is the report line of TESTING §3.
 func (r report) line() string {
 	return fmt.Sprintf("acked=%d lost=%d unacked_present=%d converge_ms=%d max_siblings=%d resurrected=%d seed=%d",
 		r.Acked, r.Lost, r.UnackedPresent, r.ConvergeMS, r.MaxSiblings, r.Resurrected, r.Seed)

@@ -37,12 +37,15 @@ type config struct {
 	DeleteEvery time.Duration // time between deletes of a whole key; 0 means none
 	Converge    time.Duration // bound on the convergence wait
 	OpTimeout   time.Duration // bound of one client call on the node
-	Profile     string
-	Partitions  int
-	Rejoin      time.Duration // the nodes' -rejoin
-	Exe         string        // the binary run as node; empty means os.Executable
-	JSON        bool
-	Faults      string // comma-separated kinds the nemesis uses: partition, kill, stop, heal
+	// RequestTimeout and ReplicaTimeout are the nodes' Config values; zero
+	// means the node's defaults.
+	RequestTimeout, ReplicaTimeout time.Duration
+	Profile                        string
+	Partitions                     int
+	Rejoin                         time.Duration // the nodes' -rejoin
+	Exe                            string        // the binary run as node; empty means os.Executable
+	JSON                           bool
+	Faults                         string // comma-separated kinds the nemesis uses: partition, kill, stop, heal
 }
 
 func defaultConfig() config {
@@ -323,12 +326,19 @@ func (c *controller) nodeArgs(p *proc, freshPorts bool) []string {
 	if freshPorts || ctl == "" {
 		ctl, data, gossip = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	}
-	return []string{
+	args := []string{
 		"-id", p.id, "-data", p.dir, "-listen", data, "-gossip", gossip, "-ctl", ctl,
 		"-mode", c.cfg.Mode, "-profile", c.cfg.Profile, "-partitions", strconv.Itoa(c.cfg.Partitions),
 		"-rejoin", c.cfg.Rejoin.String(), "-op-timeout", c.cfg.OpTimeout.String(),
 		"-peers", c.peerList(p), "-block", strings.Join(c.blockList(p.idx), ","),
 	}
+	if c.cfg.RequestTimeout > 0 {
+		args = append(args, "-request-timeout", c.cfg.RequestTimeout.String())
+	}
+	if c.cfg.ReplicaTimeout > 0 {
+		args = append(args, "-replica-timeout", c.cfg.ReplicaTimeout.String())
+	}
+	return args
 }
 
 // peerList is "id=gossip,..." of the nodes other than p that have run.

@@ -1,5 +1,5 @@
-// Command dynamo-nemesis is the real-process nemesis of RELIABILITY.md layer
-// 2: it runs a dynamo cluster as OS processes on 127.0.0.1, injects faults
+// Command dynamo-nemesis is the real-process nemesis of docs/TESTING.md
+// §4: it runs a dynamo cluster as OS processes on 127.0.0.1, injects faults
 // (partitions through fault-injecting transports, SIGKILL and restart on the
 // same data directory, SIGSTOP and SIGCONT) while clients add unique
 // integers to a few set keys, then heals, waits for the replicas to converge

@@ -44,6 +44,7 @@ type nodeFlags struct {
 	profile                        string
 	partitions                     int
 	rejoin, requestTimeout, opTime time.Duration
+	replicaTimeout                 time.Duration
 }
 
 func parseNodeFlags(args []string, stderr io.Writer) (nodeFlags, error) {
@@ -62,6 +63,7 @@ func parseNodeFlags(args []string, stderr io.Writer) (nodeFlags, error) {
 	fs.IntVar(&f.partitions, "partitions", 0, "Config.Partitions (the same on every node); 0 means the library default")
 	fs.DurationVar(&f.rejoin, "rejoin", time.Second, "how often to rejoin peers the failure detector holds dead; 0 never")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", time.Second, "Config.RequestTimeout")
+	fs.DurationVar(&f.replicaTimeout, "replica-timeout", 0, "Config.ReplicaTimeout; 0 means the library default")
 	fs.DurationVar(&f.opTime, "op-timeout", 4*time.Second, "bound of one client endpoint call")
 	if err := fs.Parse(args); err != nil {
 		return f, err
@@ -222,11 +224,13 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 	cfg.Membership = g
 	cfg.Logger = log
 	cfg.RequestTimeout = f.requestTimeout
+	cfg.ReplicaTimeout = f.replicaTimeout
 	cfg.Partitions = f.partitions
 	if f.mode == "lww" {
 		cfg.Resolver = dynamo.Latest
 	}
-	n, err := dynamo.Open(ctx, f.data, dynamo.NodeConfig{Config: cfg, Secrets: [][]byte{testSecret}})
+	cfg.Secrets = [][]byte{testSecret}
+	n, err := dynamo.Open(ctx, f.data, dynamo.NodeConfig{Config: cfg})
 	if err != nil {
 		return err
 	}

@@ -118,7 +118,7 @@ func (p *proc) start(exe string, args []string) error {
 		_ = cmd.Wait()
 		p.mu.Lock()
 		if !p.expectExit {
-			// The node died by itself: a crash (RELIABILITY promise 5).
+			// The node died by itself: a crash (TESTING §1 promise 5).
 			p.crashes = append(p.crashes, fmt.Sprintf("pid %d: %v", cmd.Process.Pid, cmd.ProcessState))
 			p.state = stateDown
 		}

@@ -4,7 +4,8 @@
 // With no flags it tells the cart story on a 3-node cluster started inside
 // the process: concurrent adds on both sides of a network cut become
 // siblings, a union merge keeps every item, and an item removed in one
-// sibling resurfaces. With flags it runs one node of a multi-process cluster
+// sibling resurfaces; then, on an observed-remove set (dynamo.ORSet), the
+// removal holds and a concurrent add wins. With flags it runs one node of a multi-process cluster
 // and serves a small HTTP API; see README.md.
 //
 //	go run ./examples/shoppingcart

@@ -46,6 +46,8 @@ func TestStory(t *testing.T) {
 		"returns 2 siblings:\n     sibling: [book cup lamp pen]\n     sibling: [lamp pen]\n",
 		"cart = [book cup lamp pen]. The removed \"book\" is back.",
 		"deleted items can resurface",
+		"merges the key's 2 siblings: cart = [cup lamp pen]. The removal holds",
+		"concurrently: cart = [cup lamp pen]. The concurrent add wins",
 		"Closed all nodes.",
 	} {
 		require.Contains(t, got, want)

@@ -1,4 +1,4 @@
-// process_test.go: RELIABILITY layer 2 on real OS processes over loopback: a node is killed with SIGKILL and restarted on its data directory, and every acknowledged write must read back from every node (§4.6, §4.7).
+// process_test.go: TESTING §4 on real OS processes over loopback: a node is killed with SIGKILL and restarted on its data directory, and every acknowledged write must read back from every node (§4.6, §4.7).
 
 package main
 

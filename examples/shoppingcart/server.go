@@ -78,7 +78,8 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 	cfg.Transport = tr
 	cfg.Membership = g
 	cfg.Logger = log
-	n, err := dynamo.Open(ctx, f.data, dynamo.NodeConfig{Config: cfg, Secrets: secrets, Insecure: f.insecure})
+	cfg.Secrets = secrets
+	n, err := dynamo.Open(ctx, f.data, dynamo.NodeConfig{Config: cfg, Insecure: f.insecure})
 	if err != nil {
 		return err
 	}

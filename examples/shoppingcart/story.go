@@ -1,4 +1,4 @@
-// story.go: the paper's shopping cart (§4.4, §6.1) told on a 3-node cluster in one process: a cut, concurrent adds, siblings, a union merge, and a resurfacing delete.
+// story.go: the paper's shopping cart (§4.4, §6.1) told on a 3-node cluster in one process: a cut, concurrent adds, siblings, a union merge, a resurfacing delete, then removals that hold on an OR-set (orset_story.go).
 
 package main
 
@@ -98,7 +98,8 @@ func startStoryCluster(ctx context.Context, root string, names []string) ([]*sto
 		cut := newCutTransport(tr)
 		cfg := dynamo.DefaultConfig() // N=3, R=2, W=2
 		cfg.NodeID = name
-		cfg.Transport = cut // Open builds bolt and gossip, and no TCP of its own
+		cfg.Secrets = [][]byte{secret} // contexts and gossip
+		cfg.Transport = cut            // Open builds bolt and gossip, and no TCP of its own
 		// The cut fails calls at once, so no step waits on these; they
 		// leave room for a first TLS handshake on a loaded machine.
 		cfg.ReplicaTimeout, cfg.RequestTimeout = 5*time.Second, 10*time.Second
@@ -107,7 +108,6 @@ func startStoryCluster(ctx context.Context, root string, names []string) ([]*sto
 			GossipListen:  "127.0.0.1:0",
 			Seeds:         seeds,
 			GossipProfile: gossip.ProfileLocal,
-			Secrets:       [][]byte{secret},
 		})
 		if err != nil {
 			return nodes, errors.Join(err, tr.Close())
@@ -322,8 +322,8 @@ func tellStory(ctx context.Context, t *teller, nodes []*storyNode) error {
 		return fmt.Errorf("merged cart %v: want book to resurface", merged)
 	}
 	t.step("Modify with dynamo.Union merges them: cart = %s. The removed \"book\" is back.", cartText(merged))
-	t.step("This is the paper's \"deleted items can resurface\" behaviour (§4.4): the union of concurrent siblings keeps every item that any sibling holds, and a sibling without \"book\" cannot say whether it was removed or never added. A removal survives a merge only if it leaves a tombstone per item (an observed-remove set, OR-set).")
-	return nil
+	t.step("This is the paper's \"deleted items can resurface\" behaviour (§4.4): the union of concurrent siblings keeps every item that any sibling holds, and a sibling without \"book\" cannot say whether it was removed or never added.")
+	return tellORSetStory(ctx, t, nodes)
 }
 
 // keep is a Modify function that writes back the merged cart unchanged.

@@ -72,12 +72,26 @@ func BenchmarkUpdate_Parallel(b *testing.B) {
 	}
 }
 
+// BenchmarkGet_Parallel reads 1 KiB values: in the memtable (the log has
+// not rotated), and in bbolt (after a reopen checkpointed them).
 func BenchmarkGet_Parallel(b *testing.B) {
-	s := open(b, b.TempDir(), nil)
+	b.Run("memtable", func(b *testing.B) { benchmarkGet(b, false) })
+	b.Run("bbolt", func(b *testing.B) { benchmarkGet(b, true) })
+}
+
+func benchmarkGet(b *testing.B, reopen bool) {
+	dir := b.TempDir()
+	s := open(b, dir, nil)
 	for i := range uint64(16 << 10) {
 		if err := s.Update(key(i), putValue); err != nil {
 			b.Fatal(err)
 		}
+	}
+	if reopen {
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+		s = open(b, dir, nil)
 	}
 	b.SetBytes(int64(len(value1K)))
 	var next atomic.Uint64

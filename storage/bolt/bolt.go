@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -16,7 +15,11 @@ import (
 	"github.com/dynamo-kv/dynamo/storage"
 )
 
-var _ storage.Storage = (*Store)(nil)
+var (
+	_ storage.Storage   = (*Store)(nil)
+	_ storage.Lossy     = (*Store)(nil)
+	_ storage.Discarder = (*Store)(nil)
+)
 
 // ErrLocked is returned by Open when another Store, in this process or
 // another, holds the file's lock for longer than Options.Timeout.
@@ -49,7 +52,8 @@ type Store struct {
 
 	// Owned by the committer goroutine (and by Open and Close while it is
 	// not running).
-	logs    [2]*os.File       // the log segments
+	logs    [2]file           // the log segments
+	seed    uint32            // the log's checksum seed (see wal.go)
 	cur     int               // index in logs of the segment being appended to
 	off     int64             // where the next record goes in logs[cur]
 	nextLSN uint64            // LSN of the next record
@@ -77,12 +81,17 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	commits     atomic.Uint64
-	updates     atomic.Uint64
-	checkpoints atomic.Uint64
+	lostWrites atomic.Bool // see LostWrites
+	lostNew    bool        // set by Open when it salvages
 
-	// Test hooks, set through export_test.go before the Store is used;
-	// always nil in production.
+	commits      atomic.Uint64
+	updates      atomic.Uint64
+	checkpoints  atomic.Uint64
+	corruptReads atomic.Uint64
+
+	// Test hooks, set through export_test.go before the Store is used (hook
+	// through Options); always nil in production.
+	hook         func(step) error
 	onEnqueue    func()       // called by Update once its request is queued
 	beforeCommit func() error // called before a batch's log write, after every fn
 	onQuit       func()       // called by Close once the committer is told to stop
@@ -100,13 +109,18 @@ type Stats struct {
 	// Checkpoints is how many times a log segment's changes were copied
 	// into bbolt (one bbolt transaction, fsynced twice, each).
 	Checkpoints uint64
+	// CorruptReads is how many times a read (Get, ForEach, the read an
+	// Update's fn starts from, DiscardCorrupt) found a stored value that
+	// fails its checksum; each such key is skipped or refused, never served.
+	CorruptReads uint64
 }
 
 // Open opens the bbolt file at path, creating it (but not its directory) if
 // it does not exist, and starts the Store's committer goroutine; Close stops
 // it. A nil opts selects every default. Errors match ErrInvalidOptions,
 // ErrLocked, storage.ErrCorrupt (path is not a bbolt database, or a damaged
-// one) or the underlying *fs.PathError.
+// one; a damaged, truncated or missing log segment is a *CorruptLogError,
+// see Options.Salvage) or the underlying *fs.PathError.
 func Open(path string, opts *Options) (*Store, error) {
 	var o Options
 	if opts != nil {
@@ -136,6 +150,7 @@ func Open(path string, opts *Options) (*Store, error) {
 		ckptStopped: make(chan struct{}),
 		zero:        zeroer{jobs: make(chan zeroJob, 1), done: make(chan struct{})},
 		hurryCh:     make(chan struct{}, 1),
+		hook:        o.hook,
 	}
 	if err := s.recover(o); err != nil {
 		for _, f := range s.logs {
@@ -158,128 +173,51 @@ func Open(path string, opts *Options) (*Store, error) {
 	return s, nil
 }
 
-// recover makes sure the buckets exist, opens the log and replays the
-// records after the last checkpoint: it copies them into bbolt in one
-// checkpoint, so the Store starts with an empty log.
-func (s *Store) recover(o Options) error {
-	if err := ensureBucket(s.db); err != nil {
-		return err
-	}
-	after, err := checkpointLSN(s.db)
-	if err != nil {
-		return err
-	}
-	files, recs, err := openSegments(s.path, o.FileMode, after)
-	if err != nil {
-		if errors.Is(err, errLogGap) {
-			return fmt.Errorf("%w: %w", storage.ErrCorrupt, err)
-		}
-		return err
-	}
-	s.logs = files
-	for i, f := range files {
-		fi, err := f.Stat()
-		if err != nil {
-			return err
-		}
-		s.zero.allocated[i] = fi.Size()
-	}
-	s.zero.chunk = min(1<<20, max(o.LogSize/4, 4096))
-	s.zero.zeros = make([]byte, s.zero.chunk)
-	s.nextLSN = after + 1
-	if len(recs) == 0 {
-		return nil
-	}
-	mem := newMemtable()
-	for _, r := range recs {
-		if err := decodeEntries(r.payload, mem.put); err != nil {
-			return fmt.Errorf("%w: record %d: %w", storage.ErrCorrupt, r.lsn, err)
-		}
-	}
-	last := recs[len(recs)-1].lsn
-	if err := s.checkpoint(mem, last, false); err != nil {
-		return err
-	}
-	s.nextLSN = last + 1
-	return nil
-}
-
-// openDB opens the bbolt file, turning a lock timeout into ErrLocked and
-// bad meta pages, or a bbolt panic while reading them, into
-// storage.ErrCorrupt.
-//
-// A panic inside bbolt.Open leaves its memory map of the file behind, as
-// there is no handle to unmap it with; the lock is released and the file
-// closed, so the damaged file can be moved aside or repaired.
-func openDB(path string, o Options) (db *bbolt.DB, err error) {
-	var file *os.File // captured so the lock can be released after a panic
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if p := recover(); p != nil {
-			if file != nil {
-				unlock(file)
-				_ = file.Close()
-			}
-			db, err = nil, fmt.Errorf("bolt: open %s: %w: bbolt panicked: %v", path, storage.ErrCorrupt, p)
-		}
-	}()
-	db, err = bbolt.Open(path, o.FileMode, &bbolt.Options{
-		Timeout:      o.Timeout,
-		FreelistType: bbolt.FreelistMapType,
-		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
-			f, err := os.OpenFile(name, flag, perm)
-			file = f
-			return f, err
-		},
-	})
-	switch {
-	case err == nil:
-		return db, nil
-	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("bolt: open %s: %w by another Store or process (gave up after %s): %w",
-			path, ErrLocked, o.Timeout, err)
-	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
-		errors.Is(err, berrors.ErrVersionMismatch):
-		return nil, fmt.Errorf("bolt: open %s: %w: %w", path, storage.ErrCorrupt, err)
-	default:
-		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
-	}
-}
-
-// ensureBucket creates the Store's bucket in a new file, committing only if
-// it is missing.
-func ensureBucket(db *bbolt.DB) (err error) {
-	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: bbolt panicked: %v", storage.ErrCorrupt, p)
-		}
-	}()
-	var found bool
-	if err := db.View(func(tx *bbolt.Tx) error {
-		found = tx.Bucket(bucketName) != nil && tx.Bucket(metaBucket) != nil
-		return nil
-	}); err != nil {
-		return err
-	}
-	if found {
-		return nil
-	}
-	return db.Update(func(tx *bbolt.Tx) error {
-		if _, err := tx.CreateBucketIfNotExists(bucketName); err != nil {
-			return err
-		}
-		_, err := tx.CreateBucketIfNotExists(metaBucket)
-		return err
-	})
-}
-
 // Path returns the path of the Store's file, as given to Open.
 func (s *Store) Path() string { return s.path }
 
 // Stats returns the Store's counters. It may be called after Close.
 func (s *Store) Stats() Stats {
-	return Stats{Commits: s.commits.Load(), Updates: s.updates.Load(), Checkpoints: s.checkpoints.Load()}
+	return Stats{
+		Commits:      s.commits.Load(),
+		Updates:      s.updates.Load(),
+		Checkpoints:  s.checkpoints.Load(),
+		CorruptReads: s.corruptReads.Load(),
+	}
+}
+
+// LostWrites reports whether Updates acknowledged before this Open may be
+// missing: Options.Salvage opened a damaged or missing log, now or at an
+// earlier Open, and ClearLostWrites has not been called since.
+func (s *Store) LostWrites() bool { return s.lostWrites.Load() }
+
+// ClearLostWrites records durably that the writes LostWrites reports have
+// been made up for, so that LostWrites returns false from now on, after a
+// reopen too.
+func (s *Store) ClearLostWrites() error {
+	if s.isClosed.Load() {
+		return storage.ErrClosed
+	}
+	err := s.writeMeta(func(mb *bbolt.Bucket) error { return mb.Delete(lostKey) })
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return storage.ErrClosed
+	}
+	if err != nil {
+		return fmt.Errorf("bolt: clear lost writes: %w", err)
+	}
+	s.lostWrites.Store(false)
+	return nil
+}
+
+// at runs the test hook, if any, at step st of a checkpoint or of Open.
+func (s *Store) at(st step) error {
+	if s.hook == nil {
+		return nil
+	}
+	if err := s.hook(st); err != nil {
+		return fmt.Errorf("bolt: %s: %w", st, err)
+	}
+	return nil
 }
 
 // Get returns a copy of key's value, owned by the caller, or nil and no
@@ -307,9 +245,16 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 		if b == nil {
 			return errNoBucket
 		}
-		if v := b.Get(key); v != nil {
-			value = append(make([]byte, 0, len(v)), v...) // non-nil even when empty
+		stored := b.Get(key)
+		if stored == nil {
+			return nil
 		}
+		v, err := openValue(key, stored)
+		if err != nil {
+			s.corruptReads.Add(1)
+			return corruptKey(key)
+		}
+		value = append(make([]byte, 0, len(v)), v...) // non-nil even when empty
 		return nil
 	}, nil)
 	if err != nil {
@@ -336,7 +281,10 @@ func (s *Store) memGet(key []byte) ([]byte, bool) {
 // ForEach visits, in byte order, every key that starts with prefix, in one
 // consistent state: the memtables and a bbolt read transaction taken
 // together. It stops at the first error fn returns and returns that error
-// unwrapped. key and value are copies into buffers that ForEach reuses:
+// unwrapped. A key whose stored value fails its checksum is skipped, and
+// once every other key is visited ForEach returns a *storage.CorruptError
+// listing the skipped ones (wrapped; see storage.Storage).
+// key and value are copies into buffers that ForEach reuses:
 // they are valid only until fn returns. fn must not call Update (see the
 // package doc). prefix is only read during the call. A panic in fn
 // propagates after the transaction is released.
@@ -345,8 +293,9 @@ func (s *Store) ForEach(prefix []byte, fn func(key, value []byte) error) error {
 		return storage.ErrClosed
 	}
 	var (
-		inFn  bool
-		fnErr error
+		inFn    bool
+		fnErr   error
+		corrupt storage.CorruptError
 	)
 	// The memtables are read and the transaction begun under memMu, so no
 	// checkpoint can move changes from the one to the other in between.
@@ -410,7 +359,13 @@ func (s *Store) ForEach(prefix []byte, fn func(key, value []byte) error) error {
 				}
 				continue
 			}
-			if err := emit(k, v); err != nil {
+			value, err := openValue(k, v)
+			if err != nil {
+				s.corruptReads.Add(1)
+				if corrupt.Count++; len(corrupt.Keys) < storage.MaxCorruptKeys {
+					corrupt.Keys = append(corrupt.Keys, bytes.Clone(k))
+				}
+			} else if err := emit(k, value); err != nil {
 				return err
 			}
 			k, v = next(c.Next())
@@ -422,6 +377,9 @@ func (s *Store) ForEach(prefix []byte, fn func(key, value []byte) error) error {
 	}
 	if err != nil {
 		return fmt.Errorf("bolt: for each: %w", err)
+	}
+	if corrupt.Count > 0 {
+		return fmt.Errorf("bolt: for each: %w", &corrupt)
 	}
 	return nil
 }
@@ -511,7 +469,8 @@ func (s *Store) Close() error {
 		// Leave bbolt complete, so the next Open has nothing to replay. The
 		// log still holds everything should this fail.
 		if s.failed() == nil && s.imm == nil && !s.abandon {
-			if err := s.checkpoint(s.active, s.nextLSN-1, false); err != nil {
+			pos := logPos{lsn: s.nextLSN - 1, seg: s.cur, seed: s.seed}
+			if err := s.checkpoint(s.active, putPos(pos), false); err != nil {
 				errs = append(errs, err)
 			}
 		}

@@ -53,6 +53,15 @@ func TestBolt_Conformance_DirectSync(t *testing.T) {
 	})
 }
 
+// A value damaged in the database file, found by its checksum.
+func TestBolt_Conformance_Damaged(t *testing.T) {
+	storagetest.RunDamaged(t, func(t *testing.T, dir string) storage.Storage {
+		return open(t, dir, nil)
+	}, func(t *testing.T, dir string, _, value []byte) {
+		flipAll(t, filepath.Join(dir, "node.db"), value, len(value)/2)
+	})
+}
+
 func TestBolt_Conformance_MaxBatch1(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Storage {
 		return open(t, t.TempDir(), &bolt.Options{MaxBatch: 1})

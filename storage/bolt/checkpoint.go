@@ -2,29 +2,23 @@
 package bolt
 
 import (
-	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
-
-	"github.com/dynamo-kv/dynamo/storage"
 )
 
-// metaBucket holds lsnKey: the LSN of the last log record whose changes
-// bbolt holds.
-var (
-	metaBucket = []byte("dynamo-meta")
-	lsnKey     = []byte("checkpoint-lsn")
-)
+// metaBucket holds the Store's own records: the log position and flags
+// (see values.go).
+var metaBucket = []byte("dynamo-meta")
 
 // ckptJob asks the checkpointer to copy mem, the changes of the log up to
-// and including LSN lsn, into bbolt.
+// and including record pos.lsn, into bbolt, and then record pos.
 type ckptJob struct {
 	mem *memtable
-	lsn uint64
+	pos logPos
 }
 
 // rotate freezes the active memtable, hands it to the checkpointer and
@@ -35,6 +29,11 @@ func (s *Store) rotate() {
 	s.hurryUp()
 	<-s.ckptIdle
 	s.awaitZeroer(math.MaxInt64) // zeroing never overlaps a segment's reuse
+	if s.failed() == nil {
+		if err := s.at(stepRotate); err != nil {
+			s.fail(err)
+		}
+	}
 	if s.failed() != nil {
 		s.ckptIdle <- struct{}{}
 		return
@@ -46,7 +45,7 @@ func (s *Store) rotate() {
 	s.cur ^= 1
 	s.off = 0
 	s.fill.Store(0)
-	s.ckpt <- ckptJob{mem: mem, lsn: s.nextLSN - 1}
+	s.ckpt <- ckptJob{mem: mem, pos: logPos{lsn: s.nextLSN - 1, seg: s.cur, seed: s.seed}}
 }
 
 // checkpointer runs checkpoint jobs until ckpt is closed. A failed
@@ -60,7 +59,7 @@ func (s *Store) checkpointer() {
 		case <-s.hurryCh: // a stale wake-up from the previous job
 		default:
 		}
-		if err := s.checkpoint(job.mem, job.lsn, true); err != nil {
+		if err := s.checkpoint(job.mem, putPos(job.pos), true); err != nil {
 			s.fail(err)
 		} else {
 			s.memMu.Lock()
@@ -73,8 +72,9 @@ func (s *Store) checkpointer() {
 	}
 }
 
-// checkpoint writes every change of mem into bbolt and then records lsn as
-// the new checkpoint LSN. mem must not change meanwhile. Keys go in in
+// checkpoint writes every change of mem into bbolt and then runs finish
+// on the metadata bucket, in the transaction of the last change (to record
+// the log position). mem must not change meanwhile. Keys go in in
 // order, which is what bbolt writes fastest, in transactions of about
 // ckptChunk bytes each. One huge transaction would queue tens of megabytes
 // of page writes at the disk, and every log fdatasync behind them would
@@ -85,10 +85,10 @@ func (s *Store) checkpointer() {
 // before the next rotation has to wait for it, however fast or slow the
 // writes come; and at least at the pace of finishing in maxCkptTime.
 //
-// Until the last transaction records lsn, a crash replays the log from the
-// previous checkpoint over the chunks already written, which is harmless:
-// records hold whole values and replay in order.
-func (s *Store) checkpoint(mem *memtable, lsn uint64, paced bool) error {
+// Until the last transaction records the position, a crash replays the
+// log from the previous checkpoint over the chunks already written, which
+// is harmless: records hold whole values and replay in order.
+func (s *Store) checkpoint(mem *memtable, finish func(meta *bbolt.Bucket) error, paced bool) error {
 	nodes := s.order(mem)
 	if len(nodes) == 0 {
 		return nil
@@ -103,32 +103,59 @@ func (s *Store) checkpoint(mem *memtable, lsn uint64, paced bool) error {
 			}
 			paced = s.pace(paceTick)
 		}
+		// The chunk's values in their stored form, in one buffer that
+		// lives as long as the transaction (bbolt keeps what Put is given
+		// until the commit).
+		n, size, stored := 0, 0, 0
+		for ; n < len(nodes) && size < ckptChunk; n++ {
+			size += len(nodes[n].key) + len(nodes[n].value)
+			if v := nodes[n].value; v != nil {
+				stored += valueOverhead + len(v)
+			}
+		}
+		chunk, last := nodes[:n], n == len(nodes)
+		if err := s.at(stepChunkBegin); err != nil {
+			return fmt.Errorf("bolt: checkpoint: %w", err)
+		}
 		err := s.update(func(tx *bbolt.Tx) error {
 			b, meta := tx.Bucket(bucketName), tx.Bucket(metaBucket)
 			if b == nil || meta == nil {
 				return errNoBucket
 			}
-			for size := 0; len(nodes) > 0 && size < ckptChunk; nodes = nodes[1:] {
-				n := nodes[0]
+			buf := make([]byte, 0, stored)
+			for _, nd := range chunk {
 				var err error
-				if n.value == nil {
-					err = b.Delete(n.key)
+				if nd.value == nil {
+					err = b.Delete(nd.key)
 				} else {
-					err = b.Put(n.key, n.value)
+					from := len(buf)
+					buf = appendValue(buf, nd.key, nd.value)
+					err = b.Put(nd.key, buf[from:])
 				}
 				if err != nil {
 					return err
 				}
-				size += len(n.key) + len(n.value)
 			}
-			if len(nodes) > 0 {
-				return nil
+			if err := s.at(stepChunkPut); err != nil {
+				return err
 			}
-			return meta.Put(lsnKey, binary.BigEndian.AppendUint64(nil, lsn))
+			if last {
+				if err := finish(meta); err != nil {
+					return err
+				}
+			}
+			return s.at(stepChunkCommit)
 		})
+		if err == nil {
+			err = s.at(stepChunkDone)
+		}
 		if err != nil {
 			return fmt.Errorf("bolt: checkpoint: %w", err)
 		}
+		nodes = nodes[n:]
+	}
+	if err := s.at(stepCheckpointDone); err != nil {
+		return fmt.Errorf("bolt: checkpoint: %w", err)
 	}
 	s.checkpoints.Add(1)
 	return nil
@@ -159,28 +186,6 @@ const (
 // ckptChunk is about how many bytes of keys and values one checkpoint
 // transaction writes.
 const ckptChunk = 256 << 10
-
-// checkpointLSN reads the LSN of the last checkpoint: 0 for a new file or
-// one written before the log existed.
-func checkpointLSN(db *bbolt.DB) (lsn uint64, err error) {
-	err = db.View(func(tx *bbolt.Tx) error {
-		meta := tx.Bucket(metaBucket)
-		if meta == nil {
-			return errNoBucket
-		}
-		v := meta.Get(lsnKey)
-		switch len(v) {
-		case 0:
-			return nil
-		case 8:
-			lsn = binary.BigEndian.Uint64(v)
-			return nil
-		default:
-			return fmt.Errorf("%w: checkpoint LSN of %d bytes", storage.ErrCorrupt, len(v))
-		}
-	})
-	return lsn, err
-}
 
 // hurryUp makes the checkpoint in progress, if any, stop pacing: a rotation
 // or Close is waiting for it.

@@ -19,14 +19,16 @@ import (
 // err, panicVal and result, then closes done; the caller reads err and
 // panicVal after done.
 type request struct {
-	key      []byte // the Store's own copy
-	fn       func(current []byte) ([]byte, error)
-	result   []byte // the Store's copy of fn's result; nil deletes
-	staged   bool
-	err      error
-	panicked bool
-	panicVal any
-	done     chan struct{}
+	key       []byte // the Store's own copy
+	fn        func(current []byte) ([]byte, error)
+	discard   bool   // a DiscardCorrupt, not an Update: fn is nil
+	result    []byte // the Store's copy of fn's result; nil deletes
+	staged    bool
+	discarded bool // a DiscardCorrupt found key damaged and staged its delete
+	err       error
+	panicked  bool
+	panicVal  any
+	done      chan struct{}
 }
 
 // Update replaces key's value with fn(current) and returns once the batch
@@ -39,8 +41,36 @@ type request struct {
 // write. If the log write fails, Update returns that error (wrapped) and
 // the change is not acknowledged; the Store then fails every later Update
 // too (see the package doc). If fn panics, its write is skipped and Update
-// panics with the same value. fn must not call the Store.
+// panics with the same value. fn must not call the Store. If key's value in
+// bbolt fails its checksum, fn is not called and Update returns a
+// *storage.CorruptError (wrapped) naming key; see DiscardCorrupt.
 func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) error {
+	r := &request{fn: fn}
+	if err := s.do(key, r); err != nil {
+		return err
+	}
+	if r.panicked {
+		panic(r.panicVal)
+	}
+	return r.err
+}
+
+// DiscardCorrupt deletes key if its value in bbolt fails its checksum, and
+// reports whether it did; the key is then absent and takes Updates again.
+// It goes through the log like an Update and returns once the delete is
+// durable. An intact or absent key is left alone. key is only read during
+// the call.
+func (s *Store) DiscardCorrupt(key []byte) (bool, error) {
+	r := &request{discard: true}
+	if err := s.do(key, r); err != nil {
+		return false, err
+	}
+	return r.discarded && r.err == nil, r.err
+}
+
+// do queues r for key (copied) and waits until the committer is done with
+// it.
+func (s *Store) do(key []byte, r *request) error {
 	if len(key) == 0 {
 		return storage.ErrEmptyKey
 	}
@@ -48,7 +78,7 @@ func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) erro
 		return fmt.Errorf("bolt: update: key of %d bytes is over the limit of %d: %w",
 			len(key), bbolt.MaxKeySize, berrors.ErrKeyTooLarge)
 	}
-	r := &request{key: bytes.Clone(key), fn: fn, done: make(chan struct{})}
+	r.key, r.done = bytes.Clone(key), make(chan struct{})
 
 	s.mu.RLock()
 	if s.closed {
@@ -60,12 +90,8 @@ func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) erro
 	if s.onEnqueue != nil {
 		s.onEnqueue()
 	}
-
 	<-r.done
-	if r.panicked {
-		panic(r.panicVal)
-	}
-	return r.err
+	return nil
 }
 
 // run is the committer: it takes the first queued request, everything else
@@ -173,7 +199,7 @@ func (s *Store) commit(batch []*request) int {
 		err = s.beforeCommit()
 	}
 	if err == nil && staged > 0 {
-		sealRecord(rec, s.nextLSN)
+		sealRecord(rec, s.nextLSN, s.seed)
 		if err = s.appendLog(rec); err != nil {
 			s.fail(err)
 		}
@@ -186,7 +212,7 @@ func (s *Store) commit(batch []*request) int {
 		case err != nil:
 			r.err = err
 			r.staged = false
-		default:
+		case !r.discard:
 			applied++
 		}
 	}
@@ -209,16 +235,14 @@ func (s *Store) commit(batch []*request) int {
 // appendLog writes a sealed record at the end of the current segment and
 // fdatasyncs it.
 func (s *Store) appendLog(rec []byte) error {
-	s.awaitZeroer(s.off + int64(len(rec)))
 	f := s.logs[s.cur]
-	if _, err := f.WriteAt(rec, s.off); err != nil {
+	if err := s.allocate(s.off + int64(len(rec)) + recHeader); err != nil {
+		return fmt.Errorf("bolt: log extend %s: %w", f.Name(), err)
+	}
+	if err := writeFull(f, rec, s.off); err != nil {
 		return fmt.Errorf("bolt: log write %s: %w", f.Name(), err)
 	}
-	sync := fdatasync
-	if s.ring != nil {
-		sync = s.ring.fdatasync
-	}
-	if err := sync(f); err != nil {
+	if err := s.datasync(f); err != nil {
 		return fmt.Errorf("bolt: log sync %s: %w", f.Name(), err)
 	}
 	s.off += int64(len(rec))
@@ -292,7 +316,15 @@ func (rd *batchReader) dbGet(key []byte) (v []byte, err error) {
 	if b == nil {
 		return nil, errNoBucket
 	}
-	return b.Get(key), nil
+	stored := b.Get(key)
+	if stored == nil {
+		return nil, nil
+	}
+	if v, err = openValue(key, stored); err != nil {
+		rd.s.corruptReads.Add(1)
+		return nil, fmt.Errorf("bolt: update: %w", corruptKey(key))
+	}
+	return v, nil
 }
 
 func (rd *batchReader) close() {
@@ -305,6 +337,16 @@ func (rd *batchReader) close() {
 // fails, records r's result for staging. It records in r why it did not.
 func (r *request) apply(s *Store, rd *batchReader) {
 	cur, err := rd.get(r.key)
+	if r.discard {
+		var ce *storage.CorruptError
+		switch {
+		case errors.As(err, &ce):
+			r.result, r.staged, r.discarded = nil, true, true
+		case err != nil:
+			r.err = err
+		}
+		return
+	}
 	if err != nil {
 		r.err = err
 		return

@@ -48,10 +48,53 @@
 // ForEach merges the memtables with a bbolt read transaction taken
 // together, so it sees one consistent state. Close checkpoints everything
 // into bbolt; Open replays the log records after the last checkpoint (a
-// crash leaves some) and checkpoints them at once. Replay stops at the
-// first torn or stale record of a segment, which can only be one that was
-// not acknowledged; a record missing between the checkpoint and later
-// records is damage, reported as storage.ErrCorrupt.
+// crash leaves some) and checkpoints them at once.
+//
+// # Damage
+//
+// Every value kept in bbolt carries a CRC-32C of its key and bytes (bbolt
+// itself checksums only its meta pages), checked on every read. A value
+// that fails it is never served: Get and Update of that key fail with a
+// *storage.CorruptError (Update without calling fn), ForEach skips it and
+// reports it once it has visited every other key, Stats.CorruptReads
+// counts it, and DiscardCorrupt deletes it so the key can be written
+// again (a Dynamo replica then takes it back from its peers).
+//
+// Each log record has a checksum over its header and one over its
+// payload, both seeded with a random number of the Store's, and bbolt
+// keeps, with each checkpoint, where the next record starts. A crash can
+// only tear the last record of the log, and the committer writes a record
+// only into space the segment durably has, so Open tells a torn tail (a
+// write that was never acknowledged: dropped) from damage: an intact
+// record past the end of the readable log, a record missing, a segment
+// that ends inside the log, a segment missing while bbolt holds changes
+// that went through the log, or a log next to a database file that has no
+// record of it. Damage fails Open with a *CorruptLogError (matching
+// storage.ErrCorrupt) that names the segment and the byte offset where the
+// intact log ends, and changes nothing. Options.Salvage opens such a
+// Store anyway with the intact records before the damage; LostWrites then
+// reports, across reopens until ClearLostWrites, that acknowledged Updates
+// may be missing.
+//
+// What Open and Get do with each kind of damage:
+//
+//	damage                                   Open                       Get
+//	value byte flipped in the bbolt file     opens                      CorruptError for that key only
+//	bbolt page structure or meta damaged     ErrCorrupt (where bbolt    ErrCorrupt for what reads the page
+//	                                         detects it)
+//	log torn at its end by a crash           opens, drops the torn      the acknowledged values
+//	                                         (unacknowledged) record
+//	log byte flipped / zeroed mid-log        *CorruptLogError           -
+//	log record missing or repeated           *CorruptLogError           -
+//	log truncated inside the log             *CorruptLogError           -
+//	log segment(s) deleted                   *CorruptLogError           -
+//	database file lost, log kept             *CorruptLogError           -
+//	any of the four above, with Salvage      opens, LostWrites          the values up to the damage
+//	damage to only the log's last record     opens (looks torn)         without that record's changes
+//
+// A file written by an earlier version (bare values, an older log format)
+// is converted at its first Open, in one transaction, after its log is
+// replayed as that version did.
 //
 // Within a batch each fn sees the results of the fns before it, so
 // Updates of one key never lose each other's changes. A fn that returns an
@@ -89,13 +132,14 @@
 // reported with an error matching storage.ErrCorrupt where bbolt detects
 // it: bbolt panics on many damaged pages, and reading through a damaged
 // offset can fault outside its memory map; the Store turns both into
-// errors. bbolt checksums only its meta pages, at Open; damage elsewhere
-// surfaces when the damaged pages are read, and some damage (a bit flipped
-// in a value or in a page's overflow count) is not detected at all and
-// may make a commit run very long. Check a suspect file offline with the
-// bbolt command's check. An Open that fails inside bbolt on a damaged file
-// leaves bbolt's memory map of it behind until the process exits. Log
-// records carry a CRC-32C; a damaged record in the middle of a segment
-// ends the replay of that segment there, like a torn tail, so the changes
-// after it are not recovered.
+// errors. bbolt checksums only its meta pages, at Open; damage to its
+// other pages surfaces when they are read (a flipped value byte, by the
+// Store's own checksum), and some (a page's overflow count) may make a
+// commit run very long. Check a suspect file offline with the bbolt
+// command's check. An Open that fails inside bbolt on a damaged file
+// leaves bbolt's memory map of it behind until the process exits.
+//
+// Damage confined to the last record of the log looks exactly like a
+// write torn by a crash, and its changes are dropped without an error.
+// Salvage does not apply to damage inside the bbolt file.
 package bolt

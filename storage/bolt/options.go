@@ -57,6 +57,18 @@ type Options struct {
 	// FileMode is the permission of a newly created file. 0 means
 	// DefaultFileMode.
 	FileMode os.FileMode
+	// Salvage makes Open start on a log that is damaged in the middle,
+	// truncated or missing, which it otherwise refuses with a
+	// *CorruptLogError. Open then keeps the changes of the intact records
+	// before the damage, and the Store reports LostWrites: Updates it
+	// acknowledged before may be missing, until ClearLostWrites. Values
+	// that fail their checksums and damage to the bbolt file are not
+	// salvaged; see the package doc.
+	Salvage bool
+
+	// Test hooks, set by the package's own tests; nil in production.
+	fs   vfs              // the log's files; nil: the operating system's
+	hook func(step) error // called at each step of a checkpoint and of Open
 }
 
 // Validate reports every out-of-range option at once, wrapped in
@@ -94,6 +106,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.FileMode == 0 {
 		o.FileMode = DefaultFileMode
+	}
+	if o.fs == nil {
+		o.fs = osFS{}
 	}
 	return o
 }

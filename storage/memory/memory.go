@@ -3,7 +3,10 @@
 // Nothing survives Close or the process: Update returns as soon as the map
 // holds the new value. Every byte slice is copied on the way in and on the
 // way out, so callers never alias the Store's buffers, even when they break
-// the storage.Storage contract by keeping or modifying a slice.
+// the storage.Storage contract by keeping or modifying a slice. Values
+// live in memory and are not checksummed: the Store never reports
+// storage.ErrCorrupt, and is neither a storage.Discarder nor a
+// storage.Lossy.
 package memory
 
 import (

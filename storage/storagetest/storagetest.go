@@ -1,7 +1,7 @@
 // Package storagetest implements the conformance suite every storage.Storage must pass (DESIGN §1, §4).
 //
-// An implementation's tests call Run, and RunDurable when the data is meant
-// to survive Close:
+// An implementation's tests call Run, RunDurable when the data is meant to
+// survive Close, and RunDamaged when it checksums its values:
 //
 //	func TestConformance(t *testing.T) {
 //		storagetest.Run(t, func(t *testing.T) storage.Storage { return memory.New() })

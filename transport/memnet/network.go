@@ -1,4 +1,4 @@
-// Package memnet implements an in-memory network of transport.Transport values with seeded fault injection (DESIGN §8, RELIABILITY layer 1).
+// Package memnet implements an in-memory network of transport.Transport values with seeded fault injection (DESIGN §8, TESTING §3).
 //
 // # Basics
 //
