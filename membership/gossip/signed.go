@@ -243,30 +243,11 @@ func (o *opened) verify(s Signer, now time.Time) (remover string, err error) {
 // decodeSealedState decodes a push/pull state of sealed records: an array
 // of envelopes, each as msgpack bin. It verifies nothing.
 func decodeSealedState(b []byte) ([][]byte, error) {
-	if len(b) > maxStateBytes {
-		return nil, fmt.Errorf("%w: state of %d bytes, the limit is %d", errMalformed, len(b), maxStateBytes)
-	}
 	var out [][]byte
-	err := decodeTagged(signedStateV1, b, func(d *msgpack.Decoder) error {
-		n, err := d.DecodeArrayLen()
-		if err != nil {
-			return err
-		}
-		if n > maxStateRecords {
-			return fmt.Errorf("state of %d records, the limit is %d", n, maxStateRecords)
-		}
-		out = make([][]byte, 0, min(max(n, 0), len(b)))
-		for range n {
-			w, err := readBytes(d, maxSealLen, "sealed record")
-			if err != nil {
-				return err
-			}
-			out = append(out, w)
-		}
-		return nil
+	err := decodeStateOf(signedStateV1, b, func(d *msgpack.Decoder) error {
+		w, err := readBytes(d, maxSealLen, "sealed record")
+		out = append(out, w)
+		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return out, err
 }

@@ -281,11 +281,28 @@ func decodeEntry(tag byte, b []byte) (entry, error) {
 // decodeState decodes a push/pull state of unsigned records, dropping
 // entries without an ID (msgpack nil among them).
 func decodeState(b []byte) ([]entry, error) {
-	if len(b) > maxStateBytes {
-		return nil, fmt.Errorf("%w: state of %d bytes, the limit is %d", errMalformed, len(b), maxStateBytes)
-	}
 	var out []entry
-	err := decodeTagged(stateV1, b, func(d *msgpack.Decoder) error {
+	err := decodeStateOf(stateV1, b, func(d *msgpack.Decoder) error {
+		var e entry
+		if err := e.DecodeMsgpack(d); err != nil {
+			return err
+		}
+		if e.ID != "" {
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// decodeStateOf decodes a push/pull state: the tag byte, then an array of
+// at most maxStateRecords items, each read by item; at most maxStateBytes
+// in all.
+func decodeStateOf(tag byte, b []byte, item func(d *msgpack.Decoder) error) error {
+	if len(b) > maxStateBytes {
+		return fmt.Errorf("%w: state of %d bytes, the limit is %d", errMalformed, len(b), maxStateBytes)
+	}
+	return decodeTagged(tag, b, func(d *msgpack.Decoder) error {
 		n, err := d.DecodeArrayLen()
 		if err != nil {
 			return err
@@ -293,20 +310,11 @@ func decodeState(b []byte) ([]entry, error) {
 		if n > maxStateRecords {
 			return fmt.Errorf("state of %d records, the limit is %d", n, maxStateRecords)
 		}
-		out = make([]entry, 0, min(max(n, 0), len(b)/minEntryFields))
 		for range n {
-			var e entry
-			if err := e.DecodeMsgpack(d); err != nil {
+			if err := item(d); err != nil {
 				return err
-			}
-			if e.ID != "" {
-				out = append(out, e)
 			}
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
