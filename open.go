@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/dynamo-kv/dynamo/auth"
-	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 	"github.com/dynamo-kv/dynamo/storage/bolt"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
 )
@@ -20,6 +20,13 @@ import (
 // NodeConfig configures Open. Its embedded Config works as for New, except
 // that a nil Transport, Storage or Membership is replaced by the embedded
 // default built from the fields below.
+//
+// With Config.Secrets or PKI, the gossip Open builds signs this node's ring
+// record with the key of its certificate, and takes another node's record
+// only if that node signed it: a member running dynamo cannot rewrite or
+// evict another's record (see package membership/gossip). A cluster secret
+// derives the CA, so whoever holds it can mint a certificate for any
+// NodeID; against a compromised member, use PKI.
 type NodeConfig struct {
 	Config
 
@@ -41,7 +48,7 @@ type NodeConfig struct {
 	// from there, and Open refuses a Zone beside them.
 	Zone string
 	// GossipProfile sets failure-detection timing; empty means LAN.
-	GossipProfile membership.Profile
+	GossipProfile gossip.Profile
 	// GossipKey, if set, encrypts gossip (16, 24 or 32 bytes, the same on
 	// every node).
 	GossipKey []byte
@@ -51,15 +58,20 @@ type NodeConfig struct {
 	JoinRetry bool
 	// TLS, if set, secures peer traffic; set ClientAuth to
 	// tls.RequireAndVerifyClientCert for mutual TLS. Gossip that Open
-	// starts then needs GossipKey.
+	// starts then needs GossipKey, and its ring records are not signed:
+	// any node holding GossipKey can rewrite another's. Secrets and PKI
+	// sign them.
 	TLS *tls.Config
 
 	// PKI authenticates the TCP transport with an operator's CA instead:
 	// each node's certificate names it as dynamo://<cluster>/<node-id>.
-	// Gossip that Open starts then needs GossipKey.
+	// Gossip that Open starts then needs GossipKey; its ring records are
+	// signed with the node's certificate key.
 	PKI *auth.PKI
 	// Insecure runs without peer authentication: anyone who reaches the
-	// ports can read, write and join. For tests and trusted networks only.
+	// ports can read, write and join, and ring records are not signed, so
+	// any node can rewrite or evict another. For tests and trusted
+	// networks only.
 	Insecure bool
 }
 
@@ -69,8 +81,8 @@ type Node struct {
 	*Store
 	transport *tcp.Transport
 	storage   *bolt.Store
-	gossip    *membership.Gossip
-	creds     *auth.Credentials // the transport's, from Secrets or PKI
+	gossip    *gossip.Gossip
+	creds     *auth.Credentials // from Secrets or PKI: the transport's and gossip's
 	cluster   string            // set when opened with Secrets
 }
 
@@ -113,17 +125,22 @@ func Open(ctx context.Context, dir string, cfg NodeConfig) (_ *Node, err error) 
 		if n.transport, err = tcp.Listen(addr, sec.tcpOptions(cfg)); err != nil {
 			return nil, fmt.Errorf("dynamo: listen: %w", err)
 		}
-		cfg.Transport, n.creds = n.transport, sec.creds
+		cfg.Transport = n.transport
 	}
+	n.creds = sec.creds
 	if cfg.Membership == nil && len(cfg.Members) == 0 {
 		bind := cfg.GossipListen
 		if bind == "" {
 			bind = "127.0.0.1:0"
 		}
-		n.gossip, err = membership.JoinGossip(ctx, membership.GossipConfig{
+		gcfg := gossip.Config{
 			NodeID: cfg.NodeID, BindAddr: bind, DataAddr: cfg.Transport.Addr(), Seeds: cfg.Seeds, Zone: cfg.Zone,
 			SecretKey: cfg.GossipKey, SecretKeys: sec.gossipKeys, Profile: cfg.GossipProfile, Logger: cfg.Logger, JoinRetry: cfg.JoinRetry,
-		})
+		}
+		if sec.creds != nil {
+			gcfg.Signer = sec.creds // ring records signed by their owner
+		}
+		n.gossip, err = gossip.Join(ctx, gcfg)
 		if err != nil {
 			return nil, fmt.Errorf("dynamo: join: %w", err)
 		}

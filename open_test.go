@@ -21,7 +21,7 @@ import (
 
 	"github.com/dynamo-kv/dynamo/auth"
 	"github.com/dynamo-kv/dynamo/auth/authtest"
-	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 	"github.com/dynamo-kv/dynamo/transport"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
 )
@@ -44,7 +44,7 @@ func openNode(t *testing.T, id string, seeds []string, edit func(*NodeConfig)) *
 	// No replica fails in these tests; a TLS handshake under -race on a
 	// loaded machine may take longer than the default 500ms.
 	base.ReplicaTimeout, base.RequestTimeout = 5*time.Second, openTimeout
-	cfg := NodeConfig{Config: base, Seeds: seeds, GossipProfile: membership.ProfileLocal}
+	cfg := NodeConfig{Config: base, Seeds: seeds, GossipProfile: gossip.ProfileLocal}
 	edit(&cfg)
 	ctx, cancel := context.WithTimeout(t.Context(), openTimeout)
 	defer cancel()
@@ -243,11 +243,11 @@ func TestOpen_OutsiderCannotJoinGossip(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), openTimeout)
 			defer cancel()
-			_, err := membership.JoinGossip(ctx, membership.GossipConfig{
+			_, err := gossip.Join(ctx, gossip.Config{
 				NodeID: "outsider", BindAddr: "127.0.0.1:0", DataAddr: "127.0.0.1:1",
-				Seeds: []string{nodes[0].GossipAddr()}, Profile: membership.ProfileLocal, SecretKeys: keys,
+				Seeds: []string{nodes[0].GossipAddr()}, Profile: gossip.ProfileLocal, SecretKeys: keys,
 			})
-			require.ErrorIs(t, err, membership.ErrJoin)
+			require.ErrorIs(t, err, gossip.ErrJoin)
 		})
 	}
 	for _, n := range nodes {
@@ -324,8 +324,8 @@ func TestNode_RotateSecrets_NoFailedCalls(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), openTimeout)
 	defer cancel()
 	_, err := Open(ctx, t.TempDir(), NodeConfig{Config: base,
-		Seeds: []string{nodes[0].GossipAddr()}, GossipProfile: membership.ProfileLocal})
-	require.ErrorIs(t, err, membership.ErrJoin)
+		Seeds: []string{nodes[0].GossipAddr()}, GossipProfile: gossip.ProfileLocal})
+	require.ErrorIs(t, err, gossip.ErrJoin)
 	require.ErrorIs(t, nodes[0].RotateSecrets([][]byte{[]byte("short")}), auth.ErrInvalidSecret)
 
 	// The data port follows: a peer holding A alone is refused, B is let in.

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dynamo-kv/dynamo"
-	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 )
 
 // zonesSecret is these tests' cluster secret.
@@ -34,7 +34,7 @@ func TestOpen_Zones_GossipedAndUsedForPlacement(t *testing.T) {
 		// longer than the default 500ms; no replica fails here.
 		cfg.ReplicaTimeout, cfg.RequestTimeout = 5*time.Second, 15*time.Second
 		cfg.Secrets = [][]byte{zonesSecret}
-		nc := dynamo.NodeConfig{Config: cfg, Zone: zone, GossipProfile: membership.ProfileLocal}
+		nc := dynamo.NodeConfig{Config: cfg, Zone: zone, GossipProfile: gossip.ProfileLocal}
 		if i > 0 {
 			nc.Seeds = []string{nodes[0].GossipAddr()}
 		}

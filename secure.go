@@ -76,7 +76,8 @@ func (sec security) tcpOptions(cfg NodeConfig) tcp.Options {
 // new
 // connections of its TCP transport present a certificate from secrets[0]
 // and accept any of them, and the node's own connections are redialled; its
-// gossip is encrypted with secrets[0] and read with any. A Transport or
+// gossip is encrypted with secrets[0] and read with any, and its ring record
+// is signed again with a certificate from secrets[0]. A Transport or
 // Membership the caller passed is the caller's to rotate. Apply each step to
 // every node before the next: [A] → [A, B] → [B, A] → [B] (see package
 // auth). secrets is copied.
@@ -93,26 +94,47 @@ func (n *Node) RotateSecrets(secrets [][]byte) error {
 			return fmt.Errorf("dynamo: rotate secrets: %w", err)
 		}
 	}
-	if n.transport != nil {
+	if n.creds != nil {
 		if err := n.creds.RotateSecrets(secrets); err != nil {
 			return fmt.Errorf("dynamo: rotate secrets: %w", err)
 		}
+	}
+	if n.transport != nil {
 		n.transport.Redial()
+	}
+	if err := n.resign(); err != nil {
+		return err
 	}
 	return n.Store.SetSecrets(secrets)
 }
 
+// resign has the gossip Open built sign this node's ring record again with
+// the credentials just rotated, so that nodes that trust only the new ones
+// take it.
+func (n *Node) resign() error {
+	if n.gossip == nil {
+		return nil
+	}
+	if err := n.gossip.Resign(); err != nil {
+		return fmt.Errorf("dynamo: sign the ring record again: %w", err)
+	}
+	return nil
+}
+
 // RotatePKI replaces the CA pool, certificate and allow-list of a node
 // opened with NodeConfig.PKI, for new connections of the TCP transport Open
-// built, and redials the node's own connections. See auth.PKI for the steps
-// of a CA rotation.
+// built, redials the node's own connections, and signs the node's gossip
+// ring record again with the new certificate. See auth.PKI for the steps of
+// a CA rotation.
 func (n *Node) RotatePKI(pki auth.PKI) error {
 	if n.creds == nil || n.cluster != "" {
-		return fmt.Errorf("%w: RotatePKI needs a node whose transport Open built with NodeConfig.PKI", ErrInvalidConfig)
+		return fmt.Errorf("%w: RotatePKI needs a node opened with NodeConfig.PKI", ErrInvalidConfig)
 	}
 	if err := n.creds.RotatePKI(pki); err != nil {
 		return fmt.Errorf("dynamo: rotate PKI: %w", err)
 	}
-	n.transport.Redial()
-	return nil
+	if n.transport != nil {
+		n.transport.Redial()
+	}
+	return n.resign()
 }

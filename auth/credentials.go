@@ -209,11 +209,14 @@ func (c *Credentials) verify(cs tls.ConnectionState) error {
 	if cs.Version != tls.VersionTLS13 {
 		return fmt.Errorf("%w: TLS version %#x, want 1.3", ErrPeerRejected, cs.Version)
 	}
-	_, err := c.verifyChain(cs.PeerCertificates)
+	_, err := c.verifyChain(cs.PeerCertificates, c.now())
 	return err
 }
 
-func (c *Credentials) verifyChain(certs []*x509.Certificate) (string, error) {
+// verifyChain checks that certs, a leaf and the intermediates after it,
+// lead to a current root as of time at, and that the leaf names an allowed
+// node of this cluster; it returns that node's ID.
+func (c *Credentials) verifyChain(certs []*x509.Certificate, at time.Time) (string, error) {
 	switch {
 	case len(certs) == 0:
 		return "", fmt.Errorf("%w: no certificate", ErrPeerRejected)
@@ -224,7 +227,7 @@ func (c *Credentials) verifyChain(certs []*x509.Certificate) (string, error) {
 	opts := x509.VerifyOptions{
 		Roots:         st.roots,
 		Intermediates: x509.NewCertPool(),
-		CurrentTime:   c.now(),
+		CurrentTime:   at,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 	}
 	for _, ic := range certs[1:] {

@@ -31,9 +31,9 @@ func TestCertificate_RenewedAtHalfLife(t *testing.T) {
 
 	// Past the first certificate's end, only the renewed one is accepted.
 	now = first.Leaf.NotAfter.Add(time.Minute)
-	_, err = b.verifyChain([]*x509.Certificate{first.Leaf})
+	_, err = b.verifyChain([]*x509.Certificate{first.Leaf}, now)
 	require.ErrorIs(t, err, ErrPeerRejected)
-	id, err := b.verifyChain([]*x509.Certificate{renewed.Leaf})
+	id, err := b.verifyChain([]*x509.Certificate{renewed.Leaf}, now)
 	require.NoError(t, err)
 	require.Equal(t, "a", id)
 }

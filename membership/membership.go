@@ -3,74 +3,13 @@
 // the failure detector suspects stays in the ring and keeps its partitions;
 // only an explicit leave changes ownership.
 //
-// Static is a fixed member list whose reachability tests switch by hand.
-// Gossip runs hashicorp/memberlist.
-//
-// # Basics
-//
-//	g, err := membership.JoinGossip(ctx, membership.GossipConfig{
-//		NodeID:   "node-b",
-//		BindAddr: "127.0.0.1:7946",          // gossip, UDP and TCP
-//		DataAddr: "127.0.0.1:7000",          // this node's Transport
-//		Seeds:    []string{"127.0.0.1:7947"}, // any node already in
-//	})
-//	if err != nil { ... }
-//	defer g.Leave(5 * time.Second) // graceful; g.Close() is a crash
-//	changes, cancel := g.Subscribe()
-//	defer cancel()
-//	for range changes { rebuild the ring from g.Members(), route by g.Reachable }
-//
-// With Gossip, a node is in Members from its join until it calls Leave or an
-// operator calls Remove; a crash only makes Reachable false, even long after
-// memberlist has forgotten the node, and a process restarted with the same
-// NodeID is reachable again. Nodes exchange ring records (ID, data address,
-// incarnation, left flag, gossip address, zone) so that a node joining later
-// sees the same ring, failed members included.
-//
-// memberlist forgets a node it has held dead for a while and never contacts
-// it again. So that a partition heals however long it lasted, a reconnect
-// loop joins each ring member memberlist does not hold alive, at the gossip
-// address from its record, with a backoff per member; and, after JoinGossip,
-// the seeds while no other node is alive (GossipConfig.ReconnectInterval).
-// With GossipConfig.JoinRetry, JoinGossip starts a node whose seeds do not
-// answer alone instead of failing, and the loop joins it later.
-//
-// # Caveats
-//
-//   - Reachable follows memberlist's dead verdict: a suspect node counts as
-//     reachable until its suspicion times out (about 1 s with ProfileLocal,
-//     4 s and more with ProfileLAN). Coordinators should still time out slow
-//     replicas themselves.
-//   - A record missed by gossip arrives with the next push/pull exchange:
-//     up to 30 s later with ProfileLAN. Leave hands its record to every live
-//     peer directly, so a graceful leave does not wait for that.
-//   - Left records (tombstones) are kept and exchanged for the life of the
-//     cluster, a few dozen bytes each.
-//   - Incarnations default to the wall clock: a node whose clock steps back
-//     past its previous start must set GossipConfig.Incarnation.
-//   - With ProfileLAN or ProfileWAN, memberlist refuses a restarted node on a
-//     new gossip address until it forgets the old one (GossipToTheDeadTime,
-//     30 s on a LAN); restarting on the same address avoids the wait.
-//   - Two live processes with one NodeID are a configuration error that
-//     memberlist reports as an address conflict.
-//   - After a partition heals, the sides find each other within about 8
-//     reconnect intervals (4 s with ProfileLocal, 80 s with ProfileLAN) plus
-//     a join: that is how far the backoff on a member that stayed dead has
-//     grown by then.
-//   - The reconnect loop joins the gossip address a dead member last had. If
-//     a node of another cluster now listens there, the two clusters merge;
-//     give each cluster its own SecretKey so that they cannot.
-//   - Ring records carry a fifth field (the gossip address) and a sixth
-//     (the zone). Releases before the fifth decode records strictly and
-//     reject them, so a cluster cannot mix the two; from the fifth on,
-//     records with fields appended later decode, their new fields skipped.
-//     A node of a release before the zone relays records without it, which
-//     a receiver that knows the zone never lets erase it; but such a node
-//     builds its ring without zones, so upgrade every node before setting
-//     zones.
+// This package holds the Membership interface, Member, and Static, a fixed
+// member list whose reachability tests switch by hand. It does not link
+// memberlist: the gossip implementation, on hashicorp/memberlist, is package
+// membership/gossip.
 package membership
 
-// MaxZoneLen bounds Member.Zone in bytes. GossipConfig.Validate refuses a
+// MaxZoneLen bounds Member.Zone in bytes. gossip.Config.Validate refuses a
 // longer zone, and a ring record that carries one is dropped as malformed.
 const MaxZoneLen = 64
 

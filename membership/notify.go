@@ -4,19 +4,22 @@ package membership
 
 import "sync"
 
-// notifier fans a "something changed" signal out to subscribers. Each
-// subscriber has a channel buffered for one value; a send that finds the
-// buffer full is dropped, so pending changes coalesce and notify never
-// blocks. The zero value is ready to use and safe for concurrent use.
-type notifier struct {
+// Notifier fans a "something changed" signal out to subscribers, the way
+// Membership.Subscribe promises: each subscriber has a channel buffered for
+// one value, and a send that finds the buffer full is dropped, so pending
+// changes coalesce and Notify never blocks. Implementations of Membership
+// (Static, gossip.Gossip) use it for Subscribe.
+//
+// The zero value is ready to use. It is safe for concurrent use.
+type Notifier struct {
 	mu   sync.Mutex
 	next uint64
 	subs map[uint64]chan struct{}
 }
 
-// subscribe registers a subscriber. cancel is idempotent; it does not close
+// Subscribe registers a subscriber. cancel is idempotent; it does not close
 // the channel, so a receiver blocked on it simply stops being woken.
-func (n *notifier) subscribe() (<-chan struct{}, func()) {
+func (n *Notifier) Subscribe() (changes <-chan struct{}, cancel func()) {
 	ch := make(chan struct{}, 1)
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -33,8 +36,8 @@ func (n *notifier) subscribe() (<-chan struct{}, func()) {
 	}
 }
 
-// notify wakes every subscriber without blocking.
-func (n *notifier) notify() {
+// Notify wakes every subscriber without blocking.
+func (n *Notifier) Notify() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for _, ch := range n.subs {

@@ -20,7 +20,7 @@ type Static struct {
 	mu        sync.RWMutex
 	members   map[string]Member
 	reachable map[string]bool
-	subs      notifier
+	subs      Notifier
 }
 
 var _ Membership = (*Static)(nil)
@@ -58,7 +58,7 @@ func (s *Static) Reachable(id string) bool {
 // Reachable changes; see Membership.Subscribe. cancel is idempotent and
 // does not close the channel.
 func (s *Static) Subscribe() (changes <-chan struct{}, cancel func()) {
-	return s.subs.subscribe()
+	return s.subs.Subscribe()
 }
 
 // SetReachable marks the member with this ID up or down, as a failure
@@ -72,7 +72,7 @@ func (s *Static) SetReachable(id string, up bool) {
 	}
 	s.mu.Unlock()
 	if changed {
-		s.subs.notify()
+		s.subs.Notify()
 	}
 }
 
@@ -86,7 +86,7 @@ func (s *Static) Add(m Member) {
 	s.reachable[m.ID] = true
 	s.mu.Unlock()
 	if changed {
-		s.subs.notify()
+		s.subs.Notify()
 	}
 }
 
@@ -99,7 +99,7 @@ func (s *Static) Remove(id string) {
 	delete(s.reachable, id)
 	s.mu.Unlock()
 	if ok {
-		s.subs.notify()
+		s.subs.Notify()
 	}
 }
 

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 	"github.com/dynamo-kv/dynamo/transport"
 	"github.com/hashicorp/memberlist"
 )
@@ -89,8 +89,8 @@ func (f *faultTransport) Call(ctx context.Context, addr string, req []byte) ([]b
 }
 
 // newFaultGossip wraps memberlist's transport so that blocks cuts gossip
-// too, in both directions (see membership.CutTransport). The wrapper owns
+// too, in both directions (see gossip.CutTransport). The wrapper owns
 // inner: Shutdown shuts it down.
-func newFaultGossip(inner memberlist.Transport, blocks *blockList) *membership.CutTransport {
-	return membership.NewCutTransport(inner, func(peer string, _ bool) bool { return blocks.cut(peer) })
+func newFaultGossip(inner memberlist.Transport, blocks *blockList) *gossip.CutTransport {
+	return gossip.NewCutTransport(inner, func(peer string, _ bool) bool { return blocks.cut(peer) })
 }

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 	"github.com/dynamo-kv/dynamo/transport"
 	"github.com/hashicorp/memberlist"
 	"github.com/stretchr/testify/require"
@@ -197,7 +197,7 @@ func TestFaultGossip(t *testing.T) {
 	_, err = g.WriteToAddress([]byte("x"), memberlist.Address{Addr: "127.0.0.1:2", Name: "n2"})
 	require.NoError(t, err, "a dropped packet looks sent, as over UDP")
 	_, err = g.DialAddressTimeout(memberlist.Address{Addr: "127.0.0.1:2"}, time.Second)
-	require.ErrorIs(t, err, membership.ErrLinkCut)
+	require.ErrorIs(t, err, gossip.ErrLinkCut)
 	_, err = g.DialTimeout("127.0.0.1:1", time.Second)
 	require.ErrorContains(t, err, "fake")
 

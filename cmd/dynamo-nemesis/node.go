@@ -26,7 +26,7 @@ import (
 
 	"github.com/dynamo-kv/dynamo"
 	"github.com/dynamo-kv/dynamo/auth"
-	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
 )
 
@@ -57,7 +57,7 @@ func parseNodeFlags(args []string, stderr io.Writer) (nodeFlags, error) {
 	fs.StringVar(&f.peers, "peers", "", "comma-separated id=gossipaddr of the other nodes (joined at start, rejoined when unreachable)")
 	fs.StringVar(&f.block, "block", "", "comma-separated peer addresses blocked from the start")
 	fs.StringVar(&f.mode, "mode", "union", "union: keep siblings; lww: Config.Resolver = dynamo.Latest")
-	fs.StringVar(&f.profile, "profile", string(membership.ProfileLocal), "gossip timing: lan, wan or local")
+	fs.StringVar(&f.profile, "profile", string(gossip.ProfileLocal), "gossip timing: lan, wan or local")
 	fs.IntVar(&f.partitions, "partitions", 0, "Config.Partitions (the same on every node); 0 means the library default")
 	fs.DurationVar(&f.rejoin, "rejoin", time.Second, "how often to rejoin peers the failure detector holds dead; 0 never")
 	fs.DurationVar(&f.requestTimeout, "request-timeout", time.Second, "Config.RequestTimeout")
@@ -132,7 +132,7 @@ type nodeServer struct {
 	f      nodeFlags
 	log    *slog.Logger
 	blocks *blockList
-	gossip *membership.Gossip
+	gossip *gossip.Gossip
 	node   atomic.Pointer[dynamo.Node] // nil until the node has joined and opened
 
 	mu    sync.Mutex
@@ -166,7 +166,7 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 		return err
 	}
 	defer func() { err = errors.Join(err, tr.Close()) }()
-	nt, err := membership.NewNetTransport(f.gossip, log)
+	nt, err := gossip.NewNetTransport(f.gossip, log)
 	if err != nil {
 		return err
 	}
@@ -178,9 +178,9 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 	}
 	s.self = net.JoinHostPort(ip.String(), strconv.Itoa(port))
 
-	g, err := membership.NewGossip(membership.GossipConfig{
-		NodeID: f.id, DataAddr: tr.Addr(), Transport: fg, Profile: membership.Profile(f.profile), Logger: log,
-		SecretKeys: gossipKeys,
+	g, err := gossip.New(gossip.Config{
+		NodeID: f.id, DataAddr: tr.Addr(), Transport: fg, Profile: gossip.Profile(f.profile), Logger: log,
+		SecretKeys: gossipKeys, Signer: creds,
 	})
 	if err != nil {
 		_ = fg.Shutdown()

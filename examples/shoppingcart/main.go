@@ -21,7 +21,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 )
 
 func main() {
@@ -31,7 +31,7 @@ func main() {
 // nodeFlags are the settings of one node of a multi-process cluster.
 type nodeFlags struct {
 	id, listen, gossip, join, data, http, zone string
-	profile                                    membership.Profile
+	profile                                    gossip.Profile
 	leaveOnExit                                bool
 	secretFile                                 string // the cluster secret; "" with insecure
 	insecure                                   bool
@@ -55,7 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&f.data, "data", "", "data directory; reuse it to restart the node")
 	fs.StringVar(&f.http, "http", "127.0.0.1:0", "HTTP API address")
 	fs.StringVar(&f.zone, "zone", "", "failure domain (rack or availability zone): each key's replicas span as many zones as the cluster has, up to N")
-	fs.StringVar(&profile, "profile", string(membership.ProfileLAN), "failure detection timing: lan, wan or local")
+	fs.StringVar(&profile, "profile", string(gossip.ProfileLAN), "failure detection timing: lan, wan or local")
 	fs.BoolVar(&f.leaveOnExit, "leave-on-exit", false, "leave the ring for good on SIGTERM or SIGINT (default: stop as if crashed, keep partitions)")
 	fs.StringVar(&f.secretFile, "secret-file", "", "file holding the cluster secret, the same on every node (node mode needs it, or -insecure)")
 	fs.BoolVar(&f.insecure, "insecure", false, "run without peer authentication: anyone who reaches the ports can read, write and join")
@@ -77,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	f.profile = membership.Profile(profile)
+	f.profile = gossip.Profile(profile)
 	if f.id == "" || f.data == "" {
 		fmt.Fprintln(stderr, "shoppingcart: node mode needs -id and -data")
 		fs.Usage()

@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(nodeEnv) == "1" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
+	if name := os.Getenv(dosAttackEnv); name != "" {
+		os.Exit(runAttacker(name))
+	}
 	goleak.VerifyTestMain(m)
 }
 

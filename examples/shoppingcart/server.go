@@ -13,13 +13,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dynamo-kv/dynamo"
 	"github.com/dynamo-kv/dynamo/auth"
-	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
 )
 
@@ -36,7 +37,7 @@ const shutdownTimeout = 5 * time.Second
 // not expose its Membership.
 func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err error) {
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	secrets, topts, gossipKeys, err := f.security()
+	secrets, topts, gossipKeys, signer, err := f.security()
 	if err != nil {
 		return err
 	}
@@ -56,9 +57,9 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 			seeds = append(seeds, s)
 		}
 	}
-	g, err := membership.JoinGossip(ctx, membership.GossipConfig{
+	g, err := gossip.Join(ctx, gossip.Config{
 		NodeID: f.id, BindAddr: f.gossip, DataAddr: tr.Addr(), Seeds: seeds, Profile: f.profile, Logger: log, Zone: f.zone,
-		SecretKeys: gossipKeys,
+		SecretKeys: gossipKeys, Signer: signer,
 	})
 	if err != nil {
 		return err
@@ -89,8 +90,16 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 		return err
 	}
 	srv := &http.Server{
-		Handler:           newAPI(n, g),
+		Handler: newAPI(n, g),
+		// The API is unauthenticated (see README.md), and these bound what
+		// a slow or idle client holds: a request's header, its whole body
+		// (at most maxBody), writing the reply, and a kept-alive
+		// connection between requests.
 		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
@@ -121,31 +130,31 @@ func runNode(ctx context.Context, f nodeFlags, stdout, stderr io.Writer) (err er
 }
 
 // security reads the cluster secret of -secret-file, and returns it with
-// the TLS it gives the data port and the keys it gives gossip; with
-// -insecure, none of them.
-func (f nodeFlags) security() (secrets [][]byte, opts tcp.Options, gossipKeys [][]byte, err error) {
+// the TLS it gives the data port, and the keys and the record signer it
+// gives gossip; with -insecure, none of them.
+func (f nodeFlags) security() (secrets [][]byte, opts tcp.Options, gossipKeys [][]byte, signer gossip.Signer, err error) {
 	if f.insecure {
-		return nil, tcp.Options{}, nil, nil
+		return nil, tcp.Options{}, nil, nil, nil
 	}
 	secret, err := os.ReadFile(f.secretFile)
 	if err != nil {
-		return nil, tcp.Options{}, nil, fmt.Errorf("read the cluster secret: %w", err)
+		return nil, tcp.Options{}, nil, nil, fmt.Errorf("read the cluster secret: %w", err)
 	}
 	secrets = [][]byte{bytes.TrimSpace(secret)}
 	creds, err := auth.FromSecrets(dynamo.DefaultCluster, f.id, secrets)
 	if err != nil {
-		return nil, tcp.Options{}, nil, fmt.Errorf("cluster secret in %s: %w", f.secretFile, err)
+		return nil, tcp.Options{}, nil, nil, fmt.Errorf("cluster secret in %s: %w", f.secretFile, err)
 	}
 	if gossipKeys, err = auth.Secrets(secrets).GossipKeys(dynamo.DefaultCluster); err != nil {
-		return nil, tcp.Options{}, nil, err
+		return nil, tcp.Options{}, nil, nil, err
 	}
-	return secrets, tcp.Options{TLS: creds.TLSConfig(), Identify: creds.PeerNodeID}, gossipKeys, nil
+	return secrets, tcp.Options{TLS: creds.TLSConfig(), Identify: creds.PeerNodeID}, gossipKeys, creds, nil
 }
 
 // api serves the HTTP API of one node.
 type api struct {
 	node   *dynamo.Node
-	gossip *membership.Gossip
+	gossip *gossip.Gossip
 }
 
 // newAPI returns the node's HTTP handler:
@@ -162,7 +171,7 @@ type api struct {
 //
 // Cart writes take ?r= and ?w= too. Errors are {"error":"..."}, with 503
 // when a quorum was not met.
-func newAPI(n *dynamo.Node, g *membership.Gossip) http.Handler {
+func newAPI(n *dynamo.Node, g *gossip.Gossip) http.Handler {
 	a := &api{node: n, gossip: g}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /cart/{user}/items/{item}", a.addItem)
@@ -337,12 +346,13 @@ func (a *api) putKV(w http.ResponseWriter, r *http.Request) {
 // healthReply is the node's view: its identity, every ring member with
 // whether the failure detector holds it reachable, and background counters.
 type healthReply struct {
-	ID      string         `json:"id"`
-	Actor   string         `json:"actor"`
-	Ready   bool           `json:"ready"` // the node pulled what it missed (dynamo.Store.Ready)
-	Gossip  string         `json:"gossip"`
-	Members []memberHealth `json:"members"`
-	Stats   dynamo.Stats   `json:"stats"`
+	ID         string         `json:"id"`
+	Actor      string         `json:"actor"`
+	Ready      bool           `json:"ready"` // the node pulled what it missed (dynamo.Store.Ready)
+	Gossip     string         `json:"gossip"`
+	Members    []memberHealth `json:"members"`
+	Stats      dynamo.Stats   `json:"stats"`
+	Goroutines int            `json:"goroutines"`
 }
 
 type memberHealth struct {
@@ -353,7 +363,7 @@ type memberHealth struct {
 }
 
 func (a *api) health(w http.ResponseWriter, _ *http.Request) {
-	rep := healthReply{ID: a.gossip.ID(), Actor: a.node.Actor(), Gossip: a.gossip.GossipAddr(), Stats: a.node.Stats()}
+	rep := healthReply{ID: a.gossip.ID(), Actor: a.node.Actor(), Gossip: a.gossip.GossipAddr(), Stats: a.node.Stats(), Goroutines: runtime.NumGoroutine()}
 	select {
 	case <-a.node.Ready():
 		rep.Ready = true

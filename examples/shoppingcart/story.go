@@ -16,7 +16,7 @@ import (
 
 	"github.com/dynamo-kv/dynamo"
 	"github.com/dynamo-kv/dynamo/auth"
-	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
 )
 
@@ -107,7 +107,7 @@ func startStoryCluster(ctx context.Context, root string, names []string) ([]*sto
 			Config:        cfg,
 			GossipListen:  "127.0.0.1:0",
 			Seeds:         seeds,
-			GossipProfile: membership.ProfileLocal,
+			GossipProfile: gossip.ProfileLocal,
 		})
 		if err != nil {
 			return nodes, errors.Join(err, tr.Close())

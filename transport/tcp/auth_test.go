@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dynamo-kv/dynamo/auth"
@@ -212,4 +213,50 @@ func TestTCP_RotateCA_NoFailedCalls(t *testing.T) {
 		step([]*authtest.CA{oldCA, newCA}, newCA),
 		step([]*authtest.CA{newCA}, newCA),
 	})
+}
+
+// A peer that opens more connections than a node's pool gets no more
+// requests in flight: MaxPeerInFlight holds across its connections, and
+// another peer is served meanwhile.
+func TestServer_PeerInFlightAcrossConnections(t *testing.T) {
+	const perPeer = 4
+	opts := withCreds(creds(t, "server", secretA))
+	opts.MaxPeerInFlight = perPeer
+	server := listen(t, opts)
+	var running, most atomic.Int64
+	release := make(chan struct{})
+	var once sync.Once
+	letGo := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(letGo) // before the transports close, should the test fail
+	require.NoError(t, server.Serve(func(ctx context.Context, req []byte) ([]byte, error) {
+		if p, _ := transport.PeerFromContext(ctx); p.NodeID != "greedy" {
+			return req, nil
+		}
+		n := running.Add(1)
+		defer running.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		<-release
+		return req, nil
+	}))
+	greedyOpts := withCreds(creds(t, "greedy", secretA))
+	greedyOpts.ConnsPerPeer = 3
+	greedy := listen(t, greedyOpts)
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Go(func() {
+			_, err := greedy.Call(ctx(t), server.Addr(), []byte("x"))
+			assert.NoError(t, err)
+		})
+	}
+	eventually(t, func() bool { return running.Load() == perPeer && server.Stats().PeerWaits > 0 }, "the greedy peer to fill its places")
+
+	other := listen(t, withCreds(creds(t, "other", secretA)))
+	reply, err := other.Call(ctx(t), server.Addr(), []byte("served"))
+	require.NoError(t, err)
+	require.Equal(t, "served", string(reply))
+
+	letGo()
+	wg.Wait()
+	require.Equal(t, int64(perPeer), most.Load(), "greedy requests handled at once")
 }

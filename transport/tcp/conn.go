@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"sync"
@@ -48,9 +47,11 @@ type conn struct {
 	slot int
 
 	// Inbound only: one token per request read and not yet replied to, the
-	// reader's own included while it reads; and the NodeID the peer proved.
-	slots  chan struct{}
-	nodeID string
+	// reader's own included while it reads; the NodeID the peer proved; and
+	// that peer's tokens across its connections (nil without a NodeID).
+	slots     chan struct{}
+	nodeID    string
+	peerSlots chan struct{}
 
 	// The reader's: the read deadline now set, and scratch for headers.
 	rdl  time.Time
@@ -133,6 +134,14 @@ func (c *conn) writeFrame(h header, payload []byte) error {
 	return err
 }
 
+// releaseSlots gives back the tokens of a request replied to.
+func (c *conn) releaseSlots() {
+	if c.peerSlots != nil {
+		<-c.peerSlots
+	}
+	<-c.slots
+}
+
 // setReadDeadline gives the reader 2×ReadTimeout from now.
 func (c *conn) setReadDeadline(now time.Time) error {
 	c.rdl = now.Add(2 * c.t.opts.ReadTimeout)
@@ -148,25 +157,14 @@ func (c *conn) readFrame(b *budget) (header, []byte, int64, error) {
 	if err := c.awaitFrame(); err != nil {
 		return header{}, nil, 0, err
 	}
-	if _, err := io.ReadFull(c.br, c.rhdr[:prefixLen]); err != nil {
-		return header{}, nil, 0, c.readError(err)
-	}
-	n, err := frameLength(&c.rhdr, c.t.opts.MaxFrameSize)
+	h, payload, reserved, err := readFrame(c.br, &c.rhdr, c.t.opts.MaxFrameSize, b, c.rdl, c.t.done)
 	if err != nil {
+		if !errors.Is(err, errProtocol) {
+			err = c.readError(err)
+		}
 		return header{}, nil, 0, err
 	}
-	if _, err := io.ReadFull(c.br, c.rhdr[prefixLen:]); err != nil {
-		return header{}, nil, 0, c.readError(err)
-	}
-	h, err := parseHeader(&c.rhdr)
-	if err != nil {
-		return header{}, nil, 0, err
-	}
-	payload, reserved, err := readPayload(c.br, n, b, c.rdl, c.t.done)
-	if err != nil {
-		return header{}, nil, 0, c.readError(err)
-	}
-	c.bytesIn.Add(uint64(frameOverhead + n))
+	c.bytesIn.Add(uint64(frameOverhead + len(payload)))
 	return h, payload, reserved, nil
 }
 

@@ -89,6 +89,33 @@ func parseHeader(buf *[frameOverhead]byte) (header, error) {
 	}, nil
 }
 
+// readFrame reads one frame from br, its prefix and header into hdr: it
+// checks the length prefix against maxPayload and the header before reading
+// the payload, whose memory it reserves from b as bytes arrive (see
+// readPayload). Errors that break the wire format wrap errProtocol; the
+// others are br's. The caller releases the bytes reserved.
+func readFrame(br *bufio.Reader, hdr *[frameOverhead]byte, maxPayload int, b *budget, deadline time.Time, done <-chan struct{}) (header, []byte, int64, error) {
+	if _, err := io.ReadFull(br, hdr[:prefixLen]); err != nil {
+		return header{}, nil, 0, err
+	}
+	n, err := frameLength(hdr, maxPayload)
+	if err != nil {
+		return header{}, nil, 0, err
+	}
+	if _, err := io.ReadFull(br, hdr[prefixLen:]); err != nil {
+		return header{}, nil, 0, err
+	}
+	h, err := parseHeader(hdr)
+	if err != nil {
+		return header{}, nil, 0, err
+	}
+	payload, reserved, err := readPayload(br, n, b, deadline, done)
+	if err != nil {
+		return header{}, nil, 0, err
+	}
+	return h, payload, reserved, nil
+}
+
 // A payload that has not arrived whole is read into pooled buffers of
 // power-of-two sizes, from 1<<minGrowShift up, and then into one of exactly
 // its size once at least half of it has come: the buffers it outgrows are

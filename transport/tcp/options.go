@@ -26,6 +26,7 @@ const (
 	DefaultIdleTimeout      = 2 * time.Minute
 	DefaultMaxConns         = 1024
 	DefaultMaxConnInFlight  = 128
+	DefaultMaxPeerInFlight  = DefaultConnsPerPeer * DefaultMaxConnInFlight
 	DefaultMaxInFlight      = 2048
 	DefaultReadBudget       = 128 << 20
 )
@@ -79,6 +80,14 @@ type Options struct {
 	// reading that connection, so TCP pushes back on its sender. Zero means
 	// DefaultMaxConnInFlight (128).
 	MaxConnInFlight int
+	// MaxPeerInFlight bounds the requests of one peer, a NodeID proved by
+	// Identify, being handled or replied to at once across all its inbound
+	// connections: a peer that opens more connections than a node's pool
+	// gets no more of this node's work. At the bound the transport stops
+	// reading that peer's connections. Without Identify only the other
+	// bounds apply. Zero means DefaultMaxPeerInFlight (256: ConnsPerPeer
+	// connections at MaxConnInFlight each, the defaults).
+	MaxPeerInFlight int
 	// MaxInFlight bounds the requests being handled or replied to at once
 	// across all inbound connections. A request beyond it gets a busy
 	// reply at once, which its caller sees as transport.ErrBusy; its
@@ -107,7 +116,7 @@ func (o Options) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"ConnsPerPeer", o.ConnsPerPeer}, {"MaxConns", o.MaxConns}, {"MaxConnInFlight", o.MaxConnInFlight}, {"MaxInFlight", o.MaxInFlight}} {
+	}{{"ConnsPerPeer", o.ConnsPerPeer}, {"MaxConns", o.MaxConns}, {"MaxConnInFlight", o.MaxConnInFlight}, {"MaxPeerInFlight", o.MaxPeerInFlight}, {"MaxInFlight", o.MaxInFlight}} {
 		if f.v < 0 {
 			errs = append(errs, fmt.Errorf("%s (%d) must not be negative", f.name, f.v))
 		}
@@ -153,6 +162,7 @@ func (o Options) withDefaults() Options {
 	setDefault(&o.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&o.MaxConns, DefaultMaxConns)
 	setDefault(&o.MaxConnInFlight, DefaultMaxConnInFlight)
+	setDefault(&o.MaxPeerInFlight, DefaultMaxPeerInFlight)
 	setDefault(&o.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&o.ReadBudget, max(DefaultReadBudget, int64(o.MaxFrameSize)))
 	if o.Logger == nil {

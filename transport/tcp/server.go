@@ -63,9 +63,10 @@ func (t *Transport) acceptLoop() {
 
 // serveConn reads requests from an inbound connection and starts a handler
 // goroutine for each, until the connection breaks or the transport closes.
-// At MaxConnInFlight requests in flight it stops reading; at MaxInFlight
-// across the transport it answers busy. Handlers' ctx end with the
-// connection.
+// At MaxConnInFlight requests in flight on the connection, or
+// MaxPeerInFlight across the peer's connections, it stops reading; at
+// MaxInFlight across the transport it answers busy. Handlers' ctx end with
+// the connection.
 func (t *Transport) serveConn(c *conn) {
 	defer t.wg.Done()
 	ctx, cancel := context.WithCancel(t.ctx)
@@ -76,6 +77,10 @@ func (t *Transport) serveConn(c *conn) {
 		return
 	}
 	ctx = transport.WithPeer(ctx, transport.Peer{Addr: c.addr, NodeID: c.nodeID})
+	if c.nodeID != "" {
+		c.peerSlots = t.peerLimits.join(c.nodeID)
+		defer t.peerLimits.leave(c.nodeID)
+	}
 	if err := c.setReadDeadline(time.Now()); err != nil {
 		c.fail(err)
 		return
@@ -101,6 +106,21 @@ func (t *Transport) serveConn(c *conn) {
 			c.fail(err)
 			return
 		}
+		if c.peerSlots != nil {
+			// The peer's other connections have MaxPeerInFlight requests
+			// in flight: wait, reading nothing more from this one.
+			select {
+			case c.peerSlots <- struct{}{}: // released once the reply is written
+			default:
+				t.counts.peerWaits.Add(1)
+				select {
+				case c.peerSlots <- struct{}{}:
+				case <-t.done:
+					t.budget.release(reserved)
+					return
+				}
+			}
+		}
 		hp := t.handler.Load()
 		if hp == nil || t.inFlight.Add(1) > int64(t.opts.MaxInFlight) {
 			out := kindNotServing
@@ -111,7 +131,7 @@ func (t *Transport) serveConn(c *conn) {
 			}
 			t.budget.release(reserved)
 			err := c.writeFrame(header{kind: out, id: h.id}, nil)
-			<-c.slots
+			c.releaseSlots()
 			if err != nil {
 				c.fail(err)
 				return
@@ -170,7 +190,7 @@ func (t *Transport) handle(ctx context.Context, c *conn, h transport.Handler, hd
 	}
 	werr := c.writeFrame(out, reply)
 	t.inFlight.Add(-1)
-	<-c.slots
+	c.releaseSlots()
 	if werr != nil {
 		c.fail(werr)
 	}

@@ -18,7 +18,10 @@ type Stats struct {
 
 	InFlight int    // inbound requests being handled or replied to now
 	Busy     uint64 // inbound requests answered busy: MaxInFlight were in flight
-	Reserved int64  // bytes of request payload held against ReadBudget now
+	// PeerWaits counts inbound requests that waited, their connection not
+	// read meanwhile, because their peer had MaxPeerInFlight in flight.
+	PeerWaits uint64
+	Reserved  int64 // bytes of request payload held against ReadBudget now
 
 	BytesIn  uint64 // frame bytes read, headers included, both directions
 	BytesOut uint64 // frame bytes written, headers included, both directions
@@ -26,7 +29,7 @@ type Stats struct {
 
 // counters are the transport's event counts.
 type counters struct {
-	accepted, refused, handshakeFailures, idleClosed, slowClosed, acceptErrors, busy atomic.Uint64
+	accepted, refused, handshakeFailures, idleClosed, slowClosed, acceptErrors, busy, peerWaits atomic.Uint64
 }
 
 // traffic is a byte count in both directions.
@@ -49,6 +52,7 @@ func (t *Transport) Stats() Stats {
 		AcceptErrors:      t.counts.acceptErrors.Load(),
 		InFlight:          int(t.inFlight.Load()),
 		Busy:              t.counts.busy.Load(),
+		PeerWaits:         t.counts.peerWaits.Load(),
 		Reserved:          t.budget.reserved(),
 	}
 	t.mu.Lock()

@@ -32,8 +32,9 @@
 //     connections already open go on.
 //   - HandshakeTimeout for TLS, ReadTimeout for a frame once it has begun
 //     (slowloris), IdleTimeout for a connection with nothing in flight.
-//   - MaxConnInFlight requests per connection: at the bound the transport
-//     stops reading it, so TCP pushes back on the sender; and MaxInFlight
+//   - MaxConnInFlight requests per connection, and MaxPeerInFlight per
+//     peer NodeID across its connections: at the bound the transport stops
+//     reading, so TCP pushes back on the sender; and MaxInFlight
 //     across the node, beyond which requests get transport.ErrBusy without
 //     running. Goroutines thus stay within MaxInFlight handlers plus one
 //     reader per connection, whatever peers send.
@@ -50,9 +51,13 @@
 //     its ctx ends, and must not call Close on its own transport.
 //   - Only the caller's deadline reaches the handler, not its cancellation.
 //   - The transport dials only the addresses its callers pass.
-//   - A reply waiting to be written counts against both in-flight caps, so a
+//   - A reply waiting to be written counts against the in-flight caps, so a
 //     peer that does not read its replies holds its places for up to
 //     WriteTimeout, then loses its connection.
+//   - The caps bound how many requests a peer has handled at once, not what
+//     they cost: a peer (a member) that floods cheap requests still takes a
+//     share of the node's CPU and storage in proportion to MaxPeerInFlight,
+//     and with a cluster secret a member can present many NodeIDs.
 package tcp
 
 import (
@@ -85,10 +90,11 @@ type Transport struct {
 	cancel context.CancelFunc
 	done   chan struct{} // closed first thing in Close
 
-	handler  atomic.Pointer[transport.Handler]
-	budget   *budget      // request payload bytes held
-	inFlight atomic.Int64 // inbound requests admitted and not yet replied to
-	counts   counters
+	handler    atomic.Pointer[transport.Handler]
+	budget     *budget      // request payload bytes held
+	peerLimits *peerLimits  // requests in flight per peer NodeID
+	inFlight   atomic.Int64 // inbound requests admitted and not yet replied to
+	counts     counters
 
 	mu      sync.Mutex
 	closed  bool
@@ -119,16 +125,17 @@ func serve(ln net.Listener, opts Options) *Transport {
 	opts = opts.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &Transport{
-		opts:   opts,
-		ln:     ln,
-		addr:   ln.Addr().String(),
-		log:    opts.Logger,
-		ctx:    ctx,
-		cancel: cancel,
-		done:   make(chan struct{}),
-		budget: newBudget(opts.ReadBudget),
-		conns:  make(map[*conn]struct{}),
-		peers:  make(map[string]*peer),
+		opts:       opts,
+		ln:         ln,
+		addr:       ln.Addr().String(),
+		log:        opts.Logger,
+		ctx:        ctx,
+		cancel:     cancel,
+		done:       make(chan struct{}),
+		budget:     newBudget(opts.ReadBudget),
+		peerLimits: newPeerLimits(opts.MaxPeerInFlight),
+		conns:      make(map[*conn]struct{}),
+		peers:      make(map[string]*peer),
 	}
 	t.wg.Add(2)
 	go t.acceptLoop()

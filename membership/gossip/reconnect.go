@@ -1,6 +1,6 @@
 // The reconnect loop: rejoining ring members memberlist has given up on, so that partitions heal (§4.8).
 
-package membership
+package gossip
 
 import (
 	"cmp"

@@ -1,6 +1,6 @@
 // CutTransport: a memberlist transport whose links can be cut, for fault tests of gossip (§4.8).
 
-package membership
+package gossip
 
 import (
 	"errors"
@@ -14,7 +14,7 @@ import (
 
 // ErrLinkCut is returned (wrapped) by a CutTransport's dials to a peer
 // whose link is cut.
-var ErrLinkCut = errors.New("dynamo: membership: link cut")
+var ErrLinkCut = errors.New("dynamo: gossip: link cut")
 
 // CutTransport wraps a memberlist transport so that a test, or a nemesis,
 // can partition gossip: outbound packets to a cut peer are dropped (the
@@ -24,7 +24,7 @@ var ErrLinkCut = errors.New("dynamo: membership: link cut")
 // dropped before memberlist sees them. Inbound streams come from ephemeral
 // ports, so they are cut by the dialling peer's own CutTransport.
 //
-// Pass it as GossipConfig.Transport. It owns the wrapped transport:
+// Pass it as Config.Transport. It owns the wrapped transport:
 // Shutdown shuts that down too.
 type CutTransport struct {
 	inner memberlist.NodeAwareTransport

@@ -1,6 +1,6 @@
 // Tests of the reconnect loop on real memberlist over 127.0.0.1 (§4.8): a healed partition and a seed out of reach at start.
 
-package membership_test
+package gossip_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 )
 
 // ring returns the members with the given IDs, as config gives them.
@@ -24,7 +25,7 @@ func ring(ids ...string) []membership.Member {
 
 // allSee reports whether every node lists exactly want and holds every one
 // of them reachable.
-func allSee(nodes []*membership.Gossip, want []membership.Member) bool {
+func allSee(nodes []*gossip.Gossip, want []membership.Member) bool {
 	for _, g := range nodes {
 		if !slices.Equal(g.Members(), want) {
 			return false
@@ -43,7 +44,7 @@ func TestGossip_Partition_HealsAfterMemberlistForgets(t *testing.T) {
 	a := startOn(t, &fn, "n1", nil, nil)
 	b := startOn(t, &fn, "n2", nil, nil, a.GossipAddr())
 	c := startOn(t, &fn, "n3", nil, nil, a.GossipAddr())
-	all := []*membership.Gossip{a, b, c}
+	all := []*gossip.Gossip{a, b, c}
 	want := ring("n1", "n2", "n3")
 	eventually(t, func() bool { return allSee(all, want) }, "cluster forms: %s", describe(all))
 
@@ -84,14 +85,14 @@ func TestGossip_JoinRetry_StartsWithSeedOutOfReachThenJoins(t *testing.T) {
 	cfg.BindAddr, cfg.Transport = "", tr
 	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
 	defer cancel()
-	_, err := membership.JoinGossip(ctx, cfg)
-	require.ErrorIs(t, err, membership.ErrJoin)
+	_, err := gossip.Join(ctx, cfg)
+	require.ErrorIs(t, err, gossip.ErrJoin)
 	require.NoError(t, tr.Shutdown())
 
 	// With it, the node starts alone and joins once the seed answers.
 	tr = newFaultTransport(t, &fn)
 	fn.isolate(tr.self, seed.GossipAddr())
-	late := startOn(t, &fn, "n2", tr, func(c *membership.GossipConfig) { c.JoinRetry = true }, seed.GossipAddr())
+	late := startOn(t, &fn, "n2", tr, func(c *gossip.Config) { c.JoinRetry = true }, seed.GossipAddr())
 	require.Equal(t, ring("n2"), late.Members())
 	require.Never(t, func() bool {
 		return len(late.Members()) != 1 || slices.Contains(ids(seed), "n2")
@@ -99,7 +100,7 @@ func TestGossip_JoinRetry_StartsWithSeedOutOfReachThenJoins(t *testing.T) {
 
 	fn.heal()
 	healed := time.Now()
-	both := []*membership.Gossip{seed, late}
+	both := []*gossip.Gossip{seed, late}
 	eventually(t, func() bool { return allSee(both, ring("n1", "n2")) }, "n2 joins through its seed: %s", describe(both))
 	t.Logf("joined %v after the seed came within reach", time.Since(healed).Round(time.Millisecond))
 }
@@ -111,10 +112,10 @@ func TestGossip_ReconnectDisabled_StaysApartAfterForgetting(t *testing.T) {
 		t.Skip("skipped in -short mode: waits out memberlist's forgetting")
 	}
 	var fn faultNet
-	off := func(c *membership.GossipConfig) { c.ReconnectInterval = -1 }
+	off := func(c *gossip.Config) { c.ReconnectInterval = -1 }
 	a := startOn(t, &fn, "n1", nil, off)
 	b := startOn(t, &fn, "n2", nil, off, a.GossipAddr())
-	all := []*membership.Gossip{a, b}
+	all := []*gossip.Gossip{a, b}
 	want := ring("n1", "n2")
 	eventually(t, func() bool { return allSee(all, want) }, "pair forms: %s", describe(all))
 

@@ -1,6 +1,6 @@
 // Tests of zones in gossiped ring records on real memberlist over 127.0.0.1 (§4.8, §4.6 placement across failure domains).
 
-package membership_test
+package gossip_test
 
 import (
 	"fmt"
@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 )
 
 // Every node sees every member's zone, also a node that joins after the
@@ -17,12 +18,12 @@ import (
 // node's own metadata; and a node without a zone shows an empty one.
 func TestGossip_Zones_EveryNodeSeesEveryZone(t *testing.T) {
 	zoneOf := map[string]string{"n1": "zone-a", "n2": "zone-b", "n3": "zone-a", "n4": ""}
-	withZone := func(id string, seeds ...string) membership.GossipConfig {
+	withZone := func(id string, seeds ...string) gossip.Config {
 		cfg := config(id, seeds...)
 		cfg.Zone = zoneOf[id]
 		return cfg
 	}
-	nodes := []*membership.Gossip{start(t, withZone("n1"))}
+	nodes := []*gossip.Gossip{start(t, withZone("n1"))}
 	for _, id := range []string{"n2", "n3", "n4"} {
 		nodes = append(nodes, start(t, withZone(id, nodes[len(nodes)-1].GossipAddr())))
 	}
@@ -41,7 +42,7 @@ func TestGossip_Zones_EveryNodeSeesEveryZone(t *testing.T) {
 }
 
 // describeZones renders every node's view with zones, for failure messages.
-type describeZones []*membership.Gossip
+type describeZones []*gossip.Gossip
 
 func (d describeZones) String() string {
 	out := ""

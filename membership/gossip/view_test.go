@@ -1,6 +1,6 @@
 // Table tests of the ring record merge rule and wire encodings (§4.8), no network.
 
-package membership
+package gossip
 
 import (
 	"fmt"
@@ -10,6 +10,8 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/stretchr/testify/require"
+
+	"github.com/dynamo-kv/dynamo/membership"
 )
 
 func TestEntry_Supersedes(t *testing.T) {
@@ -65,7 +67,7 @@ func TestView_RecordsOfOneRunMergeInAnyOrder(t *testing.T) {
 			v.merge(records[i])
 		}
 		require.Equal(t, both, v.records["a"], "order %v", perm)
-		require.Equal(t, []Member{{ID: "a", Addr: "x", Zone: "z1"}}, v.members(), "order %v", perm)
+		require.Equal(t, []membership.Member{{ID: "a", Addr: "x", Zone: "z1"}}, v.members(), "order %v", perm)
 	}
 	// Only the two partial records: their union.
 	var v view
@@ -87,7 +89,7 @@ func TestView_FailureIsNotDeparture(t *testing.T) {
 	var v view
 	require.True(t, v.merge(entry{ID: "b", Addr: "xb", Incarnation: 1}))
 	require.True(t, v.merge(entry{ID: "a", Addr: "xa", Incarnation: 1}))
-	require.Equal(t, []Member{{ID: "a", Addr: "xa"}, {ID: "b", Addr: "xb"}}, v.members())
+	require.Equal(t, []membership.Member{{ID: "a", Addr: "xa"}, {ID: "b", Addr: "xb"}}, v.members())
 	require.Equal(t, visibility{member: true, addr: "xa"}, v.visible("a"), "not reachable until memberlist says alive")
 
 	v.setAlive("a", 1)
@@ -104,7 +106,7 @@ func TestView_FailureIsNotDeparture(t *testing.T) {
 
 	require.True(t, v.merge(entry{ID: "a", Addr: "xa2", Incarnation: 2, Left: true}))
 	require.Equal(t, visibility{}, v.visible("a"), "a left node is neither member nor reachable")
-	require.Equal(t, []Member{{ID: "b", Addr: "xb"}}, v.members())
+	require.Equal(t, []membership.Member{{ID: "b", Addr: "xb"}}, v.members())
 	require.Equal(t, 1, v.numMembers())
 	require.False(t, v.merge(entry{ID: "a", Addr: "xa2", Incarnation: 2}), "a stale live record does not resurrect")
 	require.Len(t, v.snapshot(), 2, "the tombstone is kept and gossiped")
@@ -129,10 +131,10 @@ func TestWire_RoundTripAndRejects(t *testing.T) {
 	_, err = decodeEntry(metaV1, noID)
 	require.ErrorIs(t, err, errMalformed, "no ID")
 
-	var records []entry
 	b, err = encode(stateV1, []entry{e, {ID: "b"}})
 	require.NoError(t, err)
-	require.NoError(t, decode(stateV1, b, &records))
+	records, err := decodeState(b)
+	require.NoError(t, err)
 	require.Equal(t, []entry{e, {ID: "b"}}, records)
 }
 
@@ -181,8 +183,8 @@ func TestWire_OtherReleases(t *testing.T) {
 	}
 	state, err := encode(stateV1, recs)
 	require.NoError(t, err)
-	var records []entry
-	require.NoError(t, decode(stateV1, state, &records))
+	records, err := decodeState(state)
+	require.NoError(t, err)
 	require.Equal(t, []entry{
 		{ID: "a", Addr: "x", Incarnation: 7, GossipAddr: "g:1", Zone: "z"},
 		{ID: "b", Addr: "y", Incarnation: 8, Left: true},
@@ -200,20 +202,21 @@ func TestWire_OtherReleases(t *testing.T) {
 	require.NoError(t, err)
 	_, err = decodeEntry(metaV1, zoneNotString)
 	require.ErrorIs(t, err, errMalformed, "a zone that is not a string")
-	longZone, err := encode(msgEntryV1, []any{"a", "x", 7, false, "g:1", strings.Repeat("z", MaxZoneLen+1)})
+	longZone, err := encode(msgEntryV1, []any{"a", "x", 7, false, "g:1", strings.Repeat("z", membership.MaxZoneLen+1)})
 	require.NoError(t, err)
 	_, err = decodeEntry(msgEntryV1, longZone)
-	require.ErrorIs(t, err, errMalformed, "a zone beyond MaxZoneLen")
-	require.ErrorContains(t, err, fmt.Sprintf("Zone of %d bytes, the limit is %d", MaxZoneLen+1, MaxZoneLen))
-	maxZone, err := encode(msgEntryV1, []any{"a", "x", 7, false, "g:1", strings.Repeat("z", MaxZoneLen)})
+	require.ErrorIs(t, err, errMalformed, "a zone beyond membership.MaxZoneLen")
+	require.ErrorContains(t, err, fmt.Sprintf("Zone of %d bytes, the limit is %d", membership.MaxZoneLen+1, membership.MaxZoneLen))
+	maxZone, err := encode(msgEntryV1, []any{"a", "x", 7, false, "g:1", strings.Repeat("z", membership.MaxZoneLen)})
 	require.NoError(t, err)
 	got, err = decodeEntry(msgEntryV1, maxZone)
 	require.NoError(t, err)
-	require.Len(t, got.Zone, MaxZoneLen)
+	require.Len(t, got.Zone, membership.MaxZoneLen)
 	withNil, err := encode(stateV1, []any{nil, []any{"a", "x", 1, false}})
 	require.NoError(t, err)
-	require.NoError(t, decode(stateV1, withNil, &records))
-	require.Equal(t, []entry{{}, {ID: "a", Addr: "x", Incarnation: 1}}, records)
+	records, err = decodeState(withNil)
+	require.NoError(t, err)
+	require.Equal(t, []entry{{ID: "a", Addr: "x", Incarnation: 1}}, records, "entries without an ID are dropped")
 }
 
 func TestWire_MetaOmitsGossipAddr(t *testing.T) {
@@ -231,7 +234,7 @@ func TestWire_MetaOfReasonableNodeFits(t *testing.T) {
 	// A 128-byte ID (dynamo's NodeID limit), a 253-byte DNS name with a
 	// port and the longest zone still fit.
 	e := entry{ID: string(make([]byte, 128)), Addr: string(make([]byte, 259)), Incarnation: math.MaxUint64, Left: true,
-		GossipAddr: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535", Zone: strings.Repeat("z", MaxZoneLen)}
+		GossipAddr: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535", Zone: strings.Repeat("z", membership.MaxZoneLen)}
 	b, err := encode(metaV1, metaRecord(e))
 	require.NoError(t, err)
 	require.LessOrEqual(t, len(b), memberlist.MetaMaxSize)

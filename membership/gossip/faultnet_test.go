@@ -1,6 +1,6 @@
-// A test network that partitions memberlist transports on 127.0.0.1 (§4.8), with membership.CutTransport.
+// A test network that partitions memberlist transports on 127.0.0.1 (§4.8), with gossip.CutTransport.
 
-package membership_test
+package gossip_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 )
 
 // faultNet is a set of cut links between gossip addresses. Every node of a
@@ -49,18 +49,18 @@ func (n *faultNet) blocked(from, to string) bool {
 }
 
 // faultTransport is the gossip transport of the node at self: a
-// membership.CutTransport whose cuts are n's links from or to self.
+// gossip.CutTransport whose cuts are n's links from or to self.
 type faultTransport struct {
-	*membership.CutTransport
+	*gossip.CutTransport
 	self string
 }
 
 // newFaultTransport listens on a free 127.0.0.1 port and starts filtering
-// inbound packets. The caller passes it as GossipConfig.Transport, and shuts
-// it down itself only if NewGossip or JoinGossip fails.
+// inbound packets. The caller passes it as Config.Transport, and shuts
+// it down itself only if New or Join fails.
 func newFaultTransport(t *testing.T, n *faultNet) *faultTransport {
 	t.Helper()
-	nt, err := membership.NewNetTransport("127.0.0.1:0", nil)
+	nt, err := gossip.NewNetTransport("127.0.0.1:0", nil)
 	require.NoError(t, err)
 	ip, port, err := nt.FinalAdvertiseAddr("", 0)
 	if err != nil {
@@ -74,12 +74,12 @@ func newFaultTransport(t *testing.T, n *faultNet) *faultTransport {
 		}
 		return n.blocked(self, peer)
 	}
-	return &faultTransport{CutTransport: membership.NewCutTransport(nt, cut), self: self}
+	return &faultTransport{CutTransport: gossip.NewCutTransport(nt, cut), self: self}
 }
 
 // startOn joins node id, with the given seeds, on a faultTransport of n and
 // closes it when the test ends. edit, if not nil, adjusts the config.
-func startOn(t *testing.T, n *faultNet, id string, tr *faultTransport, edit func(*membership.GossipConfig), seeds ...string) *membership.Gossip {
+func startOn(t *testing.T, n *faultNet, id string, tr *faultTransport, edit func(*gossip.Config), seeds ...string) *gossip.Gossip {
 	t.Helper()
 	if tr == nil {
 		tr = newFaultTransport(t, n)
@@ -96,13 +96,13 @@ func startOn(t *testing.T, n *faultNet, id string, tr *faultTransport, edit func
 	return g
 }
 
-// joinOrShutdown runs JoinGossip and fails the test on an error, shutting
-// down the transport, which the failed JoinGossip did not take.
-func joinOrShutdown(t *testing.T, cfg membership.GossipConfig, tr *faultTransport) *membership.Gossip {
+// joinOrShutdown runs Join and fails the test on an error, shutting
+// down the transport, which the failed Join did not take.
+func joinOrShutdown(t *testing.T, cfg gossip.Config, tr *faultTransport) *gossip.Gossip {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
 	defer cancel()
-	g, err := membership.JoinGossip(ctx, cfg)
+	g, err := gossip.Join(ctx, cfg)
 	if err != nil {
 		_ = tr.Shutdown()
 		require.NoError(t, err)

@@ -1,6 +1,6 @@
 // Tests of Gossip on real memberlist over 127.0.0.1 (§4.8): join, leave, failure, restart, removal.
 
-package membership_test
+package gossip_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dynamo-kv/dynamo/membership"
+	"github.com/dynamo-kv/dynamo/membership/gossip"
 )
 
 const (
@@ -39,23 +40,23 @@ func testLogger() *slog.Logger {
 func dataAddr(id string, run int) string { return fmt.Sprintf("127.0.0.1:%d/%s", 9000+run, id) }
 
 // config returns a local-profile config for node id on a free 127.0.0.1 port.
-func config(id string, seeds ...string) membership.GossipConfig {
-	return membership.GossipConfig{
+func config(id string, seeds ...string) gossip.Config {
+	return gossip.Config{
 		NodeID:   id,
 		BindAddr: "127.0.0.1:0",
 		DataAddr: dataAddr(id, 0),
 		Seeds:    seeds,
-		Profile:  membership.ProfileLocal,
+		Profile:  gossip.ProfileLocal,
 		Logger:   testLogger(),
 	}
 }
 
 // start joins a node built from cfg and closes it when the test ends.
-func start(t *testing.T, cfg membership.GossipConfig) *membership.Gossip {
+func start(t *testing.T, cfg gossip.Config) *gossip.Gossip {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
 	defer cancel()
-	g, err := membership.JoinGossip(ctx, cfg)
+	g, err := gossip.Join(ctx, cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { require.NoError(t, g.Close()) })
 	return g
@@ -63,9 +64,9 @@ func start(t *testing.T, cfg membership.GossipConfig) *membership.Gossip {
 
 // cluster starts n nodes, n1 to nN, all joining through n1, and waits until
 // every node lists all of them, reachable.
-func cluster(t *testing.T, n int) []*membership.Gossip {
+func cluster(t *testing.T, n int) []*gossip.Gossip {
 	t.Helper()
-	nodes := []*membership.Gossip{start(t, config("n1"))}
+	nodes := []*gossip.Gossip{start(t, config("n1"))}
 	for i := 2; i <= n; i++ {
 		nodes = append(nodes, start(t, config(fmt.Sprintf("n%d", i), nodes[0].GossipAddr())))
 	}
@@ -103,7 +104,7 @@ func eventually(t *testing.T, cond func() bool, msg string, args ...any) {
 }
 
 // describe is a lazy rendering of every node's view, for failure messages.
-type describe []*membership.Gossip
+type describe []*gossip.Gossip
 
 func (d describe) String() string {
 	var b strings.Builder
@@ -117,7 +118,7 @@ func (d describe) String() string {
 }
 
 // ids returns the IDs of a node's members.
-func ids(g *membership.Gossip) []string {
+func ids(g *gossip.Gossip) []string {
 	var out []string
 	for _, m := range g.Members() {
 		out = append(out, m.ID)
@@ -208,9 +209,9 @@ func TestGossip_Remove_TakesDeadNodeOutEverywhere(t *testing.T) {
 	eventually(t, func() bool { return !slices.Contains(ids(nodes[1]), "n3") },
 		"the removal spreads: %s", describe(nodes[:2]))
 
-	require.ErrorIs(t, nodes[0].Remove("n3"), membership.ErrUnknownMember)
-	require.ErrorIs(t, nodes[0].Remove("nobody"), membership.ErrUnknownMember)
-	require.ErrorIs(t, nodes[0].Remove("n1"), membership.ErrRemoveSelf)
+	require.ErrorIs(t, nodes[0].Remove("n3"), gossip.ErrUnknownMember)
+	require.ErrorIs(t, nodes[0].Remove("nobody"), gossip.ErrUnknownMember)
+	require.ErrorIs(t, nodes[0].Remove("n1"), gossip.ErrRemoveSelf)
 
 	// A new run of n3, on the same gossip address, joins the ring again: its
 	// larger incarnation beats the tombstone, and memberlist takes it back
@@ -218,7 +219,7 @@ func TestGossip_Remove_TakesDeadNodeOutEverywhere(t *testing.T) {
 	cfg := config("n3", nodes[0].GossipAddr())
 	cfg.BindAddr = oldAddr
 	again := start(t, cfg)
-	all := []*membership.Gossip{nodes[0], nodes[1], again}
+	all := []*gossip.Gossip{nodes[0], nodes[1], again}
 	eventually(t, func() bool {
 		for _, g := range all {
 			if !slices.Contains(ids(g), "n3") || !g.Reachable("n3") {
@@ -251,7 +252,7 @@ func TestGossip_Subscribe_FiresOnJoin(t *testing.T) {
 
 func TestGossip_SecretKeyAndTransportOverride(t *testing.T) {
 	key := []byte("0123456789abcdef")
-	tr, err := membership.NewNetTransport("127.0.0.1:0", nil)
+	tr, err := gossip.NewNetTransport("127.0.0.1:0", nil)
 	require.NoError(t, err)
 	cfg := config("n1")
 	cfg.BindAddr = "" // the transport decides
@@ -269,13 +270,13 @@ func TestGossip_SecretKeyAndTransportOverride(t *testing.T) {
 	cfg.SecretKey = []byte("fedcba9876543210")
 	ctx, cancel := context.WithTimeout(t.Context(), waitFor)
 	defer cancel()
-	_, err = membership.JoinGossip(ctx, cfg)
-	require.ErrorIs(t, err, membership.ErrJoin)
+	_, err = gossip.Join(ctx, cfg)
+	require.ErrorIs(t, err, gossip.ErrJoin)
 	require.NotContains(t, ids(n1), "intruder")
 }
 
 func TestGossip_CloseAndLeave_Idempotent(t *testing.T) {
-	g, err := membership.NewGossip(config("solo"))
+	g, err := gossip.New(config("solo"))
 	require.NoError(t, err)
 	require.Equal(t, []membership.Member{{ID: "solo", Addr: dataAddr("solo", 0)}}, g.Members())
 	require.True(t, g.Reachable("solo"))
@@ -288,14 +289,14 @@ func TestGossip_CloseAndLeave_Idempotent(t *testing.T) {
 	require.NoError(t, g.Close())
 
 	_, err = g.Join(t.Context(), "127.0.0.1:1")
-	require.ErrorIs(t, err, membership.ErrClosed)
+	require.ErrorIs(t, err, gossip.ErrClosed)
 
-	h, err := membership.NewGossip(config("other"))
+	h, err := gossip.New(config("other"))
 	require.NoError(t, err)
 	require.NoError(t, h.Close())
 	require.NoError(t, h.Close())
 	require.NoError(t, h.Leave(time.Second))
-	require.ErrorIs(t, h.Remove("x"), membership.ErrClosed)
+	require.ErrorIs(t, h.Remove("x"), gossip.ErrClosed)
 }
 
 func TestGossip_Join_CancelledContext(t *testing.T) {
@@ -306,23 +307,23 @@ func TestGossip_Join_CancelledContext(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 }
 
-func TestGossipConfig_Validate(t *testing.T) {
+func TestConfig_Validate(t *testing.T) {
 	good := config("n1")
 	require.NoError(t, good.Validate())
 
 	tests := map[string]struct {
-		edit func(*membership.GossipConfig)
+		edit func(*gossip.Config)
 		want []string
 	}{
 		"metadata too large": {
-			func(c *membership.GossipConfig) {
+			func(c *gossip.Config) {
 				c.NodeID = strings.Repeat("x", 300)
 				c.DataAddr = strings.Repeat("y", 300)
 			},
 			[]string{"MetaMaxSize (512)", "NodeID (300 bytes)", "DataAddr (300 bytes)"},
 		},
 		"every problem at once": {
-			func(c *membership.GossipConfig) {
+			func(c *gossip.Config) {
 				c.NodeID, c.DataAddr, c.BindAddr = "", "", "localhost:7946"
 				c.SecretKey, c.Profile, c.Seeds = []byte("short"), "fast", []string{"nohost"}
 			},
@@ -330,15 +331,15 @@ func TestGossipConfig_Validate(t *testing.T) {
 				"SecretKey is 5 bytes", `Profile ("fast")`, `Seeds[0] ("nohost")`},
 		},
 		"JoinRetry without the reconnect loop": {
-			func(c *membership.GossipConfig) { c.JoinRetry, c.ReconnectInterval = true, -time.Second },
+			func(c *gossip.Config) { c.JoinRetry, c.ReconnectInterval = true, -time.Second },
 			[]string{"JoinRetry needs the reconnect loop", "ReconnectInterval (-1s)"},
 		},
 		"zone too long": {
-			func(c *membership.GossipConfig) { c.Zone = strings.Repeat("z", membership.MaxZoneLen+1) },
+			func(c *gossip.Config) { c.Zone = strings.Repeat("z", membership.MaxZoneLen+1) },
 			[]string{fmt.Sprintf("Zone is %d bytes, the limit is %d", membership.MaxZoneLen+1, membership.MaxZoneLen)},
 		},
 		"metadata with a zone too large": {
-			func(c *membership.GossipConfig) {
+			func(c *gossip.Config) {
 				c.NodeID = strings.Repeat("x", 200)
 				c.DataAddr = strings.Repeat("y", 250)
 				c.Zone = strings.Repeat("z", membership.MaxZoneLen)
@@ -346,7 +347,7 @@ func TestGossipConfig_Validate(t *testing.T) {
 			[]string{"MetaMaxSize (512)", "Zone (64 bytes)"},
 		},
 		"bad port": {
-			func(c *membership.GossipConfig) { c.BindAddr = "127.0.0.1:70000" },
+			func(c *gossip.Config) { c.BindAddr = "127.0.0.1:70000" },
 			[]string{`BindAddr ("127.0.0.1:70000") has a bad port`},
 		},
 	}
@@ -355,12 +356,22 @@ func TestGossipConfig_Validate(t *testing.T) {
 			cfg := good
 			tc.edit(&cfg)
 			err := cfg.Validate()
-			require.ErrorIs(t, err, membership.ErrInvalidConfig)
+			require.ErrorIs(t, err, gossip.ErrInvalidConfig)
 			for _, w := range tc.want {
 				require.ErrorContains(t, err, w)
 			}
-			_, err = membership.NewGossip(cfg)
-			require.ErrorIs(t, err, membership.ErrInvalidConfig, "NewGossip validates")
+			_, err = gossip.New(cfg)
+			require.ErrorIs(t, err, gossip.ErrInvalidConfig, "New validates")
 		})
+	}
+}
+
+// pending reports whether a notification is waiting on ch, and takes it.
+func pending(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }

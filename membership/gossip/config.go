@@ -1,6 +1,6 @@
-// GossipConfig and its memberlist tuning profiles: failure detection timing of §4.8.
+// Config and its memberlist tuning profiles: failure detection timing of §4.8.
 
-package membership
+package gossip
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/dynamo-kv/dynamo/membership"
 )
 
 // Profile selects memberlist's timing: how often nodes probe each other and
@@ -39,9 +41,9 @@ const (
 	ProfileLocal Profile = "local"
 )
 
-// GossipConfig configures a Gossip. The zero value is not usable: NodeID,
+// Config configures a Gossip. The zero value is not usable: NodeID,
 // DataAddr and BindAddr (or Transport) are required.
-type GossipConfig struct {
+type Config struct {
 	// NodeID is the node's ring identity and its memberlist node name. A
 	// process restarted after a crash rejoins with the same NodeID.
 	NodeID string
@@ -57,22 +59,22 @@ type GossipConfig struct {
 	DataAddr string
 
 	// Zone is this node's failure domain, the Member.Zone other nodes see:
-	// at most MaxZoneLen bytes, fixed for the node's run. It travels in
+	// at most membership.MaxZoneLen bytes, fixed for the node's run. It travels in
 	// memberlist's node metadata with the ID and DataAddr. Empty means none.
 	Zone string
 
 	// Seeds are gossip addresses ("host:port") of nodes already in the
-	// cluster; JoinGossip contacts them. Empty starts a new cluster. After
-	// JoinGossip, the reconnect loop (see ReconnectInterval) contacts them
-	// again whenever memberlist holds no other node alive. NewGossip does
+	// cluster; Join contacts them. Empty starts a new cluster. After
+	// Join, the reconnect loop (see ReconnectInterval) contacts them
+	// again whenever memberlist holds no other node alive. New does
 	// not use them.
 	Seeds []string
 
-	// JoinRetry makes JoinGossip start the node alone, instead of failing
+	// JoinRetry makes Join start the node alone, instead of failing
 	// with ErrJoin, when no seed answers; the reconnect loop then keeps
 	// contacting the seeds until one does. A node restarted inside a network
 	// partition so starts, and joins when the partition heals. Until then it
-	// sees a ring of one. JoinGossip still fails if its ctx ends first.
+	// sees a ring of one. Join still fails if its ctx ends first.
 	// JoinRetry needs the reconnect loop: ReconnectInterval must not be
 	// negative.
 	JoinRetry bool
@@ -83,7 +85,7 @@ type GossipConfig struct {
 	// that outlasts failure detection would stay apart after it heals. The
 	// loop, as Serf's reconnect does, joins again each ring member that is
 	// not alive in memberlist, at the gossip address the member's ring
-	// record carries, and the Seeds given to JoinGossip while no other node
+	// record carries, and the Seeds given to Join while no other node
 	// is alive. It tries at most three targets a round, and backs off on
 	// each target that stays dead: retried after 1, 2, 4, then every 8
 	// intervals. Zero means the profile's default: 500 ms for ProfileLocal,
@@ -103,19 +105,30 @@ type GossipConfig struct {
 	// first, then drop the old one.
 	SecretKeys [][]byte
 
+	// Signer, when set, makes this node sign every ring record it
+	// publishes and take a peer's record only when it is signed by the
+	// node it describes; a removal (Gossip.Remove) is signed by the member
+	// that made it and taken only for a member held unreachable. So a
+	// member cannot rewrite or evict another member's record, however it
+	// gossips. Memberlist's metadata, which it does not authenticate, then
+	// only tells which incarnation of a node is alive. Set it on every node
+	// of a cluster or on none: a signed node takes no unsigned record, and
+	// the other way round. auth.Credentials fits.
+	Signer Signer
+
 	// Profile selects the timing; empty means ProfileLAN.
 	Profile Profile
 
 	// Incarnation tells this run of NodeID apart from earlier ones: it must
 	// be larger than that of any earlier run, so that a node that left, or
 	// was removed, can rejoin, and so that stale records lose to new ones.
-	// Zero, the default, takes the wall clock in nanoseconds at NewGossip.
+	// Zero, the default, takes the wall clock in nanoseconds at New.
 	Incarnation uint64
 
 	// Transport, when set, replaces memberlist's UDP/TCP transport, for
 	// instance with a wrapper that injects faults around NewNetTransport's
-	// result. The Gossip owns it once NewGossip succeeds and shuts it down on
-	// Close or Leave; if NewGossip fails, the caller shuts it down.
+	// result. The Gossip owns it once New succeeds and shuts it down on
+	// Close or Leave; if New fails, the caller shuts it down.
 	Transport memberlist.Transport
 
 	// Logger receives memberlist's log lines at their levels; nil discards.
@@ -124,7 +137,7 @@ type GossipConfig struct {
 
 // Validate reports every problem with c at once, wrapped in
 // ErrInvalidConfig, and never modifies c.
-func (c GossipConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	if c.NodeID == "" {
 		errs = append(errs, errors.New("NodeID is empty"))
@@ -159,8 +172,8 @@ func (c GossipConfig) Validate() error {
 	if c.JoinRetry && c.ReconnectInterval < 0 {
 		errs = append(errs, fmt.Errorf("JoinRetry needs the reconnect loop, which a negative ReconnectInterval (%v) disables", c.ReconnectInterval))
 	}
-	if len(c.Zone) > MaxZoneLen {
-		errs = append(errs, fmt.Errorf("Zone is %d bytes, the limit is %d", len(c.Zone), MaxZoneLen))
+	if len(c.Zone) > membership.MaxZoneLen {
+		errs = append(errs, fmt.Errorf("Zone is %d bytes, the limit is %d", len(c.Zone), membership.MaxZoneLen))
 	}
 	// The largest metadata this node will ever publish: the left flag set
 	// and the widest incarnation.
@@ -195,7 +208,7 @@ func splitBindAddr(addr string) (string, int, error) {
 
 // reconnectInterval returns how often the reconnect loop runs; <= 0 means
 // never.
-func (c GossipConfig) reconnectInterval() time.Duration {
+func (c Config) reconnectInterval() time.Duration {
 	if c.ReconnectInterval != 0 {
 		return c.ReconnectInterval
 	}
@@ -211,7 +224,7 @@ func (c GossipConfig) reconnectInterval() time.Duration {
 
 // memberlistConfig returns the memberlist configuration for c, which must be
 // valid. Delegate and Events are left for the caller.
-func (c GossipConfig) memberlistConfig(logger *log.Logger) *memberlist.Config {
+func (c Config) memberlistConfig(logger *log.Logger) *memberlist.Config {
 	var mc *memberlist.Config
 	switch c.Profile {
 	case ProfileWAN:
@@ -272,7 +285,7 @@ func cloneKeys(keys [][]byte) [][]byte {
 
 // NewNetTransport returns memberlist's UDP/TCP transport listening on
 // bindAddr ("ip:port"; port 0 picks a port free for both protocols), for a
-// caller that wraps it and passes the wrapper as GossipConfig.Transport.
+// caller that wraps it and passes the wrapper as Config.Transport.
 // logger receives its log lines; nil discards them.
 func NewNetTransport(bindAddr string, logger *slog.Logger) (*memberlist.NetTransport, error) {
 	host, port, err := splitBindAddr(bindAddr)

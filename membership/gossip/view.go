@@ -1,11 +1,14 @@
 // The gossiped ring record set and its merge rule: joined-and-not-left versus reachable (§4.8).
 
-package membership
+package gossip
 
 import (
+	"bytes"
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/dynamo-kv/dynamo/membership"
 )
 
 // entry is one node's ring record. Entries travel in node metadata, in
@@ -95,6 +98,9 @@ type view struct {
 	// alive (or suspect); an ID is absent while memberlist holds it dead,
 	// and after memberlist has forgotten it.
 	alive map[string]uint64
+	// seals holds, in a signed cluster, the sealed form of each record in
+	// records: what proves it and what is relayed.
+	seals map[string]sealed
 }
 
 // merge stores what e adds to the view's record for e.ID (see entry.over),
@@ -111,6 +117,52 @@ func (v *view) merge(e entry) bool {
 	}
 	v.records[e.ID] = e
 	return true
+}
+
+// mergeSealed is merge for a signed cluster, where a record is kept whole
+// with its seal, never completed field by field from another: a later
+// incarnation wins, within one a leave (or a removal) is final, and between
+// two seals of the same record the later signature wins (a node signs its
+// record again after a rotation of its credentials), the larger bytes
+// breaking a tie so that every node keeps the same one.
+func (v *view) mergeSealed(e entry, s sealed) bool {
+	if !v.takesSealed(e, s) {
+		return false
+	}
+	if v.records == nil {
+		v.records = make(map[string]entry)
+	}
+	if v.seals == nil {
+		v.seals = make(map[string]sealed)
+	}
+	v.records[e.ID] = e
+	v.seals[e.ID] = s
+	return true
+}
+
+// takesSealed reports whether mergeSealed(e, s) would change the view.
+func (v *view) takesSealed(e entry, s sealed) bool {
+	old, ok := v.records[e.ID]
+	switch {
+	case !ok:
+		return true
+	case e.Incarnation != old.Incarnation:
+		return e.Incarnation > old.Incarnation
+	case e.Left != old.Left:
+		return e.Left
+	}
+	o := v.seals[e.ID]
+	return s.at > o.at || s.at == o.at && bytes.Compare(s.wire, o.wire) > 0
+}
+
+// sealedSnapshot returns the seal of every record, sorted by ID.
+func (v *view) sealedSnapshot() [][]byte {
+	ids := slices.Sorted(maps.Keys(v.seals))
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		out[i] = v.seals[id].wire
+	}
+	return out
 }
 
 // setAlive records that the failure detector holds the given incarnation of
@@ -136,14 +188,14 @@ func (v *view) visible(id string) visibility {
 }
 
 // members returns the ring, joined and not left, sorted by ID.
-func (v *view) members() []Member {
-	out := make([]Member, 0, len(v.records))
+func (v *view) members() []membership.Member {
+	out := make([]membership.Member, 0, len(v.records))
 	for _, e := range v.records {
 		if !e.Left {
-			out = append(out, Member{ID: e.ID, Addr: e.Addr, Zone: e.Zone})
+			out = append(out, membership.Member{ID: e.ID, Addr: e.Addr, Zone: e.Zone})
 		}
 	}
-	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(out, func(a, b membership.Member) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 

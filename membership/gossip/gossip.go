@@ -1,6 +1,6 @@
 // Gossip: ring membership and failure detection over hashicorp/memberlist (§4.8).
 
-package membership
+package gossip
 
 import (
 	"bytes"
@@ -8,12 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/dynamo-kv/dynamo/membership"
 )
 
 // Gossip is a Membership kept by hashicorp/memberlist's SWIM gossip, with the
@@ -38,23 +42,25 @@ import (
 //   - Two sides of a network partition that outlasts failure detection find
 //     each other again after it heals: a reconnect loop joins the members
 //     memberlist does not hold alive at the gossip addresses in their
-//     records (see GossipConfig.ReconnectInterval).
+//     records (see Config.ReconnectInterval).
 //
 // All methods are safe for concurrent use.
 type Gossip struct {
 	id     string
 	logger *slog.Logger
+	signer Signer // nil: records are not signed
 	ml     *memberlist.Memberlist
 	queue  *memberlist.TransmitLimitedQueue
 	size   atomic.Int64 // ring size, for the queue's retransmit limit
 	closed atomic.Bool  // set before memberlist shuts down; news is ignored from then on
-	subs   notifier
+	subs   membership.Notifier
 
 	mu    sync.Mutex
 	view  view
-	self  entry    // the record this node publishes about itself
-	meta  []byte   // self encoded as memberlist metadata
-	seeds []string // JoinGossip's seeds, for the reconnect loop
+	peers map[string]string // the gossip address of each node memberlist holds alive
+	self  entry             // the record this node publishes about itself
+	meta  []byte            // self encoded as memberlist metadata
+	seeds []string          // Join's seeds, for the reconnect loop
 
 	keyring *memberlist.Keyring // nil: gossip in the clear
 	keyMu   sync.Mutex          // serializes SetSecretKeys
@@ -67,12 +73,12 @@ type Gossip struct {
 	pending  sync.WaitGroup // Joins and leave messages still in flight
 }
 
-var _ Membership = (*Gossip)(nil)
+var _ membership.Membership = (*Gossip)(nil)
 
-// NewGossip validates cfg and starts memberlist listening as a cluster of
+// New validates cfg and starts memberlist listening as a cluster of
 // one, and the reconnect loop unless cfg.ReconnectInterval is negative; Join
 // adds it to an existing cluster. cfg.Seeds is not used here.
-func NewGossip(cfg GossipConfig) (*Gossip, error) {
+func New(cfg Config) (*Gossip, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -87,6 +93,7 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 	g := &Gossip{
 		id:     cfg.NodeID,
 		logger: logger.With("node", cfg.NodeID),
+		signer: cfg.Signer,
 		self:   entry{ID: cfg.NodeID, Addr: cfg.DataAddr, Incarnation: inc, Zone: cfg.Zone},
 		done:   make(chan struct{}),
 		quit:   make(chan struct{}),
@@ -96,7 +103,9 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 		return nil, fmt.Errorf("membership: %w", err)
 	}
 	g.meta = meta
-	g.view.merge(g.self)
+	if g.signer == nil {
+		g.view.merge(g.self)
+	}
 	g.size.Store(1)
 
 	var mlLogger *slog.Logger
@@ -123,7 +132,14 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 	// next exchange.
 	g.mu.Lock()
 	g.self.GossipAddr = ml.LocalNode().Address()
-	g.view.merge(g.self)
+	if g.signer == nil {
+		g.view.merge(g.self)
+	} else if _, err := g.sealSelf(); err != nil {
+		// In a signed cluster the node's own record opens every exchange.
+		g.mu.Unlock()
+		_ = ml.Shutdown()
+		return nil, err
+	}
 	g.mu.Unlock()
 	if every := cfg.reconnectInterval(); every > 0 {
 		g.loop.Add(1)
@@ -134,7 +150,7 @@ func NewGossip(cfg GossipConfig) (*Gossip, error) {
 
 // SetSecretKeys replaces the gossip keyring of a Gossip started with
 // SecretKey or SecretKeys: keys[0] encrypts from now on, and every key
-// decrypts. keys is copied. See GossipConfig.SecretKeys for the steps of a
+// decrypts. keys is copied. See Config.SecretKeys for the steps of a
 // rotation.
 func (g *Gossip) SetSecretKeys(keys [][]byte) error {
 	if len(keys) == 0 {
@@ -168,7 +184,7 @@ func (g *Gossip) SetSecretKeys(keys [][]byte) error {
 	return nil
 }
 
-// JoinGossip starts a Gossip with NewGossip and joins it to the cluster
+// Join starts a Gossip with New and joins it to the cluster
 // through cfg.Seeds; with no seeds it starts a new cluster. If no seed
 // answers, it closes the Gossip and returns an error wrapping ErrJoin, unless
 // cfg.JoinRetry is set: then it returns the Gossip, alone in its ring, and
@@ -176,8 +192,8 @@ func (g *Gossip) SetSecretKeys(keys [][]byte) error {
 // ends first, it closes the Gossip and returns ctx's error. From then on the
 // reconnect loop contacts the seeds again whenever memberlist holds no other
 // node alive.
-func JoinGossip(ctx context.Context, cfg GossipConfig) (*Gossip, error) {
-	g, err := NewGossip(cfg)
+func Join(ctx context.Context, cfg Config) (*Gossip, error) {
+	g, err := New(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -233,6 +249,7 @@ func (g *Gossip) Join(ctx context.Context, seeds ...string) (int, error) {
 		if r.err != nil {
 			return r.n, fmt.Errorf("membership: join %v: %w: %w", seeds, ErrJoin, r.err)
 		}
+		g.pushSelf()
 		return r.n, nil
 	case <-ctx.Done():
 		return 0, fmt.Errorf("membership: join %v: %w", seeds, ctx.Err())
@@ -249,7 +266,7 @@ func (g *Gossip) GossipAddr() string { return g.ml.LocalNode().Address() }
 // Members returns the nodes that joined and have not left or been removed,
 // reachable or not, sorted by ID. The caller owns the slice. After Close or
 // Leave it reports the last view.
-func (g *Gossip) Members() []Member {
+func (g *Gossip) Members() []membership.Member {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.view.members()
@@ -268,7 +285,7 @@ func (g *Gossip) Reachable(id string) bool {
 // Reachable changes; see Membership.Subscribe. cancel is idempotent and
 // does not close the channel.
 func (g *Gossip) Subscribe() (changes <-chan struct{}, cancel func()) {
-	return g.subs.subscribe()
+	return g.subs.Subscribe()
 }
 
 // Remove takes a member out of the ring on an operator's word, typically a
@@ -278,12 +295,21 @@ func (g *Gossip) Subscribe() (changes <-chan struct{}, cancel func()) {
 // with a larger incarnation. Remove returns an error wrapping
 // ErrUnknownMember if id is not a member, ErrRemoveSelf for this node's own ID
 // and ErrClosed after Close or Leave.
+//
+// In a signed cluster (Config.Signer) the removal is signed by this node,
+// and a node takes it only while it holds the member unreachable; the
+// member itself, if it still runs, answers with a new incarnation and is
+// back. So Remove there returns an error wrapping ErrReachable for a member
+// this node holds reachable, and no member can evict a live one.
 func (g *Gossip) Remove(id string) error {
 	if id == g.id {
 		return fmt.Errorf("membership: remove %q: %w", id, ErrRemoveSelf)
 	}
 	if g.closed.Load() {
 		return fmt.Errorf("membership: remove %q: %w", id, ErrClosed)
+	}
+	if g.signer != nil {
+		return g.removeSealed(id)
 	}
 	g.mu.Lock()
 	e, ok := g.view.records[id]
@@ -297,7 +323,7 @@ func (g *Gossip) Remove(id string) error {
 	g.size.Store(int64(g.view.numMembers()))
 	g.mu.Unlock()
 	g.logger.Info("membership: removed member from the ring", "member", id)
-	g.subs.notify()
+	g.subs.Notify()
 	return nil
 }
 
@@ -358,15 +384,21 @@ func (g *Gossip) leave(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	g.mu.Lock()
 	g.self.Left = true
-	g.view.merge(g.self)
 	if meta, err := encode(metaV1, metaRecord(g.self)); err == nil {
 		g.meta = meta
 	}
-	g.broadcast(g.self)
-	msg, err := encode(msgEntryV1, g.self)
+	var msg []byte
+	var err error
+	if g.signer != nil {
+		msg, err = g.sealSelf()
+	} else {
+		g.view.merge(g.self)
+		g.broadcast(g.self)
+		msg, err = encode(msgEntryV1, g.self)
+	}
 	g.size.Store(int64(g.view.numMembers()))
 	g.mu.Unlock()
-	g.subs.notify()
+	g.subs.Notify()
 	if err != nil {
 		return fmt.Errorf("membership: leave of %q: %w", g.id, err)
 	}
@@ -378,27 +410,7 @@ func (g *Gossip) leave(timeout time.Duration) error {
 	// Gossip reaches every node only with high probability, and a node that
 	// already holds this one dead ignores memberlist's own leave message, so
 	// hand the record to each live peer directly.
-	var peers []*memberlist.Node
-	for _, n := range g.ml.Members() {
-		if n.Name != g.id {
-			peers = append(peers, n)
-		}
-	}
-	sent := make(chan error, len(peers))
-	sem := make(chan struct{}, maxLeaveSends)
-	for _, n := range peers {
-		g.pending.Add(1)
-		go func() {
-			defer g.pending.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if err := g.ml.SendReliable(n, msg); err != nil {
-				sent <- fmt.Errorf("send left record to %q: %w", n.Name, err)
-				return
-			}
-			sent <- nil
-		}()
-	}
+	peers, sent := g.sendToPeers(msg)
 	timer := time.NewTimer(max(time.Until(deadline), 0))
 	defer timer.Stop()
 wait:
@@ -425,6 +437,58 @@ wait:
 	return nil
 }
 
+// sendToPeers sends msg over TCP to every peer memberlist holds alive, at
+// most maxLeaveSends at once, and returns how many it sends to and a
+// channel with room for each send's error (nil for a success). The sends
+// count in g.pending: call it from stop, or from a goBackground func.
+func (g *Gossip) sendToPeers(msg []byte) (int, <-chan error) {
+	// Not ml.Members(): its nodes are memberlist's own, which it changes
+	// under a lock of its own.
+	var peers []*memberlist.Node
+	g.mu.Lock()
+	for id, addr := range g.peers {
+		host, port, err := net.SplitHostPort(addr)
+		p, perr := strconv.ParseUint(port, 10, 16)
+		if id == g.id || err != nil || perr != nil {
+			continue
+		}
+		peers = append(peers, &memberlist.Node{Name: id, Addr: net.ParseIP(host), Port: uint16(p)})
+	}
+	g.mu.Unlock()
+	sent := make(chan error, len(peers))
+	sem := make(chan struct{}, maxLeaveSends)
+	for _, n := range peers {
+		g.pending.Add(1)
+		go func() {
+			defer g.pending.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := g.ml.SendReliable(n, msg); err != nil {
+				sent <- fmt.Errorf("send ring record to %q: %w", n.Name, err)
+				return
+			}
+			sent <- nil
+		}()
+	}
+	return len(peers), sent
+}
+
+// goBackground runs fn in a goroutine that Close and Leave wait for, unless
+// they have begun; it reports whether fn runs.
+func (g *Gossip) goBackground(fn func()) bool {
+	g.life.Lock()
+	defer g.life.Unlock()
+	if g.stopping {
+		return false
+	}
+	g.pending.Add(1)
+	go func() {
+		defer g.pending.Done()
+		fn()
+	}()
+	return true
+}
+
 // broadcast queues e for gossip. g.mu must be held.
 func (g *Gossip) broadcast(e entry) {
 	msg, err := encode(msgEntryV1, e)
@@ -440,17 +504,26 @@ func (g *Gossip) broadcast(e entry) {
 func (g *Gossip) observe(e entry, alive bool) {
 	g.mu.Lock()
 	before := g.view.visible(e.ID)
-	g.view.merge(e)
+	if g.signer == nil {
+		// In a signed cluster, metadata (which memberlist does not
+		// authenticate) only tells which incarnation is alive.
+		g.view.merge(e)
+	}
 	if alive {
 		g.view.setAlive(e.ID, e.Incarnation)
+		if g.peers == nil {
+			g.peers = make(map[string]string)
+		}
+		g.peers[e.ID] = e.GossipAddr
 	} else {
 		g.view.setDead(e.ID)
+		delete(g.peers, e.ID)
 	}
 	changed := g.view.visible(e.ID) != before
 	g.size.Store(int64(g.view.numMembers()))
 	g.mu.Unlock()
 	if changed {
-		g.subs.notify()
+		g.subs.Notify()
 	}
 }
 
@@ -475,127 +548,6 @@ func (g *Gossip) learn(records []entry, spread bool) {
 	g.size.Store(int64(g.view.numMembers()))
 	g.mu.Unlock()
 	if changed {
-		g.subs.notify()
+		g.subs.Notify()
 	}
-}
-
-// entryBroadcast is one ring record in memberlist's broadcast queue. A newer
-// record about the same node replaces an older one still queued.
-type entryBroadcast struct {
-	id  string
-	msg []byte
-}
-
-var _ memberlist.NamedBroadcast = (*entryBroadcast)(nil)
-
-// Invalidates reports whether b replaces other, a record about the same node.
-func (b *entryBroadcast) Invalidates(other memberlist.Broadcast) bool {
-	o, ok := other.(*entryBroadcast)
-	return ok && o.id == b.id
-}
-
-// Name identifies the node the record is about.
-func (b *entryBroadcast) Name() string { return b.id }
-
-// Message returns the encoded record.
-func (b *entryBroadcast) Message() []byte { return b.msg }
-
-// Finished does nothing: nobody waits for a record's gossip to end.
-func (b *entryBroadcast) Finished() {}
-
-// gossipDelegate receives memberlist's callbacks. memberlist calls the
-// Notify methods with its node lock held, so none of them may call back
-// into memberlist, and none blocks.
-type gossipDelegate struct{ g *Gossip }
-
-var (
-	_ memberlist.Delegate      = (*gossipDelegate)(nil)
-	_ memberlist.EventDelegate = (*gossipDelegate)(nil)
-)
-
-// NodeMeta returns this node's record as metadata; Validate made sure it
-// fits in limit.
-func (d *gossipDelegate) NodeMeta(limit int) []byte {
-	d.g.mu.Lock()
-	defer d.g.mu.Unlock()
-	if len(d.g.meta) > limit {
-		return nil
-	}
-	return slices.Clone(d.g.meta)
-}
-
-// NotifyMsg merges a broadcast ring record.
-func (d *gossipDelegate) NotifyMsg(b []byte) {
-	if d.g.closed.Load() {
-		return
-	}
-	e, err := decodeEntry(msgEntryV1, b)
-	if err != nil {
-		d.g.logger.Warn("membership: ignoring a user message", "err", err)
-		return
-	}
-	d.g.learn([]entry{e}, true)
-}
-
-// GetBroadcasts hands queued ring records to memberlist's gossip.
-func (d *gossipDelegate) GetBroadcasts(overhead, limit int) [][]byte {
-	return d.g.queue.GetBroadcasts(overhead, limit)
-}
-
-// LocalState returns every ring record this node holds, tombstones included.
-func (d *gossipDelegate) LocalState(join bool) []byte {
-	d.g.mu.Lock()
-	records := d.g.view.snapshot()
-	d.g.mu.Unlock()
-	b, err := encode(stateV1, records)
-	if err != nil {
-		d.g.logger.Error("membership: cannot encode ring state", "err", err)
-		return nil
-	}
-	return b
-}
-
-// MergeRemoteState merges a peer's ring records. Records learned in a
-// periodic exchange are spread further; at a join, both sides have just
-// exchanged everything they know, so they are not.
-func (d *gossipDelegate) MergeRemoteState(buf []byte, join bool) {
-	if d.g.closed.Load() || len(buf) == 0 {
-		return
-	}
-	var records []entry
-	if err := decode(stateV1, buf, &records); err != nil {
-		d.g.logger.Warn("membership: ignoring a peer's ring state", "err", err)
-		return
-	}
-	records = slices.DeleteFunc(records, func(e entry) bool { return e.ID == "" })
-	d.g.learn(records, !join)
-}
-
-// NotifyJoin records that a node is alive.
-func (d *gossipDelegate) NotifyJoin(n *memberlist.Node) { d.node(n, true) }
-
-// NotifyUpdate records an alive node's new metadata, such as its left flag.
-func (d *gossipDelegate) NotifyUpdate(n *memberlist.Node) { d.node(n, true) }
-
-// NotifyLeave records that a node is dead. memberlist calls it alike for a
-// crash and a graceful leave; the node's record tells them apart.
-func (d *gossipDelegate) NotifyLeave(n *memberlist.Node) { d.node(n, false) }
-
-// node applies memberlist's news about n.
-func (d *gossipDelegate) node(n *memberlist.Node, alive bool) {
-	if d.g.closed.Load() {
-		return
-	}
-	e, err := decodeEntry(metaV1, n.Meta)
-	if err == nil && e.ID != n.Name {
-		err = fmt.Errorf("%w: record for %q in the metadata of %q", errMalformed, e.ID, n.Name)
-	}
-	if err != nil {
-		d.g.logger.Warn("membership: ignoring a node without a dynamo ring record", "member", n.Name, "err", err)
-		return
-	}
-	if e.GossipAddr == "" {
-		e.GossipAddr = n.Address()
-	}
-	d.g.observe(e, alive)
 }

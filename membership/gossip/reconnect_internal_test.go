@@ -1,6 +1,6 @@
 // Table tests of the reconnect loop's choice of targets and its backoff (§4.8), no network.
 
-package membership
+package gossip
 
 import (
 	"testing"
