@@ -28,8 +28,10 @@
 //   - put: each Put writes a fresh key (a client id and sequence number) with
 //     the zero Context, so every write mints exactly one version and no key
 //     ever holds siblings. Its cost is one Put, nothing else.
+//
 //   - get: a Get of a key drawn uniformly from -keys keys, all preloaded
 //     (written to every replica) before the first get or mixed workload.
+//
 //   - mixed: with probability -read-ratio a Get as above, otherwise a Put of
 //     a preloaded key with the Context of the latest Get of that key (by any
 //     client; kept in a per-key table filled by the preload and updated
@@ -41,6 +43,7 @@
 //   - overwrite: a real client's read-modify-write of a preloaded key: a Get,
 //     then a Put with the Context that Get returned. The pair counts as one
 //     operation, so its ops/s compares directly with put's.
+//
 //   - fill: fresh keys in scrambled order until -keys keys are written (no
 //     preload, no -duration), reported in ten rows, one per tenth of the
 //     keys, so that the write rate as the data grows shows. For one big
