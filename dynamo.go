@@ -121,6 +121,8 @@ type Store struct {
 	epochs     epochLease
 	forwarded  dedupe
 	health     peerHealth
+	reads      readCoalescer // concurrent Gets of a key share reads (coalesce.go)
+	hot        hotKeys       // the keys callers ask for most (hotkeys.go)
 	reqSeq     atomic.Uint64
 	reqBase    uint64
 	pingReq    []byte
@@ -131,6 +133,7 @@ type Store struct {
 type storeStats struct {
 	readRepairs atomic.Int64
 	purged      atomic.Int64
+	coalesced   atomic.Int64
 }
 
 // Stats are counters of a Store's background work since it started.
@@ -149,6 +152,12 @@ type Stats struct {
 	// TombstonesPurged counts the tombstone-only keys this node purged, as
 	// the first primary of each, once every primary held them.
 	TombstonesPurged int64 `json:"tombstones_purged"`
+	// CoalescedGets counts the Gets served by a quorum read shared with
+	// concurrent Gets of the same key (coalesce.go), not one of their own.
+	CoalescedGets int64 `json:"coalesced_gets"`
+	// HotKeys are the keys this node's callers asked for most lately, most
+	// requested first (see HotKey).
+	HotKeys []HotKey `json:"hot_keys"`
 }
 
 // Stats returns the Store's counters.
@@ -157,7 +166,8 @@ func (s *Store) Stats() Stats {
 	pulled, dropped, wire := s.transfer.pulls, s.transfer.drops, s.transfer.wire
 	s.transfer.mu.Unlock()
 	return Stats{ReadRepairs: s.stats.readRepairs.Load(), Hints: s.hintStats(), PendingTransfers: s.PendingTransfers(),
-		PartitionsPulled: pulled, PartitionsDropped: dropped, Transfer: wire, TombstonesPurged: s.stats.purged.Load()}
+		PartitionsPulled: pulled, PartitionsDropped: dropped, Transfer: wire, TombstonesPurged: s.stats.purged.Load(),
+		CoalescedGets: s.stats.coalesced.Load(), HotKeys: s.hot.top()}
 }
 
 // New starts a Store: it validates cfg, loads or creates the node's
@@ -445,13 +455,8 @@ func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling,
 	key = slices.Clone(key) // read repair may outlive the call
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	primaries, fallbacks := s.placement(key, o.primariesOnly)
-	if len(primaries) == 0 {
-		return nil, Context{}, ErrNoReplica
-	}
-	targets := s.readTargets(primaries, fallbacks)
-	need := min(o.r, len(primaries))
-	st, err := s.readAll(ctx, key, targets, primaries, need)
+	s.hot.record(key, false)
+	st, shared, err := s.coalescedRead(ctx, key, o)
 	if err != nil {
 		return nil, Context{}, err
 	}
@@ -463,7 +468,11 @@ func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling,
 	sibs := make([]Sibling, len(live))
 	var newest int64
 	for i, sb := range live {
-		sibs[i] = Sibling{Value: sb.Value, Timestamp: time.Unix(0, sb.Time)}
+		v := sb.Value
+		if shared { // other callers got the same state: each owns its copy
+			v = slices.Clone(v)
+		}
+		sibs[i] = Sibling{Value: v, Timestamp: time.Unix(0, sb.Time)}
 		newest = max(newest, sb.Time)
 	}
 	if s.cfg.Resolver != nil && len(sibs) > 1 {
@@ -520,6 +529,7 @@ func (s *Store) write(ctx context.Context, op string, key, value []byte, tombsto
 	if err != nil {
 		return err
 	}
+	s.hot.record(key, true)
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	primaries, _ := s.placement(key, true)
