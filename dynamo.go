@@ -123,6 +123,7 @@ type Store struct {
 	health     peerHealth
 	reads      readCoalescer // concurrent Gets of a key share reads (coalesce.go)
 	hot        hotKeys       // the keys callers ask for most (hotkeys.go)
+	shared     sharedCache   // partitions shared with each peer, per ring (sharedcache.go)
 	reqSeq     atomic.Uint64
 	reqBase    uint64
 	pingReq    []byte
@@ -315,7 +316,7 @@ func (s *Store) rebuildRing() {
 		}
 		ms = ms[:maxMembers]
 	}
-	next := newRing(ms, s.cfg.Partitions, 2*s.cfg.N+2)
+	next := nextRing(old, ms, s.cfg.Partitions, 2*s.cfg.N+2)
 	s.ring.Store(next)
 	s.planPulls(old, next)
 }

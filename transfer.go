@@ -77,7 +77,7 @@ func (s *Store) planPulls(prev, next *ring) {
 		return
 	}
 	if prev == nil {
-		prev = newRing(slices.DeleteFunc(slices.Clone(next.members), func(m Member) bool { return m.ID == s.cfg.NodeID }), next.partitions, next.keep)
+		prev = nextRing(next, slices.DeleteFunc(slices.Clone(next.members), func(m Member) bool { return m.ID == s.cfg.NodeID }), next.partitions, next.keep)
 	}
 	if len(prev.members) == 0 {
 		s.transfer.mu.Lock()
@@ -365,7 +365,7 @@ func (s *Store) dropPartition(p int) error {
 // the leave (Node.Leave does).
 func (s *Store) Decommission(ctx context.Context) error {
 	cur := s.ring.Load()
-	without := newRing(slices.DeleteFunc(slices.Clone(cur.members), func(m Member) bool { return m.ID == s.cfg.NodeID }), cur.partitions, cur.keep)
+	without := nextRing(cur, slices.DeleteFunc(slices.Clone(cur.members), func(m Member) bool { return m.ID == s.cfg.NodeID }), cur.partitions, cur.keep)
 	if len(without.members) == 0 {
 		return fmt.Errorf("%w: this is the last node", ErrNoReplica)
 	}
