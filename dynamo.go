@@ -153,8 +153,9 @@ type Stats struct {
 	// TombstonesPurged counts the tombstone-only keys this node purged, as
 	// the first primary of each, once every primary held them.
 	TombstonesPurged int64 `json:"tombstones_purged"`
-	// CoalescedGets counts the Gets served by a quorum read shared with
-	// concurrent Gets of the same key (coalesce.go), not one of their own.
+	// CoalescedGets counts the Gets that waited for a quorum read shared
+	// with concurrent Gets of the same key (coalesce.go) instead of
+	// starting one of their own.
 	CoalescedGets int64 `json:"coalesced_gets"`
 	// HotKeys are the keys this node's callers asked for most lately, most
 	// requested first (see HotKey).
