@@ -276,13 +276,15 @@ type sample struct {
 	cpu   time.Duration
 	cpuOK bool
 	disk  bolt.Stats
-	rr    int64
+	rr    int64 // read repairs
+	co    int64 // coalesced Gets
 	sched *metrics.Float64Histogram
 }
 
 // startWindow samples the counters, then the clock.
 func (b *bench) startWindow() sample {
-	s := sample{disk: b.cl.diskStats(), rr: b.cl.readRepairs(), sched: schedSample()}
+	s := sample{disk: b.cl.diskStats(), sched: schedSample()}
+	s.rr, s.co = b.cl.storeStats()
 	s.cpu, s.cpuOK = processCPU()
 	s.at = time.Now()
 	return s
@@ -292,7 +294,8 @@ func (b *bench) startWindow() sample {
 func (b *bench) endWindow() sample {
 	s := sample{at: time.Now()}
 	s.cpu, s.cpuOK = processCPU()
-	s.disk, s.rr, s.sched = b.cl.diskStats(), b.cl.readRepairs(), schedSample()
+	s.disk, s.sched = b.cl.diskStats(), schedSample()
+	s.rr, s.co = b.cl.storeStats()
 	return s
 }
 
@@ -318,6 +321,7 @@ func (b *bench) summarize(w string, clients []*client, s0, s1 sample) result {
 		res.CPUPerOp = micros((s1.cpu - s0.cpu) / time.Duration(h.total))
 	}
 	res.ReadRepairs = s1.rr - s0.rr
+	res.CoalescedGets = s1.co - s0.co
 	res.SchedP50 = micros(schedQuantile(s0.sched, s1.sched, 0.5))
 	res.SchedP99 = micros(schedQuantile(s0.sched, s1.sched, 0.99))
 	if commits := s1.disk.Commits - s0.disk.Commits; commits > 0 {

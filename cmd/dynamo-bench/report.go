@@ -34,6 +34,9 @@ type result struct {
 	// ReadRepairs is how many replicas Gets sent a merged state to, over
 	// every node.
 	ReadRepairs int64 `json:"read_repairs"`
+	// CoalescedGets is how many Gets shared a quorum read with concurrent
+	// Gets of the same key, over every node.
+	CoalescedGets int64 `json:"coalesced_gets"`
 	// PutP50 and PutP99 are the latencies of the mixed workload's puts
 	// alone (0 for other workloads).
 	PutP50 float64 `json:"put_p50_us,omitempty"`
