@@ -124,6 +124,7 @@ type Store struct {
 	reads      readCoalescer // concurrent Gets of a key share reads (coalesce.go)
 	hot        hotKeys       // the keys callers ask for most (hotkeys.go)
 	shared     sharedCache   // partitions shared with each peer, per ring (sharedcache.go)
+	handover   handover      // partitions a leaving node pushed here (handover.go)
 	reqSeq     atomic.Uint64
 	reqBase    uint64
 	pingReq    []byte

@@ -593,6 +593,9 @@ func (s *Store) handleAE(m *message) []byte {
 		if err := s.mergeAll(m.Keys, pushed); err != nil {
 			return s.errorMessage(err)
 		}
+		if m.Flags&flagPushOnly != 0 {
+			s.noteHandover(m.Hint, m.Keys)
+		}
 		// Answer with the merged states that differ from what was pushed,
 		// as many as fit the byte budget (at least one): the caller asks
 		// again for the rest.

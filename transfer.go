@@ -287,11 +287,14 @@ func (s *Store) donePulling(id string, parts []uint32) {
 func (s *Store) pushRound(ctx context.Context) error { return s.pushTo(ctx, s.ring.Load(), true) }
 
 func (s *Store) pushTo(ctx context.Context, r *ring, drop bool) error {
+	if drop {
+		s.pruneHandover(r)
+	}
 	me, inRing := r.index[s.cfg.NodeID]
 	byOwner := map[string][]uint32{}
 	var foreign []uint32
 	for p := 0; p < r.partitions; p++ {
-		if s.tree.get(p) == 0 || (inRing && r.isPrimary(p, me, s.cfg.N)) {
+		if s.tree.get(p) == 0 || (inRing && r.isPrimary(p, me, s.cfg.N)) || (drop && s.heldForHandover(r, p)) {
 			continue
 		}
 		foreign = append(foreign, uint32(p))
