@@ -1,6 +1,6 @@
 # Reproduce the README's figures. `make bench` takes about four minutes.
 
-.PHONY: test bench bench-go
+.PHONY: test bench bench-go bench-hot scale
 
 test:
 	go test -race ./...
@@ -18,3 +18,16 @@ bench:
 bench-go:
 	go test -run XXX -bench . -benchmem -count 3 ./storage/bolt/
 	go test -run XXX -bench 'Store_|Sync|Ring' -benchmem -count 3 .
+
+# Hot keys: get and mixed with keys drawn at zipf s=0.99 against uniform keys, back to
+# back, three rounds; then overwrite (Get, then Put with its context) against put.
+# Quote the medians.
+bench-hot:
+	go build -o bin/dynamo-bench ./cmd/dynamo-bench
+	for i in 1 2 3; do ./bin/dynamo-bench -workloads get,mixed; ./bin/dynamo-bench -workloads get,mixed -dist zipf; done
+	for i in 1 2 3; do ./bin/dynamo-bench -workloads put,overwrite; done
+
+# 100 nodes in one process (in-memory network, fake time): Q = 2^17, 200k keys, a workload
+# while 10 nodes join and 10 leave. About half an hour on 2 cores.
+scale:
+	go test -run TestScale_100Nodes -v -timeout 90m . -scale.full

@@ -13,20 +13,10 @@ import (
 )
 
 // sharedPartitions lists, in order, the partitions for which both this node
-// and peer are among the N primaries.
+// and peer are among the N primaries. The slice is shared (sharedcache.go):
+// callers must not modify it.
 func (s *Store) sharedPartitions(r *ring, peer string) []uint32 {
-	me, ok1 := r.index[s.cfg.NodeID]
-	them, ok2 := r.index[peer]
-	if !ok1 || !ok2 {
-		return nil
-	}
-	var out []uint32
-	for p := 0; p < r.partitions; p++ {
-		if r.isPrimary(p, me, s.cfg.N) && r.isPrimary(p, them, s.cfg.N) {
-			out = append(out, uint32(p))
-		}
-	}
-	return out
+	return s.shared.of(s, r)[peer]
 }
 
 // AntiEntropyConfig tunes anti-entropy. A zero field takes the default in

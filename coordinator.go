@@ -86,14 +86,13 @@ func (s *Store) getState(ctx context.Context, key []byte, opts []Option) (state,
 	q := s.place(slices.Clone(key)) // read repair may outlive the call
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	primaries, fallbacks := s.placement(q, o.primariesOnly)
-	if len(primaries) == 0 {
-		return state{}, CausalContext{}, ErrNoReplica
-	}
-	targets := s.readTargets(primaries, fallbacks)
-	st, err := s.readAll(ctx, q, targets, primaries, min(o.r, len(primaries)))
+	s.hot.record(key, false)
+	st, shared, err := s.coalescedRead(ctx, q, o)
 	if err != nil {
 		return state{}, CausalContext{}, err
+	}
+	if shared { // other callers got the same state: each owns its copy
+		st = st.clone()
 	}
 	return st, s.issueContext(st.VV), nil
 }
@@ -149,6 +148,7 @@ func (s *Store) write(ctx context.Context, w write, key []byte, c CausalContext,
 	if err != nil {
 		return err
 	}
+	s.hot.record(key, true)
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	q := s.place(slices.Clone(key)) // replica writes may outlive the call

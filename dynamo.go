@@ -115,6 +115,10 @@ type Store struct {
 	aePace    *pacer         // anti-entropy and fold rounds
 	forwarded dedupe         // forwarded writes by request ID (server.go)
 	health    peerHealth     // this node's own failure detector (peers.go)
+	reads     readCoalescer  // concurrent Gets of a key share reads (coalesce.go)
+	hot       hotKeys        // the keys callers ask for most (hotkeys.go)
+	shared    sharedCache    // partitions shared with each peer, per ring (sharedcache.go)
+	handover  handover       // partitions a leaving node pushed here (handover.go)
 	ctxKeys   atomic.Pointer[contextKeys]
 	reqSeq    atomic.Uint64
 	reqBase   uint64
@@ -214,7 +218,7 @@ func (s *Store) rebuildRing() {
 		}
 		ms = ms[:maxMembers]
 	}
-	next := newRing(ms, s.cfg.Partitions, 2*s.cfg.N+2)
+	next := nextRing(old, ms, s.cfg.Partitions, 2*s.cfg.N+2)
 	s.ring.Store(next)
 	s.planPulls(old, next)
 }

@@ -60,6 +60,14 @@ type ring struct {
 // the first) with the given number of partitions, storing the first keep
 // nodes of each preference list (more are computed on demand).
 func newRing(members []Member, partitions, keep int) *ring {
+	r := ringShell(members, partitions, keep)
+	r.fill()
+	return r
+}
+
+// ringShell returns the ring for members with everything but its stored
+// preference lists.
+func ringShell(members []Member, partitions, keep int) *ring {
 	ms := slices.Clone(members)
 	slices.SortStableFunc(ms, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
 	ms = slices.CompactFunc(ms, func(a, b Member) bool { return a.ID == b.ID })
@@ -76,16 +84,22 @@ func newRing(members []Member, partitions, keep int) *ring {
 	}
 	r.setZones()
 	r.keep = min(keep, len(ms))
+	return r
+}
+
+// fill computes the stored preference lists of a ring shell: every member
+// scored for every partition.
+func (r *ring) fill() {
 	if r.keep == 0 {
-		return r
+		return
 	}
-	r.prefs = make([]uint16, partitions*r.keep)
+	r.prefs = make([]uint16, r.partitions*r.keep)
 	if r.zones != nil {
 		r.buildZoned()
-		return r
+		return
 	}
 	scores := make([]uint64, r.keep)
-	for p := 0; p < partitions; p++ {
+	for p := 0; p < r.partitions; p++ {
 		top := r.prefs[p*r.keep : (p+1)*r.keep]
 		ps := partitionSeed(p)
 		n := 0
@@ -93,7 +107,6 @@ func newRing(members []Member, partitions, keep int) *ring {
 			n = topInsert(scores, top, n, mix64(h^ps), uint16(i))
 		}
 	}
-	return r
 }
 
 // topInsert offers member i with score s to the descending top list

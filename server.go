@@ -78,7 +78,7 @@ func (s *Store) serve(ctx context.Context, m *envelope) (body, error) {
 	case *keysReq:
 		return s.serveKeys(b)
 	case *exchangeReq:
-		return s.serveExchange(b)
+		return s.serveExchange(m.From, b)
 	}
 	return nil, fmt.Errorf("%w: %v is not a request", ErrProtocol, m.Body.kind())
 }
@@ -211,7 +211,7 @@ func (s *Store) serveKeys(b *keysReq) (body, error) {
 // storage can, and answers with the merged states that differ from what was
 // pushed, as many as fit the byte budget (at least one): the caller asks
 // again for the rest.
-func (s *Store) serveExchange(b *exchangeReq) (body, error) {
+func (s *Store) serveExchange(from string, b *exchangeReq) (body, error) {
 	parts := make([]int, len(b.Keys))
 	pushed := make([]state, len(b.Keys))
 	for i, k := range b.Keys {
@@ -225,6 +225,7 @@ func (s *Store) serveExchange(b *exchangeReq) (body, error) {
 	}
 	reply := &statesReply{States: [][]byte{}}
 	if b.PushOnly {
+		s.noteHandover(from, b.Keys)
 		return reply, nil
 	}
 	size := 0

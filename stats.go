@@ -7,6 +7,7 @@ import "sync/atomic"
 type storeStats struct {
 	purged      atomic.Int64
 	readRepairs atomic.Int64
+	coalesced   atomic.Int64
 }
 
 // Stats are counters of a Store's background work since it started.
@@ -36,6 +37,13 @@ type Stats struct {
 	// EntriesFolded counts dead version-vector entries this replica folded
 	// away (entries of earlier runs and incarnations of nodes).
 	EntriesFolded int64 `json:"entries_folded"`
+	// CoalescedGets counts the Gets that waited for a quorum read shared
+	// with concurrent Gets of the same key (coalesce.go) instead of
+	// starting one of their own.
+	CoalescedGets int64 `json:"coalesced_gets"`
+	// HotKeys are the keys this node's callers asked for most lately, most
+	// requested first (see HotKey).
+	HotKeys []HotKey `json:"hot_keys"`
 }
 
 // HintStats describes the hints a node holds for others.
@@ -58,7 +66,8 @@ func (s *Store) Stats() Stats {
 	r := s.rep
 	return Stats{ReadRepairs: s.stats.readRepairs.Load(), Hints: s.hintStats(), PendingTransfers: s.PendingTransfers(),
 		PartitionsPulled: pulled, PartitionsDropped: dropped, Transfer: wire, TombstonesPurged: s.stats.purged.Load(),
-		CorruptRecords: r.corruptRecords.Load(), DotConflicts: r.dotConflicts.Load(), EntriesFolded: r.entriesFolded.Load()}
+		CorruptRecords: r.corruptRecords.Load(), DotConflicts: r.dotConflicts.Load(), EntriesFolded: r.entriesFolded.Load(),
+		CoalescedGets: s.stats.coalesced.Load(), HotKeys: s.hot.top()}
 }
 
 func (s *Store) hintStats() HintStats {

@@ -74,7 +74,7 @@ func (s *Store) planPulls(prev, next *ring) {
 		return
 	}
 	if prev == nil {
-		prev = newRing(slices.DeleteFunc(slices.Clone(next.members), func(m Member) bool { return m.ID == s.cfg.NodeID }), next.partitions, next.keep)
+		prev = nextRing(next, slices.DeleteFunc(slices.Clone(next.members), func(m Member) bool { return m.ID == s.cfg.NodeID }), next.partitions, next.keep)
 	}
 	if len(prev.members) == 0 {
 		s.transfer.mu.Lock()
@@ -280,13 +280,16 @@ func (s *Store) donePulling(id string, parts []uint32) {
 func (s *Store) pushRound(ctx context.Context) error { return s.pushTo(ctx, s.ring.Load(), true) }
 
 func (s *Store) pushTo(ctx context.Context, r *ring, drop bool) error {
+	if drop {
+		s.pruneHandover(r)
+	}
 	me, inRing := r.index[s.cfg.NodeID]
 	byOwner := map[string][]uint32{}
 	var foreign []uint32
 	pushed := map[uint32]uint64{} // each foreign partition's hash as pushed
 	for p := 0; p < r.partitions; p++ {
 		h := s.rep.tree.get(p)
-		if h == 0 || (inRing && r.isPrimary(p, me, s.cfg.N)) {
+		if h == 0 || (inRing && r.isPrimary(p, me, s.cfg.N)) || (drop && s.heldForHandover(r, p)) {
 			continue
 		}
 		foreign = append(foreign, uint32(p))
@@ -352,7 +355,7 @@ func (s *Store) pushTo(ctx context.Context, r *ring, drop bool) error {
 // the leave (Node.Leave does).
 func (s *Store) Decommission(ctx context.Context) error {
 	cur := s.ring.Load()
-	without := newRing(slices.DeleteFunc(slices.Clone(cur.members), func(m Member) bool { return m.ID == s.cfg.NodeID }), cur.partitions, cur.keep)
+	without := nextRing(cur, slices.DeleteFunc(slices.Clone(cur.members), func(m Member) bool { return m.ID == s.cfg.NodeID }), cur.partitions, cur.keep)
 	if len(without.members) == 0 {
 		return fmt.Errorf("%w: this is the last node", ErrNoReplica)
 	}

@@ -126,6 +126,15 @@ type state struct {
 	Siblings []sibling
 }
 
+// clone returns a deep copy of s: its vector, siblings and values.
+func (s state) clone() state {
+	c := state{VV: slices.Clone(s.VV), Siblings: slices.Clone(s.Siblings)}
+	for i := range c.Siblings {
+		c.Siblings[i].Value = slices.Clone(c.Siblings[i].Value)
+	}
+	return c
+}
+
 func (s state) empty() bool { return len(s.VV) == 0 && len(s.Siblings) == 0 }
 
 // live returns the siblings that are not tombstones.

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dynamo-kv/dynamo"
+	"github.com/dynamo-kv/dynamo/storage/bolt"
 )
 
 // errMissing is counted when a Get of a preloaded key finds no value.
@@ -55,6 +57,12 @@ func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) (err e
 	}
 	out := newReporter(stdout, cfg)
 	for i, w := range cfg.workloads {
+		if w == "fill" {
+			if err := b.fill(ctx, i, out); err != nil {
+				return err
+			}
+			continue
+		}
 		if w != "put" && !b.preloaded {
 			if err := b.preload(ctx); err != nil {
 				return err
@@ -93,7 +101,7 @@ func (b *bench) preload(ctx context.Context) error {
 				var sibs []dynamo.Sibling
 				var c dynamo.Context
 				if err == nil {
-					sibs, c, err = st.Get(ctx, b.keys[k])
+					sibs, c, err = getRetry(ctx, st, b.keys[k])
 				}
 				if err == nil && len(sibs) == 0 {
 					err = errMissing
@@ -133,6 +141,17 @@ func putRetry(ctx context.Context, st *dynamo.Store, key, value []byte, opts ...
 	}
 }
 
+// getRetry reads key, retrying up to 4 times after a quorum failure (a
+// replica slow to answer on a loaded machine).
+func getRetry(ctx context.Context, st *dynamo.Store, key []byte) ([]dynamo.Sibling, dynamo.Context, error) {
+	for attempt := 0; ; attempt++ {
+		sibs, c, err := st.Get(ctx, key)
+		if err == nil || attempt == 4 || ctx.Err() != nil || !errors.Is(err, dynamo.ErrReadQuorum) {
+			return sibs, c, err
+		}
+	}
+}
+
 // client is one closed-loop client: it sends its next request as soon as the
 // last one returns. Its fields are its own until the run ends.
 type client struct {
@@ -140,6 +159,7 @@ type client struct {
 	id    int
 	st    *dynamo.Store
 	rng   *rand.Rand
+	zipf  *zipf  // with -dist zipf: the preloaded key's rank, hottest first
 	buf   []byte // random bytes; values are windows of it
 	putNS string // prefix of the put workload's fresh keys
 	seq   int64
@@ -159,8 +179,9 @@ const (
 	phaseStop
 )
 
-// run runs workload w (the i-th of the command line) and measures it.
-func (b *bench) run(ctx context.Context, i int, w string) (result, error) {
+// newClients returns -clients clients for the i-th workload of the command
+// line, each with its own seeded random source.
+func (b *bench) newClients(i int) ([]*client, error) {
 	cfg := b.cfg
 	clients := make([]*client, cfg.clients)
 	for id := range clients {
@@ -170,6 +191,23 @@ func (b *bench) run(ctx context.Context, i int, w string) (result, error) {
 			buf:   randomBytes(rng, cfg.valueSize+4096),
 			putNS: "put-" + strconv.Itoa(i) + "-" + strconv.Itoa(id) + "-",
 		}
+		if cfg.dist == "zipf" {
+			z, err := newZipf(rng, cfg.zipfS, len(b.keys))
+			if err != nil {
+				return nil, err
+			}
+			clients[id].zipf = z
+		}
+	}
+	return clients, nil
+}
+
+// run runs workload w (the i-th of the command line) and measures it.
+func (b *bench) run(ctx context.Context, i int, w string) (result, error) {
+	cfg := b.cfg
+	clients, err := b.newClients(i)
+	if err != nil {
+		return result{}, err
 	}
 	var prof *os.File
 	if cfg.cpuProfile != "" {
@@ -200,15 +238,11 @@ func (b *bench) run(ctx context.Context, i int, w string) (result, error) {
 			return result{}, err
 		}
 	}
-	cpu0, cpuOK := processCPU()
-	disk0, rr0, sched0 := b.cl.diskStats(), b.cl.readRepairs(), schedSample()
-	t0 := time.Now()
+	win := b.startWindow()
 	phase.Store(phaseMeasure)
 	werr := sleep(ctx, cfg.duration)
 	phase.Store(phaseStop)
-	elapsed := time.Since(t0)
-	cpu1, _ := processCPU()
-	disk1, rr1, sched1 := b.cl.diskStats(), b.cl.readRepairs(), schedSample()
+	end := b.endWindow()
 	if prof != nil {
 		pprof.StopCPUProfile()
 	}
@@ -222,11 +256,58 @@ func (b *bench) run(ctx context.Context, i int, w string) (result, error) {
 		}
 	}
 
-	var h, ph histogram
-	res := result{Workload: w, Clients: cfg.clients, ValueSize: cfg.valueSize, Keys: cfg.keys, Duration: elapsed.Seconds()}
+	res := b.summarize(w, clients, win, end)
+	if w == "mixed" {
+		var ph histogram
+		for _, c := range clients {
+			ph.merge(&c.putHist)
+		}
+		if ph.total > 0 {
+			res.PutP50, res.PutP99 = micros(ph.quantile(0.5)), micros(ph.quantile(0.99))
+		}
+	}
+	return res, nil
+}
+
+// sample is what the process and the cluster had done at one instant; two
+// of them bound a measured window.
+type sample struct {
+	at    time.Time
+	cpu   time.Duration
+	cpuOK bool
+	disk  bolt.Stats
+	rr    int64 // read repairs
+	co    int64 // coalesced Gets
+	sched *metrics.Float64Histogram
+}
+
+// startWindow samples the counters, then the clock.
+func (b *bench) startWindow() sample {
+	s := sample{disk: b.cl.diskStats(), sched: schedSample()}
+	s.rr, s.co = b.cl.storeStats()
+	s.cpu, s.cpuOK = processCPU()
+	s.at = time.Now()
+	return s
+}
+
+// endWindow samples the clock, then the counters.
+func (b *bench) endWindow() sample {
+	s := sample{at: time.Now()}
+	s.cpu, s.cpuOK = processCPU()
+	s.disk, s.sched = b.cl.diskStats(), schedSample()
+	s.rr, s.co = b.cl.storeStats()
+	return s
+}
+
+// summarize merges the clients' counts over the window from s0 to s1 into
+// workload w's result, and reports errors on stderr.
+func (b *bench) summarize(w string, clients []*client, s0, s1 sample) result {
+	cfg := b.cfg
+	elapsed := s1.at.Sub(s0.at)
+	var h histogram
+	res := result{Workload: w, Clients: cfg.clients, ValueSize: cfg.valueSize, Keys: cfg.keys, Dist: cfg.distName(), Duration: elapsed.Seconds()}
 	for _, c := range clients {
 		h.merge(&c.hist)
-		ph.merge(&c.putHist)
 		res.Errors += c.errs
 		res.MaxSiblings = max(res.MaxSiblings, c.maxSibs)
 		if c.firstErr != nil && res.firstErr == nil {
@@ -236,22 +317,20 @@ func (b *bench) run(ctx context.Context, i int, w string) (result, error) {
 	res.Ops = h.total
 	res.OpsPerSec = float64(h.total) / elapsed.Seconds()
 	res.P50, res.P99, res.P999 = micros(h.quantile(0.5)), micros(h.quantile(0.99)), micros(h.quantile(0.999))
-	if w == "mixed" && ph.total > 0 {
-		res.PutP50, res.PutP99 = micros(ph.quantile(0.5)), micros(ph.quantile(0.99))
+	if s0.cpuOK && h.total > 0 {
+		res.CPUPerOp = micros((s1.cpu - s0.cpu) / time.Duration(h.total))
 	}
-	if cpuOK && h.total > 0 {
-		res.CPUPerOp = micros((cpu1 - cpu0) / time.Duration(h.total))
-	}
-	res.ReadRepairs = rr1 - rr0
-	res.SchedP50 = micros(schedQuantile(sched0, sched1, 0.5))
-	res.SchedP99 = micros(schedQuantile(sched0, sched1, 0.99))
-	if commits := disk1.Commits - disk0.Commits; commits > 0 {
-		res.UpdatesPerCommit = float64(disk1.Updates-disk0.Updates) / float64(commits)
+	res.ReadRepairs = s1.rr - s0.rr
+	res.CoalescedGets = s1.co - s0.co
+	res.SchedP50 = micros(schedQuantile(s0.sched, s1.sched, 0.5))
+	res.SchedP99 = micros(schedQuantile(s0.sched, s1.sched, 0.99))
+	if commits := s1.disk.Commits - s0.disk.Commits; commits > 0 {
+		res.UpdatesPerCommit = float64(s1.disk.Updates-s0.disk.Updates) / float64(commits)
 	}
 	if res.Errors > 0 {
 		fmt.Fprintf(b.stderr, "dynamo-bench: %s: %d errors, the first: %v\n", w, res.Errors, res.firstErr)
 	}
-	return res, nil
+	return res
 }
 
 // loop sends requests until the phase is phaseStop, recording those sent in
@@ -287,6 +366,8 @@ func (c *client) opFor(w string) func(context.Context) error {
 		return c.putFresh
 	case "get":
 		return c.get
+	case "overwrite":
+		return c.overwrite
 	}
 	return func(ctx context.Context) error {
 		c.lastPut = c.rng.Float64() >= c.b.cfg.readRatio
@@ -304,25 +385,53 @@ func (c *client) putFresh(ctx context.Context) error {
 	return c.st.Put(ctx, key, c.value(), dynamo.Context{})
 }
 
-// get reads a random preloaded key and keeps its Context for putRead.
+// pick returns the index of a preloaded key: uniform, or by -dist zipf the
+// key of a zipf-drawn rank (key 0 the hottest).
+func (c *client) pick() int {
+	if c.zipf != nil {
+		return c.zipf.rank() - 1
+	}
+	return c.rng.IntN(len(c.b.keys))
+}
+
+// get reads a picked preloaded key and keeps its Context for putRead.
 func (c *client) get(ctx context.Context) error {
-	k := c.rng.IntN(len(c.b.keys))
+	_, err := c.read(ctx, c.pick())
+	return err
+}
+
+// read Gets preloaded key k, checks that it has a value, and keeps its
+// Context in the shared table.
+func (c *client) read(ctx context.Context, k int) (dynamo.Context, error) {
 	sibs, cx, err := c.st.Get(ctx, c.b.keys[k])
 	if err != nil {
-		return err
+		return cx, err
 	}
 	if len(sibs) == 0 {
-		return fmt.Errorf("%w: %s", errMissing, c.b.keys[k])
+		return cx, fmt.Errorf("%w: %s", errMissing, c.b.keys[k])
 	}
 	c.maxSibs = max(c.maxSibs, len(sibs))
 	c.b.contexts[k].Store(&cx)
-	return nil
+	return cx, nil
 }
 
-// putRead overwrites a random preloaded key with the Context of its latest Get.
+// putRead overwrites a picked preloaded key with the Context of its latest
+// Get (by any client).
 func (c *client) putRead(ctx context.Context) error {
-	k := c.rng.IntN(len(c.b.keys))
+	k := c.pick()
 	return c.st.Put(ctx, c.b.keys[k], c.value(), *c.b.contexts[k].Load())
+}
+
+// overwrite is one read-modify-write, as a real client overwrites a key: a
+// Get of a picked preloaded key, then a Put with the Context that Get
+// returned. The pair counts as one operation.
+func (c *client) overwrite(ctx context.Context) error {
+	k := c.pick()
+	cx, err := c.read(ctx, k)
+	if err != nil {
+		return err
+	}
+	return c.st.Put(ctx, c.b.keys[k], c.value(), cx)
 }
 
 // value returns a window of the client's random bytes; Put copies it.

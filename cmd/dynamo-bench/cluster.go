@@ -94,13 +94,14 @@ func (cl *cluster) diskStats() bolt.Stats {
 	return sum
 }
 
-// readRepairs sums the nodes' read repair counters.
-func (cl *cluster) readRepairs() int64 {
-	var n int64
+// storeStats sums the nodes' read repairs and coalesced Gets.
+func (cl *cluster) storeStats() (readRepairs, coalesced int64) {
 	for _, s := range cl.stores {
-		n += s.Stats().ReadRepairs
+		st := s.Stats()
+		readRepairs += st.ReadRepairs
+		coalesced += st.CoalescedGets
 	}
-	return n
+	return readRepairs, coalesced
 }
 
 // Close stops every Store before closing any transport, so no Store's

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -14,8 +16,12 @@ import (
 // errHelp is returned when -h or -help was given; the usage is printed.
 var errHelp = flag.ErrHelp
 
-// workloadNames lists the workloads in the order -workloads may name them.
-var workloadNames = []string{"put", "get", "mixed"}
+// workloadNames lists the workloads -workloads may name (they run in the
+// order named).
+var workloadNames = []string{"put", "get", "mixed", "overwrite", "fill"}
+
+// defaultWorkloads are the workloads run when -workloads is not given.
+var defaultWorkloads = []string{"put", "get", "mixed"}
 
 // config is the parsed command line.
 type config struct {
@@ -31,6 +37,8 @@ type config struct {
 	valueSize  int
 	keys       int
 	readRatio  float64
+	dist       string  // "uniform" or "zipf": how get, mixed and overwrite pick keys
+	zipfS      float64 // the zipf exponent
 	seed       uint64
 	json       bool
 	cpuProfile string
@@ -52,10 +60,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.clients, "clients", 16, "closed-loop clients; client i sends to node i mod -nodes")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured window of each workload")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "warm-up before each measured window; its samples are discarded")
-	fs.StringVar(&workloads, "workloads", strings.Join(workloadNames, ","), "comma-separated workloads: put, get, mixed")
+	fs.StringVar(&workloads, "workloads", strings.Join(defaultWorkloads, ","), "comma-separated workloads: put, get, mixed, overwrite, fill")
 	fs.IntVar(&c.valueSize, "value-size", 1024, "bytes in each written value")
-	fs.IntVar(&c.keys, "keys", 10000, "keys preloaded for get and mixed")
+	fs.IntVar(&c.keys, "keys", 10000, "keys preloaded for get, mixed and overwrite; keys written by fill")
 	fs.Float64Var(&c.readRatio, "read-ratio", 0.5, "fraction of mixed operations that are Gets")
+	fs.StringVar(&c.dist, "dist", "uniform", `how get, mixed and overwrite pick preloaded keys: "uniform" or "zipf" (rank k drawn with probability proportional to k^-s)`)
+	fs.Float64Var(&c.zipfS, "zipf-s", 0.99, "the exponent s of -dist zipf")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the clients' key and value choices")
 	fs.DurationVar(&c.aeInterval, "ae-interval", 0, "anti-entropy round interval (0: the library default of 1 min; negative disables), to measure what background rounds cost")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object per workload instead of a table")
@@ -72,6 +82,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	return c, c.validate()
+}
+
+// distName names the key distribution in reports: "uniform" or "zipf(s)".
+func (c config) distName() string {
+	if c.dist == "zipf" {
+		return "zipf(" + strconv.FormatFloat(c.zipfS, 'g', -1, 64) + ")"
+	}
+	return c.dist
 }
 
 // validate reports every problem with c at once.
@@ -110,7 +128,7 @@ func (c config) validate() error {
 	}
 	for _, w := range c.workloads {
 		if !slices.Contains(workloadNames, w) {
-			add("-workloads: unknown workload %q (want put, get or mixed)", w)
+			add("-workloads: unknown workload %q (want put, get, mixed, overwrite or fill)", w)
 		}
 	}
 	if c.valueSize < 0 || c.valueSize > 1<<20 {
@@ -118,6 +136,12 @@ func (c config) validate() error {
 	}
 	if c.keys < 1 {
 		add("-keys (%d) must be at least 1", c.keys)
+	}
+	if c.dist != "uniform" && c.dist != "zipf" {
+		add(`-dist (%q) must be "uniform" or "zipf"`, c.dist)
+	}
+	if !(c.zipfS > 0) || math.IsInf(c.zipfS, 0) {
+		add("-zipf-s (%v) must be positive", c.zipfS)
 	}
 	if c.readRatio < 0 || c.readRatio > 1 {
 		add("-read-ratio (%v) must be between 0 and 1", c.readRatio)

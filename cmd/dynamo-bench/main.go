@@ -1,6 +1,6 @@
 // Command dynamo-bench measures a dynamo cluster run inside one process:
 // throughput, latency percentiles and CPU per operation of closed-loop
-// clients, for a put, a get and a mixed workload.
+// clients, for put, get, mixed, overwrite and fill workloads.
 //
 // By default it starts three nodes, each with bbolt storage (fsync on) in a
 // temporary directory and the TCP transport on 127.0.0.1, joined by a static
@@ -28,8 +28,8 @@
 //   - put: each Put writes a fresh key (a client id and sequence number) with
 //     the zero Context, so every write mints exactly one version and no key
 //     ever holds siblings. Its cost is one Put, nothing else.
-//   - get: a Get of a key drawn uniformly from -keys keys, all preloaded
-//     (written to every replica) before the first get or mixed workload.
+//   - get: a Get of a key picked (see -dist) from -keys keys, all preloaded
+//     (written to every replica) before the first workload that reads.
 //   - mixed: with probability -read-ratio a Get as above, otherwise a Put of
 //     a preloaded key with the Context of the latest Get of that key (by any
 //     client; kept in a per-key table filled by the preload and updated
@@ -37,6 +37,22 @@
 //     at most one sibling per Put since its last Get: about
 //     (1-ratio)/ratio on average, which stays small unless -read-ratio is
 //     near zero. The largest sibling count a Get saw is reported.
+//   - overwrite: a real client's read-modify-write of a preloaded key: a Get,
+//     then a Put with the Context that Get returned. The pair counts as one
+//     operation, so its ops/s compares directly with put's.
+//   - fill: fresh keys in scrambled order until -keys keys are written (no
+//     preload, no -duration), reported in ten rows, one per tenth of the
+//     keys, so that the write rate as the data grows shows.
+//
+// A fill of one big node, N=R=W=1:
+//
+//	dynamo-bench -nodes 1 -n 1 -r 1 -w 1 -workloads fill -keys 10000000 -value-size 128
+//
+// -dist picks the keys of get, mixed and overwrite: uniform (the default),
+// or zipf, which draws key rank k (key 0 the hottest) with probability
+// proportional to k^-s, s = -zipf-s (0.99 by default, as YCSB's hot-key
+// workloads): with 10,000 keys the hottest takes about a tenth of the
+// requests.
 //
 // Every Get of a preloaded key that finds no value counts as an error: with
 // R+W > N and no failures the preload must be visible.

@@ -62,3 +62,49 @@ func TestParseFlags_ReportsEveryProblem(t *testing.T) {
 		require.ErrorContains(t, err, want)
 	}
 }
+
+// TestRun_OverwriteAndFill runs the read-modify-write and fill workloads
+// with zipf-picked keys: overwrite must succeed without errors (each Put
+// carries the Context of its own Get, so siblings stay few even on the
+// hottest key), and fill must report ten rows whose filled counts reach
+// -keys and whose writes all landed (a Get of the last fill key finds it).
+func TestRun_OverwriteAndFill(t *testing.T) {
+	var out bytes.Buffer
+	err := run([]string{"-duration", "300ms", "-warmup", "0", "-keys", "200", "-clients", "4", "-storage", "memory",
+		"-workloads", "overwrite,fill", "-dist", "zipf", "-json", "-dir", t.TempDir()}, &out)
+	require.NoError(t, err)
+	var rows []result
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var res result
+		require.NoError(t, json.Unmarshal(sc.Bytes(), &res), "line %q", sc.Text())
+		rows = append(rows, res)
+	}
+	require.NoError(t, sc.Err())
+	require.Len(t, rows, 1+fillSlices)
+
+	ow := rows[0]
+	require.Equal(t, "overwrite", ow.Workload)
+	require.Equal(t, "zipf(0.99)", ow.Dist)
+	require.Positive(t, ow.Ops)
+	require.Zero(t, ow.Errors)
+	require.LessOrEqual(t, ow.MaxSiblings, 4, "a read-modify-write leaves at most one sibling per concurrent writer")
+
+	var total uint64
+	for i, res := range rows[1:] {
+		require.Equal(t, "fill", res.Workload)
+		require.Equal(t, 200*(i+1)/fillSlices, res.Filled)
+		require.Zero(t, res.Errors)
+		total += res.Ops
+	}
+	require.EqualValues(t, 200, total, "every key written once")
+}
+
+func TestFillKey_Distinct(t *testing.T) {
+	seen := map[string]bool{}
+	for k := range int64(10_000) {
+		key := string(fillKey(1, k))
+		require.False(t, seen[key], "key %d repeats %q", k, key)
+		seen[key] = true
+	}
+}

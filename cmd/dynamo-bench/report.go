@@ -5,14 +5,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 )
 
 // result is what one workload measured. Latencies are of successful requests.
 type result struct {
-	Workload    string  `json:"workload"`
-	Clients     int     `json:"clients"`
-	ValueSize   int     `json:"value_size"`
-	Keys        int     `json:"keys"`
+	Workload  string `json:"workload"`
+	Clients   int    `json:"clients"`
+	ValueSize int    `json:"value_size"`
+	Keys      int    `json:"keys"`
+	Dist      string `json:"dist"` // "uniform", or "zipf(s)"
+	// Filled is, for the fill workload, how many keys were written when
+	// this row's slice of the fill ended (Ops of them in this slice).
+	Filled      int     `json:"filled,omitempty"`
 	Ops         uint64  `json:"ops"` // successful requests sent in the window
 	OpsPerSec   float64 `json:"ops_per_sec"`
 	P50         float64 `json:"p50_us"`
@@ -29,6 +34,9 @@ type result struct {
 	// ReadRepairs is how many replicas Gets sent a merged state to, over
 	// every node.
 	ReadRepairs int64 `json:"read_repairs"`
+	// CoalescedGets is how many Gets shared a quorum read with concurrent
+	// Gets of the same key, over every node.
+	CoalescedGets int64 `json:"coalesced_gets"`
 	// PutP50 and PutP99 are the latencies of the mixed workload's puts
 	// alone (0 for other workloads).
 	PutP50 float64 `json:"put_p50_us,omitempty"`
@@ -50,7 +58,7 @@ type reporter struct {
 
 func newReporter(w io.Writer, cfg config) *reporter { return &reporter{w: w, cfg: cfg} }
 
-const rowFormat = "%-8s %9s %10s %9s %9s %10s %10s %7s %5s %11s\n"
+const rowFormat = "%-10s %9s %10s %9s %9s %10s %10s %7s %5s %11s\n"
 
 func (r *reporter) print(res result) error {
 	if r.cfg.json {
@@ -64,11 +72,15 @@ func (r *reporter) print(res result) error {
 	if !r.started {
 		r.started = true
 		c := r.cfg
-		fmt.Fprintf(r.w, "%d nodes (%s, tcp 127.0.0.1), N=%d R=%d W=%d; %d clients, %d B values, %d keys, read ratio %.2f; %v per workload after %v warm-up\n",
-			c.nodes, c.storage, c.n, c.r, c.w, c.clients, c.valueSize, c.keys, c.readRatio, c.duration, c.warmup)
+		fmt.Fprintf(r.w, "%d nodes (%s, tcp 127.0.0.1), N=%d R=%d W=%d; %d clients, %d B values, %d keys (%s), read ratio %.2f; %v per workload after %v warm-up\n",
+			c.nodes, c.storage, c.n, c.r, c.w, c.clients, c.valueSize, c.keys, c.distName(), c.readRatio, c.duration, c.warmup)
 		fmt.Fprintf(r.w, rowFormat, "workload", "ops", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "cpu µs/op", "errors", "sibs", "upd/commit")
 	}
-	_, err := fmt.Fprintf(r.w, rowFormat, res.Workload, fmt.Sprint(res.Ops), fmt.Sprintf("%.0f", res.OpsPerSec),
+	name := res.Workload
+	if res.Filled > 0 {
+		name = fmt.Sprintf("fill %d%%", int(math.Round(100*float64(res.Filled)/float64(res.Keys))))
+	}
+	_, err := fmt.Fprintf(r.w, rowFormat, name, fmt.Sprint(res.Ops), fmt.Sprintf("%.0f", res.OpsPerSec),
 		fmt.Sprintf("%.1f", res.P50), fmt.Sprintf("%.1f", res.P99), fmt.Sprintf("%.1f", res.P999),
 		fmt.Sprintf("%.1f", res.CPUPerOp), fmt.Sprint(res.Errors), fmt.Sprint(res.MaxSiblings), fmt.Sprintf("%.1f", res.UpdatesPerCommit))
 	return err
