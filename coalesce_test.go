@@ -245,6 +245,9 @@ func TestPut_WritesOfOneKeyAreNotSerialized(t *testing.T) {
 	i := indexOf(c.stores[0].PreferenceList([]byte(key), 1)[0].ID)
 	bar := newBarrier(key, writers)
 	coord := c.restartWith(i, func(st Storage) Storage { bar.Storage = st; return bar }, nil)
+	// The restarted node's catch-up pulls must not merge into the key
+	// while it is written (that would be a ninth storage update of it).
+	require.NoError(t, coord.WaitReady(t.Context()))
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {

@@ -184,6 +184,13 @@ type Config struct {
 	// fails at once, writing nothing, when fewer than W primaries are
 	// reachable. The default (false) is the sloppy quorum of §4.6.
 	PrimariesOnly bool
+	// NoGetCoalescing gives every Get a quorum read of its own. By default
+	// concurrent Gets of one key through one node share reads, each caller
+	// getting a read that began after it called (coalesce.go), so a hot key
+	// costs its replicas one read at a time. Simulations in fake time set
+	// it: which of two Gets arriving at one instant leads a shared read
+	// depends on goroutine order, and runs must replay.
+	NoGetCoalescing bool
 	// Handoff tunes hinted handoff (§4.6).
 	Handoff HandoffConfig
 	// AntiEntropy tunes the Merkle-tree anti-entropy rounds (§4.7).

@@ -87,7 +87,13 @@ func (s *Store) getState(ctx context.Context, key []byte, opts []Option) (state,
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	s.hot.record(key, false)
-	st, shared, err := s.coalescedRead(ctx, q, o)
+	var st state
+	var shared bool
+	if s.cfg.NoGetCoalescing {
+		st, err = s.quorumRead(ctx, q, o)
+	} else {
+		st, shared, err = s.coalescedRead(ctx, q, o)
+	}
 	if err != nil {
 		return state{}, CausalContext{}, err
 	}

@@ -36,6 +36,18 @@ type peerHealth struct {
 	mu      sync.Mutex
 	down    map[string]*peerDown
 	pending []healthEvent
+	// earliest is the time of the earliest pending event, so a read at an
+	// instant with nothing to apply costs no sort; failing counts the
+	// pending failures per peer and failKeys dedupes them.
+	earliest time.Time
+	failing  map[string]int
+	failKeys map[failKey]struct{}
+}
+
+type failKey struct {
+	id   string
+	at   time.Time
+	base time.Duration
 }
 
 type peerDown struct {
@@ -88,16 +100,38 @@ func (h *peerHealth) membershipChanged(members []Member, reachable func(id strin
 
 func (h *peerHealth) record(e healthEvent) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch e.kind {
+	case eventAnswered:
+		// An answer from a peer with no verdict and no failure pending
+		// changes nothing, in whatever order it is applied: the common
+		// case costs no queueing.
+		if h.down[e.id] == nil && h.failing[e.id] == 0 {
+			return
+		}
+	case eventFailed:
+		k := failKey{e.id, e.at, e.base}
+		if _, dup := h.failKeys[k]; dup {
+			return // the same observation twice applies as once
+		}
+		if h.failKeys == nil {
+			h.failKeys, h.failing = map[failKey]struct{}{}, map[string]int{}
+		}
+		h.failKeys[k] = struct{}{}
+		h.failing[e.id]++
+	}
+	if len(h.pending) == 0 || e.at.Before(h.earliest) {
+		h.earliest = e.at
+	}
 	h.pending = append(h.pending, e)
 	if len(h.pending) > 4096 {
 		h.settle(e.at)
 	}
-	h.mu.Unlock()
 }
 
 // settle applies the observations made before now, in order. Callers hold mu.
 func (h *peerHealth) settle(now time.Time) {
-	if len(h.pending) == 0 {
+	if len(h.pending) == 0 || !h.earliest.Before(now) {
 		return
 	}
 	slices.SortFunc(h.pending, func(a, b healthEvent) int {
@@ -106,10 +140,20 @@ func (h *peerHealth) settle(now time.Time) {
 	})
 	n := 0
 	for n < len(h.pending) && h.pending[n].at.Before(now) {
-		h.apply(h.pending[n])
+		e := h.pending[n]
+		if e.kind == eventFailed {
+			delete(h.failKeys, failKey{e.id, e.at, e.base})
+			if h.failing[e.id]--; h.failing[e.id] <= 0 {
+				delete(h.failing, e.id)
+			}
+		}
+		h.apply(e)
 		n++
 	}
 	h.pending = slices.Delete(h.pending, 0, n)
+	if len(h.pending) > 0 {
+		h.earliest = h.pending[0].at
+	}
 }
 
 func (h *peerHealth) apply(e healthEvent) {

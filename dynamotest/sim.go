@@ -219,6 +219,7 @@ func (s *sim) start(nd *node) error {
 	cfg.ReplicaTimeout = replicaTimeout
 	cfg.RequestTimeout = requestTimeout
 	cfg.PrimariesOnly = s.cfg.PrimariesOnly
+	cfg.NoGetCoalescing = true // which of two same-instant Gets leads a shared read is goroutine order
 	cfg.Handoff.Interval = handoffEvery
 	cfg.Handoff.MaxBackoff = handoffBackoff
 	cfg.AntiEntropy.Interval = antiEntropyEvery
