@@ -151,9 +151,9 @@ func putRetry(ctx context.Context, st *dynamo.Store, key, value []byte, opts ...
 
 // getRetry reads key, retrying up to 4 times after a quorum failure (a
 // replica slow to answer on a loaded machine).
-func getRetry(ctx context.Context, st *dynamo.Store, key []byte) ([]dynamo.Sibling, dynamo.Context, error) {
+func getRetry(ctx context.Context, st *dynamo.Store, key []byte, opts ...dynamo.Option) ([]dynamo.Sibling, dynamo.Context, error) {
 	for attempt := 0; ; attempt++ {
-		sibs, c, err := st.Get(ctx, key)
+		sibs, c, err := st.Get(ctx, key, opts...)
 		if err == nil || attempt == 4 || ctx.Err() != nil || !errors.Is(err, dynamo.ErrReadQuorum) {
 			return sibs, c, err
 		}
@@ -468,15 +468,16 @@ func (c *client) chain(ctx context.Context) error {
 	return nil
 }
 
-// readAll reads every preloaded key, outside any measured window, keeps its
-// context in the table, and returns the most siblings one held. After a
-// chain run that is 1 when every chained write superseded the last; before
-// one, it replaces the contexts that the Puts of an earlier workload left
-// stale.
+// readAll reads every preloaded key from all N replicas, outside any
+// measured window, keeps its context in the table, and returns the most
+// siblings one held. After a chain run that is 1 when every chained write
+// superseded the last (a write that failed on a loaded machine may have
+// left a version on one replica, which stays a sibling); before one, it
+// replaces the contexts that the Puts of an earlier workload left stale.
 func (b *bench) readAll(ctx context.Context) (int, error) {
 	most := 0
 	for k, key := range b.keys {
-		sibs, c, err := getRetry(ctx, b.cl.stores[k%len(b.cl.stores)], key)
+		sibs, c, err := getRetry(ctx, b.cl.stores[k%len(b.cl.stores)], key, dynamo.WithR(b.cfg.n))
 		if err != nil {
 			return 0, fmt.Errorf("read back %s: %w", key, err)
 		}
