@@ -5,6 +5,7 @@ package dynamotest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 
 	"github.com/dynamo-kv/dynamo"
@@ -25,26 +26,7 @@ func (s *sim) chainedAdd(ctx context.Context, o *op, st *dynamo.Store, key []byt
 }
 
 func (s *sim) chainedAddOnce(ctx context.Context, o *op, st *dynamo.Store, key []byte) error {
-	sibs, c, err := st.Get(ctx, key)
-	if err != nil {
-		return err
-	}
-	var cur []int64
-	if len(sibs) > 0 {
-		sets := make([][]int64, 0, len(sibs))
-		for _, sb := range sibs {
-			v, err := s.codec.Unmarshal(sb.Value)
-			if err != nil {
-				return err
-			}
-			sets = append(sets, v)
-		}
-		if cur, err = s.merge(sets); err != nil {
-			return err
-		}
-	}
-	next := insertSorted(slices.Clone(cur), o.elem)
-	value, err := s.codec.Marshal(next)
+	next, value, c, err := s.readAdd(ctx, o, st, key)
 	if err != nil {
 		return err
 	}
@@ -55,4 +37,31 @@ func (s *sim) chainedAddOnce(ctx context.Context, o *op, st *dynamo.Store, key [
 		}
 	}
 	return nil
+}
+
+// readAdd is the read of an add done by hand: it Gets key, merges its
+// siblings' sets and adds o.elem, returning the new set, its encoding and the
+// Get's context.
+func (s *sim) readAdd(ctx context.Context, o *op, st *dynamo.Store, key []byte) ([]int64, []byte, dynamo.CausalContext, error) {
+	sibs, c, err := st.Get(ctx, key)
+	if err != nil {
+		return nil, nil, c, err
+	}
+	var cur []int64
+	if len(sibs) > 0 {
+		sets := make([][]int64, 0, len(sibs))
+		for _, sb := range sibs {
+			v, err := s.codec.Unmarshal(sb.Value)
+			if err != nil {
+				return nil, nil, c, fmt.Errorf("%w: %w", dynamo.ErrResolve, err)
+			}
+			sets = append(sets, v)
+		}
+		if cur, err = s.merge(sets); err != nil {
+			return nil, nil, c, err
+		}
+	}
+	next := insertSorted(slices.Clone(cur), o.elem)
+	value, err := s.codec.Marshal(next)
+	return next, value, c, err
 }
