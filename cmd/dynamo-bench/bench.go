@@ -417,8 +417,8 @@ func (c *client) get(ctx context.Context) error {
 
 // read Gets preloaded key k, checks that it has a value, and keeps its
 // Context in the shared table.
-func (c *client) read(ctx context.Context, k int) (dynamo.Context, error) {
-	sibs, cx, err := c.st.Get(ctx, c.b.keys[k])
+func (c *client) read(ctx context.Context, k int, opts ...dynamo.Option) (dynamo.Context, error) {
+	sibs, cx, err := c.st.Get(ctx, c.b.keys[k], opts...)
 	if err != nil {
 		return cx, err
 	}
@@ -454,14 +454,16 @@ func (c *client) overwrite(ctx context.Context) error {
 // per-key table), which it replaces with the context the write returns.
 // Writes of one key take turns (a lock per key), as one client's writes of
 // a key would, so the chain creates no siblings. After a failed write, which
-// may or may not have been applied, it reads the key again.
+// may or may not have been applied, it reads the key again from all N
+// replicas, so that the next write supersedes the failed one wherever it
+// landed (if a replica holding it does not answer, it stays a sibling).
 func (c *client) chain(ctx context.Context) error {
 	k := c.pick()
 	c.b.writing[k].Lock()
 	defer c.b.writing[k].Unlock()
 	next, err := c.st.PutReturning(ctx, c.b.keys[k], c.value(), *c.b.contexts[k].Load())
 	if err != nil {
-		_, _ = c.read(ctx, k)
+		_, _ = c.read(ctx, k, dynamo.WithR(c.b.cfg.n))
 		return err
 	}
 	c.b.contexts[k].Store(&next)
