@@ -25,7 +25,7 @@ bench-go:
 bench-hot:
 	go build -o bin/dynamo-bench ./cmd/dynamo-bench
 	for i in 1 2 3; do ./bin/dynamo-bench -workloads get,mixed; ./bin/dynamo-bench -workloads get,mixed -dist zipf; done
-	for i in 1 2 3; do ./bin/dynamo-bench -workloads put,overwrite; done
+	for i in 1 2 3; do ./bin/dynamo-bench -workloads put,overwrite,chain; done
 
 # 100 nodes in one process (in-memory network, fake time): Q = 2^17, 200k keys, a workload
 # while 10 nodes join and 10 leave. About half an hour on 2 cores.

@@ -117,13 +117,34 @@ func (b *replicateReq) field(d *wireDecoder, i int, lim *wireLimits) (err error)
 }
 func (b *replicateReq) check(*wireLimits) error { return needKey(b.Key) }
 
-// ackReply says a request was applied durably.
-type ackReply struct{}
+// ackReply says a request was applied durably. The ack of a forwarded put
+// carries the dot of the version it created (DESIGN §2.1); other acks carry
+// none and encode no fields.
+type ackReply struct {
+	Dot dot
+}
 
-func (*ackReply) kind() kind                                       { return kindAck }
-func (*ackReply) encode(e *msgpack.Encoder)                        { _ = e.EncodeArrayLen(0) }
-func (*ackReply) field(d *wireDecoder, _ int, _ *wireLimits) error { return d.skip(0) }
-func (*ackReply) check(*wireLimits) error                          { return nil }
+func (*ackReply) kind() kind { return kindAck }
+func (b *ackReply) encode(e *msgpack.Encoder) {
+	if b.Dot.Counter == 0 {
+		_ = e.EncodeArrayLen(0)
+		return
+	}
+	_ = e.EncodeArrayLen(2)
+	encodeDot(e, b.Dot)
+}
+func (b *ackReply) field(d *wireDecoder, i int, _ *wireLimits) (err error) {
+	switch i {
+	case 0:
+		b.Dot.Actor, err = d.boundedStr(maxActorLen)
+	case 1:
+		b.Dot.Counter, err = d.DecodeUint64()
+	default:
+		err = d.skip(0)
+	}
+	return err
+}
+func (b *ackReply) check(*wireLimits) error { return checkOptDot(b.Dot) }
 
 // pingReq asks whether a node is up; it answers with an ackReply.
 type pingReq struct{}
@@ -144,11 +165,12 @@ type putReq struct {
 	TimeoutMS     int64 // the forwarding node's time budget
 	PrimariesOnly bool
 	ReqID         uint64
+	ContextDot    dot // the dot of a dotted context (DESIGN §2.1); zero: none
 }
 
 func (*putReq) kind() kind { return kindPut }
 func (b *putReq) encode(e *msgpack.Encoder) {
-	_ = e.EncodeArrayLen(8)
+	_ = e.EncodeArrayLen(10)
 	_ = e.EncodeBytes(b.Key)
 	_ = e.EncodeBytes(b.Value)
 	_ = e.EncodeBool(b.Tombstone)
@@ -157,6 +179,7 @@ func (b *putReq) encode(e *msgpack.Encoder) {
 	_ = e.EncodeInt(b.TimeoutMS)
 	_ = e.EncodeBool(b.PrimariesOnly)
 	_ = e.EncodeUint(b.ReqID)
+	encodeDot(e, b.ContextDot)
 }
 func (b *putReq) field(d *wireDecoder, i int, lim *wireLimits) (err error) {
 	switch i {
@@ -178,6 +201,10 @@ func (b *putReq) field(d *wireDecoder, i int, lim *wireLimits) (err error) {
 		b.PrimariesOnly, err = d.DecodeBool()
 	case 7:
 		b.ReqID, err = d.DecodeUint64()
+	case 8:
+		b.ContextDot.Actor, err = d.boundedStr(maxActorLen)
+	case 9:
+		b.ContextDot.Counter, err = d.DecodeUint64()
 	default:
 		err = d.skip(0)
 	}
@@ -187,7 +214,10 @@ func (b *putReq) check(lim *wireLimits) error {
 	if err := needKey(b.Key); err != nil {
 		return err
 	}
-	if n := vvTextSize(b.Context); n > lim.context {
+	if err := checkOptDot(b.ContextDot); err != nil {
+		return err
+	}
+	if n := vvTextSize(b.Context) + dotTextSize(b.ContextDot); n > lim.context {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadContext, n, lim.context)
 	}
 	return nil

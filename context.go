@@ -24,10 +24,13 @@ const MaxContextText = 64 << 10
 
 // Context text formats: the first element of the encoded context. Format 1
 // is [1, cluster, vector]; format 2, which Get issues, is [2, cluster,
-// vector, mac] (see contextMAC).
+// vector, mac] (see contextKeys.mac); format 3, a dotted context that
+// PutReturning may issue, is [3, cluster, vector, mac, dot actor, dot
+// counter], its MAC over the dot too.
 const (
-	contextFormatV1 = 1
-	contextFormat   = 2
+	contextFormatV1     = 1
+	contextFormat       = 2
+	contextFormatDotted = 3
 )
 
 // contextMACSize is the length of a context's MAC: HMAC-SHA256 truncated to
@@ -55,9 +58,14 @@ const contextMACInfo = "dynamo/context-mac/v1"
 // It is not a context.Context: it carries no deadline and no cancellation,
 // only what a reader saw, and every method that takes both takes the
 // context.Context first.
+//
+// A CausalContext returned by PutReturning may be dotted (DESIGN §2.1): its
+// vector plus the one version the Put created, which the vector cannot
+// cover without also covering versions the writer never saw.
 type CausalContext struct {
 	cluster uint32 // clusterHash of the issuing Store; 0 for the zero CausalContext
 	vv      versionVector
+	dot     dot    // a version covered beside vv (format 3); Counter 0: none
 	mac     []byte // contextMACSize bytes; nil in format 1
 }
 
@@ -68,7 +76,7 @@ type CausalContext struct {
 type Context = CausalContext
 
 // IsZero reports whether c is the zero CausalContext.
-func (c CausalContext) IsZero() bool { return len(c.vv) == 0 }
+func (c CausalContext) IsZero() bool { return len(c.vv) == 0 && c.dot.Counter == 0 }
 
 // String returns the text form, or "" for the zero CausalContext.
 func (c CausalContext) String() string {
@@ -84,10 +92,14 @@ func (c CausalContext) MarshalText() ([]byte, error) {
 	}
 	var buf bytes.Buffer
 	e := msgpack.NewEncoder(&buf)
-	if c.mac == nil {
+	switch {
+	case c.mac == nil:
 		_ = e.EncodeArrayLen(3)
 		_ = e.EncodeUint(contextFormatV1)
-	} else {
+	case c.dot.Counter != 0:
+		_ = e.EncodeArrayLen(6)
+		_ = e.EncodeUint(contextFormatDotted)
+	default:
 		_ = e.EncodeArrayLen(4)
 		_ = e.EncodeUint(contextFormat)
 	}
@@ -95,6 +107,9 @@ func (c CausalContext) MarshalText() ([]byte, error) {
 	encodeVV(e, c.vv)
 	if c.mac != nil {
 		_ = e.EncodeBytes(c.mac)
+	}
+	if c.mac != nil && c.dot.Counter != 0 {
+		encodeDot(e, c.dot)
 	}
 	out := make([]byte, base64.RawURLEncoding.EncodedLen(buf.Len()))
 	base64.RawURLEncoding.Encode(out, buf.Bytes())
@@ -130,6 +145,8 @@ func (c *CausalContext) UnmarshalText(text []byte) error {
 		return fmt.Errorf("%w: malformed format", ErrBadContext)
 	case f == contextFormat:
 		want = 4
+	case f == contextFormatDotted:
+		want = 6
 	case f != contextFormatV1:
 		return fmt.Errorf("%w: unknown format %d", ErrBadContext, f)
 	}
@@ -144,13 +161,19 @@ func (c *CausalContext) UnmarshalText(text []byte) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrBadContext, err)
 	}
-	if len(vv) == 0 {
+	if len(vv) == 0 && f != contextFormatDotted {
 		return fmt.Errorf("%w: empty vector", ErrBadContext)
 	}
 	var mac []byte
-	if f == contextFormat {
+	if f != contextFormatV1 {
 		if mac, err = d.bytes(); err != nil || len(mac) != contextMACSize {
 			return fmt.Errorf("%w: malformed MAC", ErrBadContext)
+		}
+	}
+	var dt dot
+	if f == contextFormatDotted {
+		if dt, err = decodeDot(d); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadContext, err)
 		}
 	}
 	for i := want; i < fields; i++ {
@@ -161,7 +184,7 @@ func (c *CausalContext) UnmarshalText(text []byte) error {
 	if !atEOF(d) {
 		return fmt.Errorf("%w: trailing bytes", ErrBadContext)
 	}
-	*c = CausalContext{cluster: uint32(cl), vv: vv, mac: mac}
+	*c = CausalContext{cluster: uint32(cl), vv: vv, dot: dt, mac: mac}
 	return nil
 }
 
@@ -191,29 +214,38 @@ func newContextKeys(cluster string, secrets [][]byte) (*contextKeys, error) {
 	return k, nil
 }
 
-// mac returns the MAC of vv (format contextFormat) under key i. It covers
-// the cluster name, the format and the whole vector.
-func (k *contextKeys) mac(i int, vv versionVector) []byte {
+// mac returns the MAC of the context vv (format contextFormat), or vv and
+// the dot d (format contextFormatDotted, when d.Counter is not 0), under
+// key i. It covers the cluster name, the format, the whole vector and the
+// dot.
+func (k *contextKeys) mac(i int, vv versionVector, d dot) []byte {
 	h := k.pools[i].Get().(hash.Hash)
 	defer k.pools[i].Put(h)
 	h.Reset()
+	f := uint64(contextFormat)
+	if d.Counter != 0 {
+		f = contextFormatDotted
+	}
 	var hdr []byte
-	hdr = binary.AppendUvarint(hdr, contextFormat)
+	hdr = binary.AppendUvarint(hdr, f)
 	hdr = binary.AppendUvarint(hdr, uint64(len(k.cluster)))
 	h.Write(hdr)
 	h.Write([]byte(k.cluster))
 	var buf bytes.Buffer
 	e := msgpack.NewEncoder(&buf)
 	encodeVV(e, vv)
+	if d.Counter != 0 {
+		encodeDot(e, d)
+	}
 	h.Write(buf.Bytes())
 	return h.Sum(nil)[:contextMACSize]
 }
 
-// valid reports whether mac is vv's MAC under any of the keys.
-func (k *contextKeys) valid(vv versionVector, mac []byte) bool {
+// valid reports whether mac is the MAC of vv and d under any of the keys.
+func (k *contextKeys) valid(vv versionVector, d dot, mac []byte) bool {
 	ok := false
 	for i := range k.pools {
-		ok = hmac.Equal(k.mac(i, vv), mac) || ok
+		ok = hmac.Equal(k.mac(i, vv, d), mac) || ok
 	}
 	return ok
 }
@@ -243,7 +275,7 @@ func (s *Store) issueContext(vv versionVector) CausalContext {
 	if len(vv) == 0 {
 		return CausalContext{}
 	}
-	return CausalContext{cluster: s.cluster, vv: vv, mac: s.ctxKeys.Load().mac(0, vv)}
+	return CausalContext{cluster: s.cluster, vv: vv, mac: s.ctxKeys.Load().mac(0, vv, dot{})}
 }
 
 // checkContext checks a context a caller passed to Put or Delete: issued by
@@ -259,16 +291,19 @@ func (s *Store) checkContext(c CausalContext) error {
 	switch {
 	case c.mac == nil && len(s.cfg.Secrets) > 0:
 		return fmt.Errorf("%w: the context carries no MAC, and the cluster has a secret", ErrBadContext)
-	case c.mac != nil && !s.ctxKeys.Load().valid(c.vv, c.mac):
+	case c.mac == nil && c.dot.Counter != 0:
+		return fmt.Errorf("%w: a dotted context without a MAC", ErrBadContext)
+	case c.mac != nil && !s.ctxKeys.Load().valid(c.vv, c.dot, c.mac):
 		return fmt.Errorf("%w: the context's MAC does not match: it was edited, forged, or signed by a secret no longer configured", ErrBadContext)
 	}
-	return s.checkContextSize(c.vv)
+	return s.checkContextSize(c.vv, c.dot)
 }
 
-// checkContextSize bounds a context's vector by Limits.MaxContextSize (for a
-// write forwarded by a peer, whose caller's context that peer checked).
-func (s *Store) checkContextSize(vv versionVector) error {
-	if n := vvTextSize(vv); n > s.cfg.Limits.MaxContextSize {
+// checkContextSize bounds a context's vector and dot by
+// Limits.MaxContextSize (also for a write forwarded by a peer, whose
+// caller's context that peer checked).
+func (s *Store) checkContextSize(vv versionVector, d dot) error {
+	if n := vvTextSize(vv) + dotTextSize(d); n > s.cfg.Limits.MaxContextSize {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrBadContext, n, s.cfg.Limits.MaxContextSize)
 	}
 	return nil

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -74,7 +75,7 @@ func TestContext_MAC_EditedOrForgedRefused(t *testing.T) {
 				"MAC of another cluster name": func() Context {
 					k, err := newContextKeys("other", secrets)
 					require.NoError(t, err)
-					return Context{cluster: full.cluster, vv: full.vv, mac: k.mac(0, full.vv)}
+					return Context{cluster: full.cluster, vv: full.vv, mac: k.mac(0, full.vv, dot{})}
 				}(),
 			}
 			if secrets != nil {
@@ -82,7 +83,7 @@ func TestContext_MAC_EditedOrForgedRefused(t *testing.T) {
 				forgeries["MAC under no secret"] = func() Context {
 					k, err := newContextKeys(DefaultCluster, nil)
 					require.NoError(t, err)
-					return Context{cluster: full.cluster, vv: full.vv, mac: k.mac(0, full.vv)}
+					return Context{cluster: full.cluster, vv: full.vv, mac: k.mac(0, full.vv, dot{})}
 				}()
 			}
 			for what, forged := range forgeries {
@@ -164,10 +165,11 @@ func FuzzContext_PutUnderMAC(f *testing.F) {
 	s := c.stores[0]
 	key := []byte("k")
 	issued := map[string]bool{}
+	name := func(cx Context) string { return fmt.Sprintf("%s|%v", vcVVString(cx.vv), cx.dot) }
 	read := func(t testing.TB) Context {
 		_, cx, err := s.Get(context.Background(), key)
 		require.NoError(t, err)
-		issued[vcVVString(cx.vv)] = true
+		issued[name(cx)] = true
 		return cx
 	}
 	for i, v := range []string{"a", "b", "c"} {
@@ -176,6 +178,14 @@ func FuzzContext_PutUnderMAC(f *testing.F) {
 		f.Add(cx.String())
 		f.Add(cx.String()[:len(cx.String())-i-1])
 		f.Add(editContext(f, cx, func(fs []any) []any { fs[1] = 1; return fs }).String())
+		// A dotted context: written with cx after a concurrent write.
+		require.NoError(f, s.Put(context.Background(), key, []byte(v+"'"), cx))
+		dotted, err := s.PutReturning(context.Background(), key, []byte(v+"\""), cx)
+		require.NoError(f, err)
+		require.NotZero(f, dotted.dot.Counter)
+		issued[name(dotted)] = true
+		f.Add(dotted.String())
+		f.Add(editContext(f, dotted, func(fs []any) []any { fs[5] = dotted.dot.Counter - 1; return fs }).String())
 	}
 	f.Add("")
 	f.Add("AAAA")
@@ -195,7 +205,7 @@ func FuzzContext_PutUnderMAC(f *testing.F) {
 			require.Equal(t, before, after, "a refused context changed stored data")
 			return
 		}
-		require.True(t, cx.IsZero() || issued[vcVVString(cx.vv)], "a context the cluster never issued was accepted: %s", vcVVString(cx.vv))
+		require.True(t, cx.IsZero() || issued[name(cx)], "a context the cluster never issued was accepted: %s", name(cx))
 		// Resolve the siblings with a genuine context, so that blind Puts
 		// never fill the key up to Limits.MaxSiblings.
 		require.NoError(t, s.Put(context.Background(), key, []byte("resolved"), read(t)))

@@ -110,10 +110,10 @@ func (s *Store) getState(ctx context.Context, key []byte, opts []Option) (state,
 // stored by some replicas. Put only reads key and value; the caller may
 // reuse them afterwards.
 //
-// Put returns no new context, on purpose: the version it created may sit
-// beside concurrent siblings the caller never saw, and a context covering
-// them would let the next write discard them. To write the key again, Get
-// it first (Modify does both), or the writes become siblings of each other.
+// Put returns no new context: to write the key again, Get it first (Modify
+// does both), or use PutReturning, whose returned context covers what c
+// covered plus the new version and no sibling the caller did not see. A
+// second Put with c itself becomes a sibling of the first.
 func (s *Store) Put(ctx context.Context, key, value []byte, c CausalContext, opts ...Option) error {
 	if len(value) > s.cfg.Limits.MaxValueSize {
 		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrValueTooLarge, len(value), s.cfg.Limits.MaxValueSize)
@@ -121,14 +121,16 @@ func (s *Store) Put(ctx context.Context, key, value []byte, c CausalContext, opt
 	if value == nil {
 		value = []byte{}
 	}
-	return s.write(ctx, write{op: "put", value: value}, key, c, opts)
+	_, err := s.write(ctx, write{op: "put", value: value}, key, c, opts)
+	return err
 }
 
 // Delete removes key by writing a tombstone that supersedes the siblings c
 // covers. Siblings c does not cover survive (they were written concurrently).
 // It returns like Put.
 func (s *Store) Delete(ctx context.Context, key []byte, c CausalContext, opts ...Option) error {
-	return s.write(ctx, write{op: "delete", tombstone: true}, key, c, opts)
+	_, err := s.write(ctx, write{op: "delete", tombstone: true}, key, c, opts)
+	return err
 }
 
 // write is what a Put or Delete asks: op names it in errors.
@@ -137,31 +139,34 @@ type write struct {
 	value     []byte // nil for a tombstone
 	tombstone bool
 	cvv       versionVector // the caller's context
+	cdot      dot           // the caller's context's dot, if dotted (DESIGN §2.1)
 }
 
-func (s *Store) write(ctx context.Context, w write, key []byte, c CausalContext, opts []Option) error {
+// write runs a Put or Delete and returns the dot of the version it created
+// (zero when a forwarded write's coordinator did not report it).
+func (s *Store) write(ctx context.Context, w write, key []byte, c CausalContext, opts []Option) (dot, error) {
 	if !s.beginOp() {
-		return ErrClosed
+		return dot{}, ErrClosed
 	}
 	defer s.ops.Done()
 	if err := s.checkKey(key); err != nil {
-		return err
+		return dot{}, err
 	}
 	if err := s.checkContext(c); err != nil {
-		return err
+		return dot{}, err
 	}
 	o, err := s.options(opts)
 	if err != nil {
-		return err
+		return dot{}, err
 	}
 	s.hot.record(key, true)
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
 	q := s.place(slices.Clone(key)) // replica writes may outlive the call
-	w.value, w.cvv = slices.Clone(w.value), c.vv
+	w.value, w.cvv, w.cdot = slices.Clone(w.value), c.vv, c.dot
 	primaries, _ := s.placement(q, true)
 	if len(primaries) == 0 {
-		return ErrNoReplica
+		return dot{}, ErrNoReplica
 	}
 	if slices.ContainsFunc(primaries, func(m Member) bool { return m.ID == s.cfg.NodeID }) {
 		return s.coordinate(ctx, q, w, min(o.w, len(primaries)), o.primariesOnly)
@@ -224,7 +229,9 @@ func (s *Store) readTargets(primaries, fallbacks []Member) []Member {
 // sloppy quorum). With primariesOnly there are no fallbacks, and a write
 // that cannot reach w primaries by the failure detector's account fails
 // before writing anything.
-func (s *Store) coordinate(ctx context.Context, q request, w write, need int, primariesOnly bool) error {
+//
+// It returns the new version's dot.
+func (s *Store) coordinate(ctx context.Context, q request, w write, need int, primariesOnly bool) (dot, error) {
 	primaries, fallbacks := s.placement(q, primariesOnly)
 	if primariesOnly {
 		up, down := 0, map[string]error{}
@@ -236,23 +243,26 @@ func (s *Store) coordinate(ctx context.Context, q request, w write, need int, pr
 			}
 		}
 		if up < need {
-			return &QuorumError{Op: w.op, Need: need, Got: 0, PerReplica: down}
+			return dot{}, &QuorumError{Op: w.op, Need: need, Got: 0, PerReplica: down}
 		}
 	}
 	now := s.cfg.Clock().UnixNano()
-	next, enc, err := s.rep.mint(q.p, q.key, w.value, w.tombstone, w.cvv, now)
+	next, enc, d, err := s.rep.mint(q.p, q.key, w.value, w.tombstone, w.cvv, w.cdot, now)
 	if err != nil {
 		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBadContext) {
-			return err
+			return dot{}, err
 		}
-		return &QuorumError{Op: w.op, Need: need, PerReplica: map[string]error{s.cfg.NodeID: err}}
+		return dot{}, &QuorumError{Op: w.op, Need: need, PerReplica: map[string]error{s.cfg.NodeID: err}}
 	}
 	var pool *fallbackPool
 	if !primariesOnly {
 		pool = &fallbackPool{list: fallbacks}
 	}
 	others := slices.DeleteFunc(slices.Clone(primaries), func(m Member) bool { return m.ID == s.cfg.NodeID })
-	return s.writeAll(ctx, w.op, q, next, enc, others, pool, need, 1)
+	if err := s.writeAll(ctx, w.op, q, next, enc, others, pool, need, 1); err != nil {
+		return dot{}, err
+	}
+	return d, nil
 }
 
 // forward hands a write to a replica of the key, which coordinates it (only
@@ -266,7 +276,7 @@ func (s *Store) coordinate(ctx context.Context, q request, w write, need int, pr
 //
 // When no replica could be handed the write, the error matches both
 // ErrNoReplica and ErrWriteQuorum (it wraps a *QuorumError with Got 0).
-func (s *Store) forward(ctx context.Context, q request, w write, o options, replicas []Member) error {
+func (s *Store) forward(ctx context.Context, q request, w write, o options, replicas []Member) (dot, error) {
 	reqID := mix64(s.reqBase + s.reqSeq.Add(1))
 	errs := map[string]error{}
 	for _, m := range replicas {
@@ -288,32 +298,34 @@ func (s *Store) forward(ctx context.Context, q request, w write, o options, repl
 		req := s.encode(&putReq{
 			Key: q.key, Value: w.value, Tombstone: w.tombstone, Context: w.cvv, W: o.w,
 			TimeoutMS: max(1, budget.Milliseconds()), PrimariesOnly: o.primariesOnly, ReqID: reqID,
+			ContextDot: w.cdot,
 		})
 		resp, err := s.callObserved(ctx, ctx, m, req)
 		if err == nil {
-			if resp.Body.kind() != kindAck {
-				return fmt.Errorf("%w: %s answered a put with %v", ErrProtocol, m.ID, resp.Body.kind())
+			ack, ok := resp.Body.(*ackReply)
+			if !ok {
+				return dot{}, fmt.Errorf("%w: %s answered a put with %v", ErrProtocol, m.ID, resp.Body.kind())
 			}
-			return nil
+			return ack.Dot, nil
 		}
 		var qe *QuorumError
 		if errors.As(err, &qe) {
 			qe.Op = w.op
-			return qe
+			return dot{}, qe
 		}
 		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrBadContext) {
-			return err
+			return dot{}, err
 		}
 		errs[m.ID] = err
 		if ctx.Err() != nil || !errors.Is(err, ErrNoReplica) && !errors.Is(err, ErrClosed) {
 			// Out of time, or the replica took the write and failed it:
 			// it may or may not have been applied.
-			return &QuorumError{Op: w.op, Need: o.w, PerReplica: errs}
+			return dot{}, &QuorumError{Op: w.op, Need: o.w, PerReplica: errs}
 		}
 		// It declined before minting (not a replica in its ring, or
 		// closing): the next one may take it.
 	}
-	return fmt.Errorf("%w: %w", ErrNoReplica, &QuorumError{Op: w.op, Need: o.w, PerReplica: errs})
+	return dot{}, fmt.Errorf("%w: %w", ErrNoReplica, &QuorumError{Op: w.op, Need: o.w, PerReplica: errs})
 }
 
 // ping asks m whether it is up, with the replica timeout. A peer that answers

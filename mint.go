@@ -16,35 +16,42 @@ import (
 // crash can never leave a dot on other replicas that this node might issue
 // again in the same run; and a restart starts a new run, whose epochs are
 // new (see ownActor).
-// It returns the new state and its encoding, which the caller replicates.
-func (r *replica) mint(p int, key, value []byte, tombstone bool, cvv versionVector, now int64) (state, []byte, error) {
+// cd is the context's dot, if any (DESIGN §2.1; zero for none).
+// It returns the new state, its encoding, which the caller replicates, and
+// the new version's dot.
+func (r *replica) mint(p int, key, value []byte, tombstone bool, cvv versionVector, cd dot, now int64) (state, []byte, dot, error) {
 	var (
 		next     state
 		stored   []byte
+		minted   dot
 		lost     bool // the stored state was damaged and is replaced
 		evidence bool // the context shows this node's actor beyond its record
 	)
+	seen := cvv // every counter the context names, for the checks below
+	if cd.Counter != 0 {
+		seen = cvv.with(cd.Actor, cd.Counter)
+	}
 	c := &change{p: p, key: key, fn: func(cur []byte) ([]byte, bool, error) {
 		base, damaged := decodeLocal(cur)
 		lost, evidence = damaged, false
-		if n := concurrentCount(base, cvv) + 1; n > r.limits.MaxSiblings {
+		if n := concurrentCount(base, cvv, cd) + 1; n > r.limits.MaxSiblings {
 			return nil, false, fmt.Errorf("%w: key %q would hold %d siblings, the limit is %d", ErrTooManySiblings, key, n, r.limits.MaxSiblings)
 		}
 		actor := r.ownActor(key, base)
-		if actor != "" && (cvv.get(actor) > base.VV.get(actor) || base.VV.get(actor) >= maxCounter) {
+		if actor != "" && (seen.get(actor) > base.VV.get(actor) || base.VV.get(actor) >= maxCounter) {
 			// Issue 20: the context shows a counter of this node's own actor
 			// beyond the local record, so the record lost dots this node
 			// issued: they must not be issued again.
-			evidence = cvv.get(actor) > base.VV.get(actor)
+			evidence = seen.get(actor) > base.VV.get(actor)
 			actor = ""
 		}
 		if actor == "" {
 			actor = r.freshActor()
 		}
-		if err := mintable(base, cvv, actor); err != nil {
+		if err := mintable(base, seen, actor); err != nil {
 			return nil, false, err
 		}
-		next, _ = mint(base, cvv, actor, value, tombstone, now)
+		next, minted = mintDotted(base, cvv, cd, actor, value, tombstone, now)
 		stored = encodeState(next)
 		if len(stored) > r.limits.MaxStateSize {
 			return nil, false, fmt.Errorf("%w: key %q would hold %d bytes of siblings, the limit is %d", ErrValueTooLarge, key, len(stored), r.limits.MaxStateSize)
@@ -53,7 +60,7 @@ func (r *replica) mint(p int, key, value []byte, tombstone bool, cvv versionVect
 	}}
 	c.after = func() { r.afterUpdate(key, next, lost, evidence, "a write's context") }
 	err := r.update(c)
-	return next, stored, err
+	return next, stored, minted, err
 }
 
 // mergeChange is the change that merges st into key's state durably. A

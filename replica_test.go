@@ -53,14 +53,14 @@ func TestReplica_DropPartition_OneCommit_OnlyIfUnchanged(t *testing.T) {
 		}
 	}
 	for i, k := range keys {
-		_, _, err := r.mint(p, k, []byte("v"), i%4 == 0, nil, 1)
+		_, _, _, err := r.mint(p, k, []byte("v"), i%4 == 0, nil, dot{}, 1)
 		require.NoError(t, err)
 	}
 	pushed := r.tree.get(p)
 	require.NotZero(t, pushed)
 
 	// A write lands after the push: the partition is kept.
-	_, _, err := r.mint(p, keys[0], []byte("late"), false, nil, 2)
+	_, _, _, err := r.mint(p, keys[0], []byte("late"), false, nil, dot{}, 2)
 	require.NoError(t, err)
 	dropped, err := r.dropPartition(p, pushed)
 	require.NoError(t, err)

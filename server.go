@@ -107,7 +107,7 @@ func (s *Store) coordinateForwarded(ctx context.Context, b *putReq) (body, error
 	if !b.Tombstone && len(b.Value) > s.cfg.Limits.MaxValueSize {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrValueTooLarge, len(b.Value), s.cfg.Limits.MaxValueSize)
 	}
-	if err := s.checkContextSize(b.Context); err != nil {
+	if err := s.checkContextSize(b.Context, b.ContextDot); err != nil {
 		return nil, err
 	}
 	q := s.place(b.Key)
@@ -124,17 +124,18 @@ func (s *Store) coordinateForwarded(ctx context.Context, b *putReq) (body, error
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	w := write{op: "put", value: b.Value, cvv: b.Context}
+	w := write{op: "put", value: b.Value, cvv: b.Context, cdot: b.ContextDot}
 	if b.Tombstone {
-		w = write{op: "delete", tombstone: true, cvv: b.Context}
+		w = write{op: "delete", tombstone: true, cvv: b.Context, cdot: b.ContextDot}
 	} else if w.value == nil {
 		w.value = []byte{}
 	}
 	primariesOnly := b.PrimariesOnly || s.cfg.PrimariesOnly
-	if err := s.coordinate(ctx, q, w, min(b.W, len(replicas)), primariesOnly); err != nil {
+	d, err := s.coordinate(ctx, q, w, min(b.W, len(replicas)), primariesOnly)
+	if err != nil {
 		return nil, err
 	}
-	return &ackReply{}, nil
+	return &ackReply{Dot: d}, nil
 }
 
 // serveRanges hashes each requested range of the partitions from shares

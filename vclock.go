@@ -322,12 +322,32 @@ func redot(sb sibling) dot {
 // The new sibling's dot is the actor's next counter for this key. mint never
 // modifies st and returns the new state and the new sibling's dot.
 func mint(st state, ctx versionVector, actor string, value []byte, tombstone bool, now int64) (state, dot) {
-	d := dot{Actor: actor, Counter: max(st.VV.get(actor), ctx.get(actor)) + 1}
-	out := state{VV: join(st.VV, ctx).with(actor, d.Counter), Siblings: make([]sibling, 0, len(st.Siblings)+1)}
+	return mintDotted(st, ctx, dot{}, actor, value, tombstone, now)
+}
+
+// mintDotted is mint with a dotted context (DESIGN §2.1): the vector ctx
+// plus the one event cd (none when cd.Counter is 0), which the vector need
+// not cover. The sibling under cd is superseded like those ctx covers. The
+// new state's vector covers cd only when that leaves it contiguous (the
+// replica has seen every earlier event of cd's actor): then a copy of cd
+// that arrives later is known to be superseded. Otherwise the vector cannot
+// say so without also covering events the writer never saw, and a late cd
+// survives as a sibling: never lost, at worst one sibling too many.
+func mintDotted(st state, ctx versionVector, cd dot, actor string, value []byte, tombstone bool, now int64) (state, dot) {
+	vv := join(st.VV, ctx)
+	if cd.Counter != 0 && vv.get(cd.Actor) == cd.Counter-1 {
+		vv = vv.with(cd.Actor, cd.Counter)
+	}
+	last := vv.get(actor)
+	if cd.Actor == actor {
+		last = max(last, cd.Counter) // never mint a dot the context names
+	}
+	d := dot{Actor: actor, Counter: last + 1}
+	out := state{VV: vv.with(actor, d.Counter), Siblings: make([]sibling, 0, len(st.Siblings)+1)}
 	inserted := false
 	nw := sibling{Dot: d, Time: now, Tombstone: tombstone, Value: value}
 	for _, sb := range st.Siblings {
-		if ctx.covers(sb.Dot) {
+		if ctx.covers(sb.Dot) || (cd.Counter != 0 && sb.Dot == cd) {
 			continue
 		}
 		if !inserted && nw.Dot.compare(sb.Dot) < 0 {
@@ -387,12 +407,13 @@ func joinedLen(a, b versionVector) int {
 	return n + len(a) - i + len(b) - j
 }
 
-// concurrentCount is the number of siblings a put with context ctx would leave
-// beside its own: those ctx does not cover.
-func concurrentCount(st state, ctx versionVector) int {
+// concurrentCount is the number of siblings a put with context ctx (and
+// the context's dot cd, if any) would leave beside its own: those the
+// context does not cover.
+func concurrentCount(st state, ctx versionVector, cd dot) int {
 	n := 0
 	for _, sb := range st.Siblings {
-		if !ctx.covers(sb.Dot) {
+		if !ctx.covers(sb.Dot) && (cd.Counter == 0 || sb.Dot != cd) {
 			n++
 		}
 	}

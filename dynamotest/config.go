@@ -144,6 +144,12 @@ type SimConfig struct {
 	// one time in three first: a tampered context must be refused with
 	// dynamo.ErrBadContext (the write is then retried with the genuine one).
 	TamperContexts bool
+	// ChainedWrites makes clients do their adds with PutReturning (Get,
+	// then PutReturning) and write the new set once more with the context
+	// it returned, without reading: a returned context that covered a
+	// concurrent add the client never saw would make the second write lose
+	// it, which the checker reports.
+	ChainedWrites bool
 
 	// Resolver, if set, is installed as Config.Resolver on every store,
 	// replacing the one Mode implies. Values are msgpack-encoded []int64 sets

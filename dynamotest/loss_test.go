@@ -45,3 +45,10 @@ func TestSim_AmnesiaHeavy(t *testing.T) {
 func TestSim_TamperContexts(t *testing.T) {
 	runSeedsN(t, "TestSim_TamperContexts", lossSeeds(), func(cfg *dynamotest.SimConfig) { cfg.TamperContexts = true })
 }
+
+// TestSim_ChainedWrites: every add is written twice, the second time with
+// the context PutReturning returned and no read: no acknowledged add is
+// lost, so the returned contexts never covered a concurrent add.
+func TestSim_ChainedWrites(t *testing.T) {
+	runSeedsN(t, "TestSim_ChainedWrites", lossSeeds(), func(cfg *dynamotest.SimConfig) { cfg.ChainedWrites = true })
+}

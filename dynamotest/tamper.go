@@ -6,7 +6,6 @@ package dynamotest
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 
 	"github.com/dynamo-kv/dynamo"
@@ -31,26 +30,7 @@ func (s *sim) tamperedAdd(ctx context.Context, o *op, st *dynamo.Store, key []by
 }
 
 func (s *sim) tamperedAddOnce(ctx context.Context, o *op, st *dynamo.Store, key []byte, try int) error {
-	sibs, c, err := st.Get(ctx, key)
-	if err != nil {
-		return err
-	}
-	var cur []int64
-	if len(sibs) > 0 {
-		sets := make([][]int64, 0, len(sibs))
-		for _, sb := range sibs {
-			v, err := s.codec.Unmarshal(sb.Value)
-			if err != nil {
-				return fmt.Errorf("%w: %w", dynamo.ErrResolve, err)
-			}
-			sets = append(sets, v)
-		}
-		if cur, err = s.merge(sets); err != nil {
-			return err
-		}
-	}
-	next := insertSorted(slices.Clone(cur), o.elem)
-	value, err := s.codec.Marshal(next)
+	next, value, c, err := s.readAdd(ctx, o, st, key)
 	if err != nil {
 		return err
 	}

@@ -86,6 +86,8 @@ func (s *sim) do(o *op, st *dynamo.Store) {
 			o.err = s.blindPut(ctx, o, st, key)
 		case s.cfg.TamperContexts:
 			o.err = s.tamperedAdd(ctx, o, st, key)
+		case s.cfg.ChainedWrites:
+			o.err = s.chainedAdd(ctx, o, st, key)
 		default:
 			_, o.err = dynamo.Modify(ctx, st, key, s.codec, s.merge, func(cur []int64, _ bool) ([]int64, error) {
 				next := insertSorted(slices.Clone(cur), o.elem)

@@ -32,8 +32,10 @@ type bench struct {
 	cl        *cluster
 	stderr    io.Writer
 	keys      [][]byte                         // "key-%08d"; never modified, since a Store may read a key after its call returns
-	contexts  []atomic.Pointer[dynamo.Context] // by key index; set by the preload, replaced after every Get
+	contexts  []atomic.Pointer[dynamo.Context] // by key index; set by the preload, replaced after every Get and chained write
+	writing   []sync.Mutex                     // by key index: chain writes one key at a time
 	preloaded bool
+	stale     bool // a workload wrote preloaded keys with Put, which returns no context
 }
 
 // benchmark starts the cluster in a fresh directory under cfg.dir, runs
@@ -51,7 +53,7 @@ func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) (err e
 	}
 	defer func() { err = errors.Join(err, cl.Close()) }()
 
-	b := &bench{cfg: cfg, cl: cl, stderr: stderr, keys: make([][]byte, cfg.keys), contexts: make([]atomic.Pointer[dynamo.Context], cfg.keys)}
+	b := &bench{cfg: cfg, cl: cl, stderr: stderr, keys: make([][]byte, cfg.keys), contexts: make([]atomic.Pointer[dynamo.Context], cfg.keys), writing: make([]sync.Mutex, cfg.keys)}
 	for i := range b.keys {
 		b.keys[i] = fmt.Appendf(nil, "key-%08d", i)
 	}
@@ -68,10 +70,16 @@ func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) (err e
 				return err
 			}
 		}
+		if w == "chain" && b.stale {
+			if _, err := b.readAll(ctx); err != nil {
+				return err
+			}
+		}
 		res, err := b.run(ctx, i, w)
 		if err != nil {
 			return err
 		}
+		b.stale = b.stale || w == "mixed" || w == "overwrite"
 		if err := out.print(res); err != nil {
 			return err
 		}
@@ -143,9 +151,9 @@ func putRetry(ctx context.Context, st *dynamo.Store, key, value []byte, opts ...
 
 // getRetry reads key, retrying up to 4 times after a quorum failure (a
 // replica slow to answer on a loaded machine).
-func getRetry(ctx context.Context, st *dynamo.Store, key []byte) ([]dynamo.Sibling, dynamo.Context, error) {
+func getRetry(ctx context.Context, st *dynamo.Store, key []byte, opts ...dynamo.Option) ([]dynamo.Sibling, dynamo.Context, error) {
 	for attempt := 0; ; attempt++ {
-		sibs, c, err := st.Get(ctx, key)
+		sibs, c, err := st.Get(ctx, key, opts...)
 		if err == nil || attempt == 4 || ctx.Err() != nil || !errors.Is(err, dynamo.ErrReadQuorum) {
 			return sibs, c, err
 		}
@@ -257,6 +265,11 @@ func (b *bench) run(ctx context.Context, i int, w string) (result, error) {
 	}
 
 	res := b.summarize(w, clients, win, end)
+	if w == "chain" {
+		if res.MaxSiblings, err = b.readAll(ctx); err != nil {
+			return result{}, err
+		}
+	}
 	if w == "mixed" {
 		var ph histogram
 		for _, c := range clients {
@@ -368,6 +381,8 @@ func (c *client) opFor(w string) func(context.Context) error {
 		return c.get
 	case "overwrite":
 		return c.overwrite
+	case "chain":
+		return c.chain
 	}
 	return func(ctx context.Context) error {
 		c.lastPut = c.rng.Float64() >= c.b.cfg.readRatio
@@ -402,8 +417,8 @@ func (c *client) get(ctx context.Context) error {
 
 // read Gets preloaded key k, checks that it has a value, and keeps its
 // Context in the shared table.
-func (c *client) read(ctx context.Context, k int) (dynamo.Context, error) {
-	sibs, cx, err := c.st.Get(ctx, c.b.keys[k])
+func (c *client) read(ctx context.Context, k int, opts ...dynamo.Option) (dynamo.Context, error) {
+	sibs, cx, err := c.st.Get(ctx, c.b.keys[k], opts...)
 	if err != nil {
 		return cx, err
 	}
@@ -432,6 +447,46 @@ func (c *client) overwrite(ctx context.Context) error {
 		return err
 	}
 	return c.st.Put(ctx, c.b.keys[k], c.value(), cx)
+}
+
+// chain overwrites a picked preloaded key without reading it: a
+// PutReturning with the context of the key's latest write or read (the
+// per-key table), which it replaces with the context the write returns.
+// Writes of one key take turns (a lock per key), as one client's writes of
+// a key would, so the chain creates no siblings. After a failed write, which
+// may or may not have been applied, it reads the key again from all N
+// replicas, so that the next write supersedes the failed one wherever it
+// landed (if a replica holding it does not answer, it stays a sibling).
+func (c *client) chain(ctx context.Context) error {
+	k := c.pick()
+	c.b.writing[k].Lock()
+	defer c.b.writing[k].Unlock()
+	next, err := c.st.PutReturning(ctx, c.b.keys[k], c.value(), *c.b.contexts[k].Load())
+	if err != nil {
+		_, _ = c.read(ctx, k, dynamo.WithR(c.b.cfg.n))
+		return err
+	}
+	c.b.contexts[k].Store(&next)
+	return nil
+}
+
+// readAll reads every preloaded key from all N replicas, outside any
+// measured window, keeps its context in the table, and returns the most
+// siblings one held. After a chain run that is 1 when every chained write
+// superseded the last (a write that failed on a loaded machine may have
+// left a version on one replica, which stays a sibling); before one, it
+// replaces the contexts that the Puts of an earlier workload left stale.
+func (b *bench) readAll(ctx context.Context) (int, error) {
+	most := 0
+	for k, key := range b.keys {
+		sibs, c, err := getRetry(ctx, b.cl.stores[k%len(b.cl.stores)], key, dynamo.WithR(b.cfg.n))
+		if err != nil {
+			return 0, fmt.Errorf("read back %s: %w", key, err)
+		}
+		b.contexts[k].Store(&c)
+		most = max(most, len(sibs))
+	}
+	return most, nil
 }
 
 // value returns a window of the client's random bytes; Put copies it.

@@ -18,7 +18,7 @@ var errHelp = flag.ErrHelp
 
 // workloadNames lists the workloads -workloads may name (they run in the
 // order named).
-var workloadNames = []string{"put", "get", "mixed", "overwrite", "fill"}
+var workloadNames = []string{"put", "get", "mixed", "overwrite", "chain", "fill"}
 
 // defaultWorkloads are the workloads run when -workloads is not given.
 var defaultWorkloads = []string{"put", "get", "mixed"}
@@ -60,7 +60,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.clients, "clients", 16, "closed-loop clients; client i sends to node i mod -nodes")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured window of each workload")
 	fs.DurationVar(&c.warmup, "warmup", time.Second, "warm-up before each measured window; its samples are discarded")
-	fs.StringVar(&workloads, "workloads", strings.Join(defaultWorkloads, ","), "comma-separated workloads: put, get, mixed, overwrite, fill")
+	fs.StringVar(&workloads, "workloads", strings.Join(defaultWorkloads, ","), "comma-separated workloads: put, get, mixed, overwrite, chain, fill")
 	fs.IntVar(&c.valueSize, "value-size", 1024, "bytes in each written value")
 	fs.IntVar(&c.keys, "keys", 10000, "keys preloaded for get, mixed and overwrite; keys written by fill")
 	fs.Float64Var(&c.readRatio, "read-ratio", 0.5, "fraction of mixed operations that are Gets")
@@ -128,7 +128,7 @@ func (c config) validate() error {
 	}
 	for _, w := range c.workloads {
 		if !slices.Contains(workloadNames, w) {
-			add("-workloads: unknown workload %q (want put, get, mixed, overwrite or fill)", w)
+			add("-workloads: unknown workload %q (want put, get, mixed, overwrite, chain or fill)", w)
 		}
 	}
 	if c.valueSize < 0 || c.valueSize > 1<<20 {

@@ -19,7 +19,7 @@
 //
 // # Workloads
 //
-// Put returns no causal context, so a client that writes a key twice
+// Put returns no causal context (PutReturning does: see chain), so a client that writes a key twice
 // without reading it in between makes its second write concurrent with its
 // first: the two become siblings, and a key overwritten in a loop grows until
 // Put fails with ErrTooManySiblings (blind writes with the zero Context pile
@@ -40,6 +40,11 @@
 //   - overwrite: a real client's read-modify-write of a preloaded key: a Get,
 //     then a Put with the Context that Get returned. The pair counts as one
 //     operation, so its ops/s compares directly with put's.
+//   - chain: an overwrite of a preloaded key without a read: PutReturning
+//     with the context the key's previous write returned (kept per key,
+//     seeded by the preload), writes of one key taking turns as one
+//     client's would. After the run every key is read back; max siblings
+//     reports the most one held, 1 when every write superseded the last.
 //   - fill: fresh keys in scrambled order until -keys keys are written (no
 //     preload, no -duration), reported in ten rows, one per tenth of the
 //     keys, so that the write rate as the data grows shows.

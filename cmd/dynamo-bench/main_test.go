@@ -68,6 +68,23 @@ func TestParseFlags_ReportsEveryProblem(t *testing.T) {
 // carries the Context of its own Get, so siblings stay few even on the
 // hottest key), and fill must report ten rows whose filled counts reach
 // -keys and whose writes all landed (a Get of the last fill key finds it).
+// TestRun_Chain runs chained overwrites (each with the context the last
+// write of the key returned) on zipf-picked keys, so the hottest keys are
+// written back to back through every node: every key must hold one version
+// afterwards.
+func TestRun_Chain(t *testing.T) {
+	var out bytes.Buffer
+	err := run([]string{"-duration", "300ms", "-warmup", "0", "-keys", "200", "-clients", "4", "-storage", "memory",
+		"-workloads", "chain", "-dist", "zipf", "-json", "-dir", t.TempDir()}, &out)
+	require.NoError(t, err)
+	var res result
+	require.NoError(t, json.Unmarshal(bytes.TrimSpace(out.Bytes()), &res))
+	require.Equal(t, "chain", res.Workload)
+	require.Positive(t, res.Ops)
+	require.Zero(t, res.Errors)
+	require.Equal(t, 1, res.MaxSiblings, "a chained overwrite supersedes the version before it")
+}
+
 func TestRun_OverwriteAndFill(t *testing.T) {
 	var out bytes.Buffer
 	err := run([]string{"-duration", "300ms", "-warmup", "0", "-keys", "200", "-clients", "4", "-storage", "memory",
