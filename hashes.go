@@ -110,7 +110,11 @@ func (s *Store) VerifyHashes(ctx context.Context) error {
 		return ErrClosed
 	}
 	defer s.ops.Done()
-	r := s.rep
+	return s.rep.verifyHashes(ctx)
+}
+
+// verifyHashes is VerifyHashes on the replica.
+func (r *replica) verifyHashes(ctx context.Context) error {
 	r.rehashMarked()
 	var bad []int
 	var damaged error
