@@ -42,8 +42,8 @@ type config struct {
 	seed       uint64
 	json       bool
 	cpuProfile string
-	restart    bool // after the workloads, restart each node and time it
-	verify     bool // after a restart, VerifyHashes
+	restart    bool          // after the workloads, restart each node and time it
+	verify     bool          // after a restart, VerifyHashes
 	aeInterval time.Duration // anti-entropy round interval; 0 is the library default
 }
 
