@@ -18,9 +18,10 @@ import (
 // array gives in O(1). The levels of the Merkle tree (root, ranges,
 // partitions, keys) are therefore derived on demand, never rebuilt by scans.
 //
-// The tree lives in memory and is rebuilt by one scan of the data at start-up
-// (about a second per million keys of 1 KiB): that costs less than keeping it
-// durable on every write, and a rebuilt tree can never disagree with the data.
+// The tree lives in memory. At start-up it is read from a Storage that keeps
+// it with its data (storage.Summer: bbolt moves it in each checkpoint, not on
+// every write), or else rebuilt by one scan of the data (about a second per
+// million keys of 1 KiB); see hashes.go.
 type hashTree struct {
 	parts []atomic.Uint64
 }
