@@ -46,7 +46,8 @@ func (r *replica) loadKept() bool {
 }
 
 // indexInBackground fills the tombstone and fold indexes from the data,
-// one partition at a time (each one short storage read), after a start-up
+// 256 partitions at a time (each one short storage read, and a few
+// hundred in all however many partitions there are), after a start-up
 // that read the hash tree instead of scanning; then it closes r.indexed.
 // Writes go on meanwhile and keep the indexes themselves; the scan only
 // adds keys, so a key it reads before a write changed it is at worst a
@@ -54,11 +55,12 @@ func (r *replica) loadKept() bool {
 // and skip.
 func (r *replica) indexInBackground(ctx context.Context) {
 	defer close(r.indexed)
-	for p := range r.q {
+	for p := 0; p < r.q; p += 256 {
 		if ctx.Err() != nil {
 			return
 		}
-		err := r.forEach(partitionPrefix(p), func(k, v []byte) error {
+		group := partitionPrefix(p)[:4] // partitions p to p+255
+		err := r.forEach(group, func(k, v []byte) error {
 			if len(k) < 6 {
 				return nil
 			}

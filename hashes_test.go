@@ -18,7 +18,7 @@ import (
 	"github.com/dynamo-kv/dynamo/storage/memory"
 )
 
-// openBoltReplica opens the bbolt file at path and a replica of 16
+// openBoltReplica opens the bbolt file at path and a replica of 600
 // partitions on it, loaded as Open loads it (the background indexing run to
 // the end), and reports whether the hash tree was read from the storage.
 func openBoltReplica(t *testing.T, path string, opts *bolt.Options) (*replica, *bolt.Store, bool) {
@@ -26,7 +26,7 @@ func openBoltReplica(t *testing.T, path string, opts *bolt.Options) (*replica, *
 	db, err := bolt.Open(path, opts)
 	require.NoError(t, err)
 	cfg := DefaultConfig()
-	cfg.NodeID, cfg.Storage, cfg.Partitions = "n0", db, 16
+	cfg.NodeID, cfg.Storage, cfg.Partitions = "n0", db, 600 // 3 groups of the background scan
 	cfg = cfg.withDefaults()
 	r := newReplica(cfg, cfg.Logger, "n0/01", newRunEpochs(7))
 	kept, err := r.load()
