@@ -34,6 +34,9 @@ func (r *replica) loadKept() bool {
 	}
 	start := time.Now()
 	sums, err := sm.Sums(r.sumSpec())
+	if err == nil && len(sums) != r.q {
+		err = fmt.Errorf("%d sums for %d partitions", len(sums), r.q)
+	}
 	if err != nil {
 		r.log.Warn("the storage's kept hashes cannot be read; scanning the data instead", "err", err)
 		return false

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/dynamo-kv/dynamo/storage"
 	"github.com/dynamo-kv/dynamo/storage/bolt"
 	"github.com/dynamo-kv/dynamo/storage/memory"
 )
@@ -154,4 +155,21 @@ func TestHashes_StorageWithoutSums_Scanned(t *testing.T) {
 	require.NoError(t, again.verifyHashes(context.Background()))
 	again.tree.xor(3, 1)
 	require.ErrorIs(t, again.verifyHashes(context.Background()), ErrHashMismatch)
+}
+
+// shortSums keeps the wrong number of sums: the replica scans instead.
+type shortSums struct{ Storage }
+
+func (shortSums) Sums(storage.SumSpec) ([]uint64, error) { return make([]uint64, 20), nil }
+
+func TestHashes_WrongSumCount_Scanned(t *testing.T) {
+	st := memory.New()
+	r := newTestReplica(t, st)
+	now := int64(0)
+	churn(t, r, rand.New(rand.NewPCG(5, 6)), 100, &now)
+	again := newTestReplica(t, shortSums{st})
+	kept, err := again.load()
+	require.NoError(t, err)
+	require.False(t, kept)
+	require.NoError(t, again.verifyHashes(context.Background()))
 }
