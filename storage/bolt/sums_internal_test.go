@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	bbolt "go.etcd.io/bbolt"
 
 	"github.com/dynamo-kv/dynamo/storage"
 )
@@ -219,4 +220,27 @@ func TestSums_InvalidSpec(t *testing.T) {
 	require.NoError(t, s.Close())
 	_, err := s.Sums(testSpec)
 	require.ErrorIs(t, err, storage.ErrClosed)
+}
+
+// TestSums_DamagedBlock_Scanned: a kept block that fails its checksum is
+// not trusted; Sums scans, and matches the data again.
+func TestSums_DamagedBlock_Scanned(t *testing.T) {
+	dir := t.TempDir()
+	s := testOpen(t, dir, nil)
+	sumWrites(t, s, rand.New(rand.NewPCG(7, 8)), 300)
+	_, err := s.Sums(testSpec)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	s = testOpen(t, dir, nil)
+	require.NoError(t, s.db.Update(func(tx *bbolt.Tx) error {
+		sb := tx.Bucket(sumsBucket)
+		v := bytes.Clone(sb.Get(sumBlockKey(1)))
+		v[20] ^= 0x01
+		return sb.Put(sumBlockKey(1), v)
+	}))
+	sums, err := s.Sums(testSpec)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), s.Stats().SumScans, "a damaged block is scanned again")
+	require.Equal(t, scanned(t, s), sums)
 }
