@@ -266,6 +266,7 @@ func (s *Store) syncWith(ctx context.Context, peer Member, parts []uint32, finge
 
 // prefixHashes returns x with x[i] the XOR of the hashes of parts[:i].
 func (s *Store) prefixHashes(parts []uint32) []uint64 {
+	s.rep.rehashMarked()
 	prefix := make([]uint64, len(parts)+1)
 	for i, p := range parts {
 		prefix[i+1] = prefix[i] ^ s.rep.tree.get(int(p))

@@ -20,6 +20,9 @@ import (
 // of a version the entry covered is left to come back); each primary drops
 // it only if it still holds it dead. It returns how many keys it folded.
 func (s *Store) compactRound(ctx context.Context) int {
+	if !s.rep.awaitIndexes(ctx) {
+		return 0
+	}
 	r := s.ring.Load()
 	folded := 0
 	for _, key := range s.rep.folds.list() {

@@ -181,7 +181,8 @@ func New(cfg Config) (*Store, error) {
 	s.pingReq = s.encode(&pingReq{})
 	s.bg, s.stop = context.WithCancel(context.Background())
 	s.rebuildRing()
-	if err := s.rep.load(); err != nil {
+	background, err := s.rep.load()
+	if err != nil {
 		return nil, err
 	}
 	changes, cancel := s.members.Subscribe()
@@ -196,6 +197,9 @@ func New(cfg Config) (*Store, error) {
 	if err := cfg.Transport.Serve(s.handle); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("dynamo: serve: %w", err)
+	}
+	if background {
+		s.goBackground(s.rep.indexInBackground)
 	}
 	s.log.Info("store started", "actor", s.actor, "members", len(s.ring.Load().members))
 	return s, nil

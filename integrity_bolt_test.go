@@ -33,7 +33,9 @@ func TestStore_Bolt_FlippedValueByte_DiscardedAndRepaired(t *testing.T) {
 
 	s := c.start("c") // a damaged value does not stop the start
 	c.members.SetReachable("c", true)
-	require.EqualValues(t, 1, s.Stats().CorruptRecords, "the walk at start-up found, discarded and counted it")
+	require.True(t, s.rep.awaitIndexes(ctx))
+	require.EqualValues(t, 1, s.Stats().CorruptRecords, "the walk after start-up found, discarded and counted it")
+	require.NoError(t, s.VerifyHashes(ctx), "the discarded value's digest is out of the hash read from the storage")
 	sibs, err := s.LocalGet([]byte("k007"))
 	require.NoError(t, err)
 	require.Empty(t, sibs, "the damaged value is never served")
@@ -44,6 +46,7 @@ func TestStore_Bolt_FlippedValueByte_DiscardedAndRepaired(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, sibs, 1)
 	require.Equal(t, value(7), sibs[0].Value, "anti-entropy took the key back from the peers")
+	require.NoError(t, s.VerifyHashes(ctx))
 	for i := range 20 {
 		got, _, err := s.Get(ctx, fmt.Appendf(nil, "k%03d", i), WithR(3))
 		require.NoError(t, err)

@@ -4,9 +4,10 @@
 package dynamo
 
 import (
-	"encoding/binary"
 	"fmt"
 	"sync/atomic"
+
+	"github.com/dynamo-kv/dynamo/storage"
 )
 
 // hashTree keeps one hash per partition: the XOR of the digests of the
@@ -17,9 +18,10 @@ import (
 // array gives in O(1). The levels of the Merkle tree (root, ranges,
 // partitions, keys) are therefore derived on demand, never rebuilt by scans.
 //
-// The tree lives in memory and is rebuilt by one scan of the data at start-up
-// (about a second per million keys of 1 KiB): that costs less than keeping it
-// durable on every write, and a rebuilt tree can never disagree with the data.
+// The tree lives in memory. At start-up it is read from a Storage that keeps
+// it with its data (storage.Summer: bbolt moves it in each checkpoint, not on
+// every write), or else rebuilt by one scan of the data (about a second per
+// million keys of 1 KiB); see hashes.go.
 type hashTree struct {
 	parts []atomic.Uint64
 }
@@ -42,31 +44,13 @@ func (t *hashTree) xor(p int, v uint64) {
 
 func (t *hashTree) get(p int) uint64 { return t.parts[p].Load() }
 
-// digest identifies a key's stored state: zero for an absent key.
-func digest(key, enc []byte) uint64 {
-	if len(enc) == 0 {
-		return 0
-	}
-	d := hashWords(hashWords(uint64(len(key)), key), enc)
-	if d != 0 {
-		return d
-	}
-	return 1
-}
+// digest identifies a key's stored state: zero for an absent key. It is
+// storage.Digest, so a Storage that keeps sums (storage.Summer) keeps the
+// hash tree's.
+func digest(key, enc []byte) uint64 { return storage.Digest(key, enc) }
 
-// hashWords folds b into h eight bytes at a time (a splitmix64 chain): several
-// times faster than byte-wise FNV on states of a few KiB, and the same on
-// every node and platform.
-func hashWords(h uint64, b []byte) uint64 {
-	h = mix64(h ^ uint64(len(b)) ^ 0x9e3779b97f4a7c15)
-	for len(b) >= 8 {
-		h = mix64(h ^ binary.LittleEndian.Uint64(b))
-		b = b[8:]
-	}
-	var tail [8]byte
-	copy(tail[:], b)
-	return mix64(h ^ binary.LittleEndian.Uint64(tail[:]) ^ uint64(len(b))<<56)
-}
+// hashWords folds b into h eight bytes at a time (storage.HashWords).
+func hashWords(h uint64, b []byte) uint64 { return storage.HashWords(h, b) }
 
 // toRuns encodes a sorted partition list as [lo, hi) runs: a node's
 // partitions are few runs when they are many partitions.

@@ -76,6 +76,16 @@ type replica struct {
 	// their partition's stripe shared, a drop holds it exclusively.
 	stripes [lockStripes]sync.RWMutex
 
+	// indexed is closed once the tombstone and fold indexes hold every
+	// stored key (hashes.go).
+	indexed chan struct{}
+
+	// rehash holds the partitions whose hash must be rebuilt from their
+	// data, because a damaged record was discarded (hashes.go).
+	rehashMu      sync.Mutex
+	rehash        map[int]struct{}
+	rehashPending atomic.Bool
+
 	corruptRecords, dotConflicts, entriesFolded atomic.Int64
 }
 
@@ -84,17 +94,24 @@ func newReplica(cfg Config, log *slog.Logger, actor string, epochs *runEpochs) *
 		store: cfg.Storage, id: cfg.NodeID, q: cfg.Partitions, n: cfg.N, limits: cfg.Limits, log: log,
 		tree: newHashTree(cfg.Partitions), tombs: tombstoneSet{keys: map[string]struct{}{}},
 		folds: newFoldIndex(), hints: newHintStore(cfg.Storage, log, cfg.Handoff), actor: actor, epochs: epochs,
+		indexed: make(chan struct{}),
 	}
 }
 
 // load indexes what the Storage holds (at start-up): the hints, and every
 // data key into the hash tree and the tombstone and fold indexes (about a
-// second per million keys of 1 KiB).
-func (r *replica) load() error {
+// second per million keys of 1 KiB). From a Storage that keeps the hash
+// tree (storage.Summer) it reads the tree instead, and reports that the
+// indexes are still to be filled, by indexInBackground.
+func (r *replica) load() (background bool, err error) {
 	if err := r.hints.load(); err != nil {
-		return fmt.Errorf("dynamo: load hints: %w", err)
+		return false, fmt.Errorf("dynamo: load hints: %w", err)
 	}
-	err := r.forEach([]byte{spaceData}, func(k, v []byte) error {
+	if r.loadKept() {
+		return true, nil
+	}
+	defer close(r.indexed)
+	err = r.forEach([]byte{spaceData}, func(k, v []byte) error {
 		if len(k) < 6 {
 			return nil
 		}
@@ -111,9 +128,9 @@ func (r *replica) load() error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("dynamo: rebuild hash tree: %w", err)
+		return false, fmt.Errorf("dynamo: rebuild hash tree: %w", err)
 	}
-	return nil
+	return false, nil
 }
 
 // forEach walks the storage under prefix, discarding the damaged records a
@@ -123,6 +140,7 @@ func (r *replica) forEach(prefix []byte, fn func(k, v []byte) error) error {
 	return forEach(r.store, r.log, prefix, fn, func(k []byte) {
 		if len(k) > 5 && k[0] == spaceData {
 			r.recordLost(k[5:])
+			r.markRehash(int(binary.BigEndian.Uint32(k[1:5])))
 		} else {
 			r.log.Warn("discarded a damaged stored record", "key", k)
 		}
@@ -186,10 +204,11 @@ func (c *change) op() storage.Op {
 func (r *replica) update(c *change) error {
 	mu := &r.stripes[c.p%lockStripes]
 	mu.RLock()
-	defer mu.RUnlock()
 	op := c.op()
 	discarded, err := r.updateStorage(op)
 	r.applied(c, discarded, err)
+	mu.RUnlock()
+	r.rehashMarked()
 	return err
 }
 
@@ -208,6 +227,7 @@ func (r *replica) updateBatch(cs []*change) error {
 	for _, i := range held {
 		r.stripes[i].RLock()
 	}
+	defer r.rehashMarked() // after the stripes are released
 	defer func() {
 		for _, i := range held {
 			r.stripes[i].RUnlock()
@@ -236,6 +256,7 @@ func (r *replica) applied(c *change, discarded bool, err error) {
 	}
 	if discarded {
 		r.recordLost(c.key)
+		r.markRehash(c.p)
 	}
 	r.tree.xor(c.p, c.delta)
 	r.tombs.set(c.key, c.tombs)

@@ -14,6 +14,9 @@ import (
 // key only if its state is still that one. It returns how many keys it
 // purged.
 func (s *Store) purgeTombstones(ctx context.Context) int {
+	if !s.rep.awaitIndexes(ctx) {
+		return 0
+	}
 	r := s.ring.Load()
 	now := s.cfg.Clock().UnixNano()
 	purged := 0

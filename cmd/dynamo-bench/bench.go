@@ -84,6 +84,9 @@ func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) (err e
 			return err
 		}
 	}
+	if cfg.restart {
+		return cl.restart(ctx, cfg, dir, 0, stdout)
+	}
 	return nil
 }
 

@@ -42,6 +42,8 @@ type config struct {
 	seed       uint64
 	json       bool
 	cpuProfile string
+	restart    bool          // after the workloads, restart each node and time it
+	verify     bool          // after a restart, VerifyHashes
 	aeInterval time.Duration // anti-entropy round interval; 0 is the library default
 }
 
@@ -69,6 +71,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the clients' key and value choices")
 	fs.DurationVar(&c.aeInterval, "ae-interval", 0, "anti-entropy round interval (0: the library default of 1 min; negative disables), to measure what background rounds cost")
 	fs.BoolVar(&c.json, "json", false, "print one JSON object per workload instead of a table")
+	fs.BoolVar(&c.restart, "restart", false, "after the workloads, close the node and start it again on its data, timing the storage's Open and the Store's start-up (-nodes 1 only)")
+	fs.BoolVar(&c.verify, "verify", false, "with -restart: then rebuild the hash tree from the data and compare (Store.VerifyHashes), timed")
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured window to `file`; with several workloads, one file each, named file with -<workload> before its extension")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -107,6 +111,12 @@ func (c config) validate() error {
 	}
 	if c.w < 1 || c.w > c.n {
 		add("-w (%d) must be between 1 and -n (%d)", c.w, c.n)
+	}
+	if c.restart && c.nodes != 1 {
+		add("-restart needs -nodes 1 (-nodes is %d)", c.nodes)
+	}
+	if c.verify && !c.restart {
+		add("-verify needs -restart")
 	}
 	if c.logSize < 0 {
 		add("-log-size (%d) must be 0 or positive", c.logSize)

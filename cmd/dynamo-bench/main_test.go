@@ -125,3 +125,28 @@ func TestFillKey_Distinct(t *testing.T) {
 		seen[key] = true
 	}
 }
+
+// TestRun_FillRestartVerify fills one bbolt node, restarts it and verifies
+// its hashes: the start-up reads the hash tree kept by bbolt (no scan), and
+// the tree equals the data.
+func TestRun_FillRestartVerify(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a bbolt node's Close, restart and a verify of 2^17 partitions: seconds; skipped in -short")
+	}
+	var out bytes.Buffer
+	err := run([]string{"-keys", "300", "-clients", "4", "-nodes", "1", "-n", "1", "-r", "1", "-w", "1",
+		"-workloads", "fill", "-restart", "-verify", "-json", "-dir", t.TempDir()}, &out)
+	require.NoError(t, err)
+	lines := bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n"))
+	require.Len(t, lines, 1+fillSlices)
+	var res restartResult
+	require.NoError(t, json.Unmarshal(lines[fillSlices], &res))
+	require.Equal(t, "restart", res.Workload)
+	require.Zero(t, res.HashScans, "the hash tree is read from bbolt")
+	require.True(t, res.Verified)
+
+	_, err = parseFlags([]string{"-restart"}, &out)
+	require.ErrorContains(t, err, "-restart needs -nodes 1")
+	_, err = parseFlags([]string{"-verify", "-nodes", "1", "-n", "1", "-r", "1", "-w", "1"}, &out)
+	require.ErrorContains(t, err, "-verify needs -restart")
+}

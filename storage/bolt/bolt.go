@@ -78,6 +78,10 @@ type Store struct {
 
 	failure atomic.Pointer[error] // the first write failure; see ErrFailed
 
+	// sumSpec is the spec whose sums the checkpoints keep (sums.go); nil:
+	// none.
+	sumSpec atomic.Pointer[storage.SumSpec]
+
 	closeOnce sync.Once
 	closeErr  error
 
@@ -88,6 +92,7 @@ type Store struct {
 	updates      atomic.Uint64
 	checkpoints  atomic.Uint64
 	corruptReads atomic.Uint64
+	sumScans     atomic.Uint64
 
 	// Test hooks, set through export_test.go before the Store is used (hook
 	// through Options); always nil in production.
@@ -113,6 +118,9 @@ type Stats struct {
 	// Update's fn starts from, DiscardCorrupt) found a stored value that
 	// fails its checksum; each such key is skipped or refused, never served.
 	CorruptReads uint64
+	// SumScans is how many times Sums scanned the data because the file
+	// kept no valid sums for its spec (see storage.Summer).
+	SumScans uint64
 }
 
 // Open opens the bbolt file at path, creating it (but not its directory) if
@@ -183,6 +191,7 @@ func (s *Store) Stats() Stats {
 		Updates:      s.updates.Load(),
 		Checkpoints:  s.checkpoints.Load(),
 		CorruptReads: s.corruptReads.Load(),
+		SumScans:     s.sumScans.Load(),
 	}
 }
 

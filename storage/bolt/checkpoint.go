@@ -123,7 +123,11 @@ func (s *Store) checkpoint(mem *memtable, finish func(meta *bbolt.Bucket) error,
 				return errNoBucket
 			}
 			buf := make([]byte, 0, stored)
+			sums := s.newSumTx(tx, b)
 			for _, nd := range chunk {
+				if sums != nil {
+					sums.note(nd.key, nd.value)
+				}
 				var err error
 				if nd.value == nil {
 					err = b.Delete(nd.key)
@@ -143,6 +147,9 @@ func (s *Store) checkpoint(mem *memtable, finish func(meta *bbolt.Bucket) error,
 				if err := finish(meta); err != nil {
 					return err
 				}
+			}
+			if err := s.flushSums(sums, tx, last); err != nil {
+				return err
 			}
 			return s.at(stepChunkCommit)
 		})

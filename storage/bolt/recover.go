@@ -92,6 +92,9 @@ func (s *Store) recover(o Options) error {
 	if err != nil {
 		return err
 	}
+	if err := s.loadSumSpec(); err != nil {
+		return err
+	}
 	s.zero.chunk = min(1<<20, max(o.LogSize/4, 4096))
 	s.zero.zeros = make([]byte, s.zero.chunk)
 	if !m.hasPos {
@@ -216,7 +219,20 @@ func (s *Store) replay(o Options, m meta) error {
 			return err
 		}
 	case pos != m.pos:
-		if err := s.writeMeta(putPos(pos)); err != nil {
+		err := s.update(func(tx *bbolt.Tx) error {
+			meta := tx.Bucket(metaBucket)
+			if meta == nil {
+				return errNoBucket
+			}
+			if err := putPos(pos)(meta); err != nil {
+				return err
+			}
+			if s.sumSpec.Load() == nil {
+				return nil
+			}
+			return stampSums(tx)
+		})
+		if err != nil {
 			return err
 		}
 	}
