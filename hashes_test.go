@@ -46,7 +46,7 @@ func churn(t *testing.T, r *replica, rng *rand.Rand, n int, now *int64) {
 		*now++
 		k := fmt.Appendf(nil, "key-%d", rng.IntN(400))
 		p := partitionOf(k, r.q)
-		_, _, err := r.mint(p, k, fmt.Appendf(nil, "v%d", rng.Uint64()), rng.IntN(4) == 0, nil, *now)
+		_, _, _, err := r.mint(p, k, fmt.Appendf(nil, "v%d", rng.Uint64()), rng.IntN(4) == 0, nil, dot{}, *now)
 		require.NoError(t, err)
 	}
 	for _, key := range r.tombs.list()[:min(5, len(r.tombs.list()))] {
