@@ -70,8 +70,19 @@ func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling,
 }
 
 // getState is Get's quorum read: the merged state of R replicas, tombstones
-// and dots included, and the context that covers it.
+// and dots included, and the context that covers it. It is counted as a Get
+// in Metrics, with its live siblings and their bytes.
 func (s *Store) getState(ctx context.Context, key []byte, opts []Option) (state, CausalContext, error) {
+	start := time.Now()
+	st, c, err := s.readState(ctx, key, opts)
+	s.metrics.done(opGet, start, err)
+	if err == nil {
+		s.metrics.observeRead(st)
+	}
+	return st, c, err
+}
+
+func (s *Store) readState(ctx context.Context, key []byte, opts []Option) (state, CausalContext, error) {
 	if !s.beginOp() {
 		return state{}, CausalContext{}, ErrClosed
 	}
@@ -115,9 +126,6 @@ func (s *Store) getState(ctx context.Context, key []byte, opts []Option) (state,
 // covered plus the new version and no sibling the caller did not see. A
 // second Put with c itself becomes a sibling of the first.
 func (s *Store) Put(ctx context.Context, key, value []byte, c CausalContext, opts ...Option) error {
-	if len(value) > s.cfg.Limits.MaxValueSize {
-		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrValueTooLarge, len(value), s.cfg.Limits.MaxValueSize)
-	}
 	if value == nil {
 		value = []byte{}
 	}
@@ -142,9 +150,29 @@ type write struct {
 	cdot      dot           // the caller's context's dot, if dotted (DESIGN §2.1)
 }
 
-// write runs a Put or Delete and returns the dot of the version it created
-// (zero when a forwarded write's coordinator did not report it).
+// write runs a Put or Delete, counted in Metrics, and returns the dot of the
+// version it created (zero when a forwarded write's coordinator did not
+// report it).
 func (s *Store) write(ctx context.Context, w write, key []byte, c CausalContext, opts []Option) (dot, error) {
+	start := time.Now()
+	op := opPut
+	if w.tombstone {
+		op = opDelete
+	} else {
+		s.metrics.putSize.observe(int64(len(w.value)))
+	}
+	d, err := s.runWrite(ctx, w, key, c, opts)
+	s.metrics.done(op, start, err)
+	return d, err
+}
+
+func (s *Store) runWrite(ctx context.Context, w write, key []byte, c CausalContext, opts []Option) (dot, error) {
+	if len(w.value) > s.cfg.Limits.MaxValueSize {
+		return dot{}, fmt.Errorf("%w: %d bytes, the limit is %d", ErrValueTooLarge, len(w.value), s.cfg.Limits.MaxValueSize)
+	}
+	if e := s.fatal.Load(); e != nil {
+		return dot{}, *e
+	}
 	if !s.beginOp() {
 		return dot{}, ErrClosed
 	}
@@ -171,7 +199,10 @@ func (s *Store) write(ctx context.Context, w write, key []byte, c CausalContext,
 	if slices.ContainsFunc(primaries, func(m Member) bool { return m.ID == s.cfg.NodeID }) {
 		return s.coordinate(ctx, q, w, min(o.w, len(primaries)), o.primariesOnly)
 	}
-	return s.forward(ctx, q, w, o, primaries)
+	start := time.Now()
+	d, err := s.forward(ctx, q, w, o, primaries)
+	s.metrics.done(opForward, start, err)
+	return d, err
 }
 
 // placement returns the request's N primaries and, unless primariesOnly,
@@ -243,12 +274,15 @@ func (s *Store) coordinate(ctx context.Context, q request, w write, need int, pr
 			}
 		}
 		if up < need {
-			return dot{}, &QuorumError{Op: w.op, Need: need, Got: 0, PerReplica: down}
+			return dot{}, &QuorumError{Op: w.op, Need: need, Got: 0, PerReplica: down, unreachable: true}
 		}
 	}
 	now := s.cfg.Clock().UnixNano()
 	next, enc, d, err := s.rep.mint(q.p, q.key, w.value, w.tombstone, w.cvv, w.cdot, now)
 	if err != nil {
+		if ferr := s.checkStorage(); ferr != nil {
+			return dot{}, ferr
+		}
 		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBadContext) {
 			return dot{}, err
 		}
@@ -320,7 +354,7 @@ func (s *Store) forward(ctx context.Context, q request, w write, o options, repl
 		if ctx.Err() != nil || !errors.Is(err, ErrNoReplica) && !errors.Is(err, ErrClosed) {
 			// Out of time, or the replica took the write and failed it:
 			// it may or may not have been applied.
-			return dot{}, &QuorumError{Op: w.op, Need: o.w, PerReplica: errs}
+			return dot{}, &QuorumError{Op: w.op, Need: o.w, PerReplica: errs, cause: ctx.Err()}
 		}
 		// It declined before minting (not a replica in its ring, or
 		// closing): the next one may take it.

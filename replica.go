@@ -142,7 +142,7 @@ func (r *replica) forEach(prefix []byte, fn func(k, v []byte) error) error {
 			r.recordLost(k[5:])
 			r.markRehash(int(binary.BigEndian.Uint32(k[1:5])))
 		} else {
-			r.log.Warn("discarded a damaged stored record", "key", k)
+			r.log.Warn("discarded a damaged stored record", storedKeyAttrs(k)...)
 		}
 	})
 }
@@ -360,7 +360,7 @@ func (r *replica) fold(p int, key []byte, entries versionVector) error {
 func (r *replica) recordLost(key []byte) {
 	r.corruptRecords.Add(1)
 	r.epochs.distrust(key)
-	r.log.Warn("discarded a damaged stored state; the key comes back from the other replicas", "key", key)
+	r.log.Warn("discarded a damaged stored state; the key comes back from the other replicas", keyAttr(key))
 }
 
 // updateStorage runs one Storage.Update of op. When the Storage itself
