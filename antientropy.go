@@ -83,9 +83,11 @@ func (s *Store) AntiEntropy(ctx context.Context) (SyncResult, error) {
 }
 
 func (s *Store) antiEntropy(ctx context.Context, onlyGreater bool) (SyncResult, error) {
+	start := time.Now()
 	r := s.ring.Load()
 	var total SyncResult
 	var errs []error
+	var peers []AntiEntropyPeer
 	for _, m := range r.members {
 		if m.ID == s.cfg.NodeID || (onlyGreater && m.ID < s.cfg.NodeID) || !s.reachable(m.ID) {
 			continue
@@ -94,13 +96,19 @@ func (s *Store) antiEntropy(ctx context.Context, onlyGreater bool) (SyncResult, 
 		if len(parts) == 0 {
 			continue
 		}
+		began := time.Now()
 		res, err := s.syncWith(ctx, m, parts, r.fingerprint, false, syncBoth)
 		total.add(res)
+		p := AntiEntropyPeer{Peer: m.ID, At: time.Now(), Duration: time.Since(began), Result: res}
 		if err != nil {
+			p.Err = err.Error()
 			errs = append(errs, fmt.Errorf("with %s: %w", m.ID, err))
 		}
+		peers = append(peers, p)
 	}
-	return total, errors.Join(errs...)
+	err := errors.Join(errs...)
+	s.metrics.ae.record(start, total, peers, err)
+	return total, err
 }
 
 func (s *Store) antiEntropyLoop(ctx context.Context) {

@@ -70,8 +70,19 @@ func (s *Store) Get(ctx context.Context, key []byte, opts ...Option) ([]Sibling,
 }
 
 // getState is Get's quorum read: the merged state of R replicas, tombstones
-// and dots included, and the context that covers it.
+// and dots included, and the context that covers it. It is counted as a Get
+// in Metrics, with its live siblings and their bytes.
 func (s *Store) getState(ctx context.Context, key []byte, opts []Option) (state, CausalContext, error) {
+	start := time.Now()
+	st, c, err := s.readState(ctx, key, opts)
+	s.metrics.done(opGet, start, err)
+	if err == nil {
+		s.metrics.observeRead(st)
+	}
+	return st, c, err
+}
+
+func (s *Store) readState(ctx context.Context, key []byte, opts []Option) (state, CausalContext, error) {
 	if !s.beginOp() {
 		return state{}, CausalContext{}, ErrClosed
 	}
@@ -133,7 +144,24 @@ type write struct {
 	cvv       versionVector // the caller's context
 }
 
+// write runs a Put or Delete, counted in Metrics.
 func (s *Store) write(ctx context.Context, w write, key []byte, c CausalContext, opts []Option) error {
+	start := time.Now()
+	op := opPut
+	if w.tombstone {
+		op = opDelete
+	} else {
+		s.metrics.putSize.observe(int64(len(w.value)))
+	}
+	err := s.runWrite(ctx, w, key, c, opts)
+	s.metrics.done(op, start, err)
+	return err
+}
+
+func (s *Store) runWrite(ctx context.Context, w write, key []byte, c CausalContext, opts []Option) error {
+	if e := s.fatal.Load(); e != nil {
+		return *e
+	}
 	if !s.beginOp() {
 		return ErrClosed
 	}
@@ -160,7 +188,10 @@ func (s *Store) write(ctx context.Context, w write, key []byte, c CausalContext,
 	if slices.ContainsFunc(primaries, func(m Member) bool { return m.ID == s.cfg.NodeID }) {
 		return s.coordinate(ctx, q, w, min(o.w, len(primaries)), o.primariesOnly)
 	}
-	return s.forward(ctx, q, w, o, primaries)
+	start := time.Now()
+	err = s.forward(ctx, q, w, o, primaries)
+	s.metrics.done(opForward, start, err)
+	return err
 }
 
 // placement returns the request's N primaries and, unless primariesOnly,
@@ -230,12 +261,15 @@ func (s *Store) coordinate(ctx context.Context, q request, w write, need int, pr
 			}
 		}
 		if up < need {
-			return &QuorumError{Op: w.op, Need: need, Got: 0, PerReplica: down}
+			return &QuorumError{Op: w.op, Need: need, Got: 0, PerReplica: down, unreachable: true}
 		}
 	}
 	now := s.cfg.Clock().UnixNano()
 	next, enc, err := s.rep.mint(q.p, q.key, w.value, w.tombstone, w.cvv, now)
 	if err != nil {
+		if ferr := s.checkStorage(); ferr != nil {
+			return ferr
+		}
 		if errors.Is(err, ErrTooManySiblings) || errors.Is(err, ErrValueTooLarge) || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrBadContext) {
 			return err
 		}

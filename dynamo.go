@@ -123,6 +123,10 @@ type Store struct {
 	reqSeq    atomic.Uint64
 	reqBase   uint64
 	pingReq   []byte
+
+	metrics *metrics              // counters and histograms (metrics.go)
+	fatal   atomic.Pointer[error] // the Storage's failure, once noticed (health.go)
+	errc    chan error            // Err: receives fatal once
 }
 
 // New starts a Store: it validates cfg, loads or creates the node's
@@ -143,6 +147,8 @@ func New(cfg Config) (*Store, error) {
 		handoff:     newHandoffState(cfg.Handoff.Rate),
 		transfer:    newTransferState(),
 		aePace:      newPacer(cfg.AntiEntropy.KeysPerSecond, aeBatchKeys),
+		metrics:     newMetrics(),
+		errc:        make(chan error, 1),
 	}
 	if s.members == nil {
 		s.members = membership.NewStatic(cfg.Members...)
@@ -229,6 +235,7 @@ func (s *Store) watchMembers(changes <-chan struct{}, cancel func()) {
 	for {
 		select {
 		case <-changes:
+			s.metrics.memberChanges.Add(1)
 			s.rebuildRing()
 			s.health.membershipChanged(s.members.Members(), s.members.Reachable, time.Now())
 			s.resetBackoff()

@@ -54,6 +54,12 @@ var (
 	ErrHintsFull = errors.New("dynamo: hint store full")
 	// ErrResolve is returned when a Resolver fails; it wraps the resolver's error.
 	ErrResolve = errors.New("dynamo: resolver failed")
+	// ErrStorageFailed is returned by Put and Delete once the node's
+	// Storage has failed for good (a write or fsync error; see
+	// storage.Failer): the node refuses writes from then on, and Store.Err
+	// and Store.Health report the failure. The error wraps the Storage's.
+	// Restart the node on a reopened or replaced disk.
+	ErrStorageFailed = errors.New("dynamo: storage failed")
 )
 
 // QuorumError says how far a read or write got before it gave up. It matches
@@ -66,6 +72,9 @@ type QuorumError struct {
 	// PerReplica holds, for each replica that failed, why. Replicas that had
 	// not answered when the operation gave up are absent.
 	PerReplica map[string]error
+
+	cause       error // the context's error when the request's time ran out first
+	unreachable bool  // failed before trying: too few primaries believed up
 }
 
 func (e *QuorumError) Error() string {

@@ -215,7 +215,7 @@ func (s *Store) writeAll(ctx context.Context, op string, q request, st state, en
 }
 
 func quorumError(op string, need int, replies []readReply, ctxErr error) error {
-	qe := &QuorumError{Op: op, Need: need, PerReplica: map[string]error{}}
+	qe := &QuorumError{Op: op, Need: need, PerReplica: map[string]error{}, cause: ctxErr}
 	for _, rep := range replies {
 		if rep.err == nil {
 			qe.Got++

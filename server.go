@@ -32,8 +32,13 @@ func (s *Store) handle(ctx context.Context, raw []byte) ([]byte, error) {
 		return s.errorMessage(ErrClosed), nil
 	}
 	defer s.ops.Done()
+	s.metrics.countServed(m.Body)
 	reply, err := s.serve(ctx, m)
 	if err != nil {
+		s.metrics.servedErrors.Add(1)
+		if _, ok := m.Body.(*replicateReq); ok {
+			s.checkStorage()
+		}
 		return s.errorMessage(err), nil
 	}
 	return s.encode(reply), nil

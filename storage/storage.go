@@ -127,3 +127,44 @@ type Storage interface {
 	// nil.
 	Close() error
 }
+
+// Failer is implemented by a Storage that can fail for good: after a
+// write or fsync error its state on disk is unknown, and it refuses every
+// later write rather than build on it. A Dynamo node reports the failure
+// (Store.Err, Store.Health) and refuses writes itself.
+type Failer interface {
+	// Failed returns the failure that stopped the Storage's writes, or nil.
+	Failed() error
+}
+
+// Stats are a Storage's figures for metrics. Those marked "now" are
+// gauges; the others count since the Storage was opened. A Storage fills
+// in what it has and leaves the rest zero.
+type Stats struct {
+	// Commits counts the batches made durable (one log write and fsync
+	// each); Updates the writes they acknowledged: Updates/Commits is the
+	// mean writes per fsync.
+	Commits uint64 `json:"commits"`
+	Updates uint64 `json:"updates"`
+	// Syncs counts the log fsyncs and SyncSeconds totals their time:
+	// SyncSeconds/Syncs is the mean fsync latency.
+	Syncs       uint64  `json:"syncs"`
+	SyncSeconds float64 `json:"sync_seconds"`
+	// Checkpoints counts the copies of the log into the main file.
+	Checkpoints uint64 `json:"checkpoints"`
+	// LogBytes is the bytes in the log segment being written now;
+	// CheckpointLagBytes, the bytes of the log still being copied into the
+	// main file now (0 when no checkpoint runs).
+	LogBytes           int64 `json:"log_bytes"`
+	CheckpointLagBytes int64 `json:"checkpoint_lag_bytes"`
+	// CorruptReads counts reads that found a stored value damaged.
+	CorruptReads uint64 `json:"corrupt_reads"`
+}
+
+// StatsReporter is implemented by a Storage that reports Stats. The root
+// package's Store.Metrics includes them.
+type StatsReporter interface {
+	// StorageStats returns the figures now. It must be cheap enough to
+	// call at every metrics scrape.
+	StorageStats() Stats
+}

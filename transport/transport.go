@@ -83,3 +83,28 @@ func (e *RemoteError) Error() string { return "transport: remote " + e.Addr + ":
 
 // Is makes errors.Is(err, ErrRemote) true.
 func (e *RemoteError) Is(target error) bool { return target == ErrRemote }
+
+// Stats are a Transport's figures for metrics. Those marked "now" are
+// gauges; the others count since the Transport started.
+type Stats struct {
+	ConnsIn  int `json:"conns_in"`  // inbound connections open now
+	ConnsOut int `json:"conns_out"` // outbound connections open now
+	// Accepted counts inbound connections accepted; Refused, those closed
+	// at once because the transport held as many as it allows.
+	Accepted uint64 `json:"accepted"`
+	Refused  uint64 `json:"refused"`
+	// InFlight is the inbound requests being handled now; Busy counts
+	// those refused because too many were.
+	InFlight int    `json:"in_flight"`
+	Busy     uint64 `json:"busy"`
+	BytesIn  uint64 `json:"bytes_in"`  // bytes read
+	BytesOut uint64 `json:"bytes_out"` // bytes written
+}
+
+// StatsReporter is implemented by a Transport that reports Stats. The
+// root package's Store.Metrics includes them.
+type StatsReporter interface {
+	// TransportStats returns the figures now. It must be cheap enough to
+	// call at every metrics scrape.
+	TransportStats() Stats
+}

@@ -88,6 +88,9 @@ type Store struct {
 	updates      atomic.Uint64
 	checkpoints  atomic.Uint64
 	corruptReads atomic.Uint64
+	syncs        atomic.Uint64
+	syncNanos    atomic.Int64
+	ckptBytes    atomic.Int64 // bytes of the segment being checkpointed; 0: none
 
 	// Test hooks, set through export_test.go before the Store is used (hook
 	// through Options); always nil in production.
@@ -185,6 +188,26 @@ func (s *Store) Stats() Stats {
 		CorruptReads: s.corruptReads.Load(),
 	}
 }
+
+// StorageStats returns the Store's figures for metrics
+// (storage.StatsReporter). It may be called after Close.
+func (s *Store) StorageStats() storage.Stats {
+	return storage.Stats{
+		Commits:            s.commits.Load(),
+		Updates:            s.updates.Load(),
+		Syncs:              s.syncs.Load(),
+		SyncSeconds:        float64(s.syncNanos.Load()) / 1e9,
+		Checkpoints:        s.checkpoints.Load(),
+		LogBytes:           s.fill.Load(),
+		CheckpointLagBytes: s.ckptBytes.Load(),
+		CorruptReads:       s.corruptReads.Load(),
+	}
+}
+
+// Failed returns the first write, sync or checkpoint failure, matching
+// ErrFailed, after which every Update fails; nil while the Store is sound
+// (storage.Failer).
+func (s *Store) Failed() error { return s.failed() }
 
 // LostWrites reports whether Updates acknowledged before this Open may be
 // missing: Options.Salvage opened a damaged or missing log, now or at an

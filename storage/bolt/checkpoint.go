@@ -43,6 +43,7 @@ func (s *Store) rotate() {
 	s.imm, s.active = mem, newMemtable()
 	s.memMu.Unlock()
 	s.cur ^= 1
+	s.ckptBytes.Store(s.off)
 	s.off = 0
 	s.fill.Store(0)
 	s.ckpt <- ckptJob{mem: mem, pos: logPos{lsn: s.nextLSN - 1, seg: s.cur, seed: s.seed}}
@@ -62,6 +63,7 @@ func (s *Store) checkpointer() {
 		if err := s.checkpoint(job.mem, putPos(job.pos), true); err != nil {
 			s.fail(err)
 		} else {
+			s.ckptBytes.Store(0)
 			s.memMu.Lock()
 			if s.imm == job.mem {
 				s.imm = nil

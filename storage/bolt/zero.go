@@ -4,6 +4,7 @@ package bolt
 import (
 	"fmt"
 	"sync"
+	"time"
 )
 
 // An append that grows a file makes its fdatasync commit the file system's
@@ -147,11 +148,14 @@ func (s *Store) datasync(f file) error {
 	z.syncMu.Lock()
 	defer z.syncMu.Unlock()
 	var err error
+	start := time.Now()
 	if of, ok := f.(osFile); ok && s.ring != nil {
 		err = s.ring.fdatasync(of.File)
 	} else {
 		err = f.Datasync()
 	}
+	s.syncs.Add(1)
+	s.syncNanos.Add(int64(time.Since(start)))
 	if err == nil && z.syncErr {
 		err = s.failed()
 	}

@@ -1,7 +1,11 @@
 // Stats: the tcp transport's counters of connections, requests and bytes, for metrics.
 package tcp
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/dynamo-kv/dynamo/transport"
+)
 
 // Stats are a Transport's counters. Those marked "now" are gauges; the
 // others count since Listen.
@@ -65,4 +69,12 @@ func (t *Transport) Stats() Stats {
 	t.mu.Unlock()
 	s.BytesIn, s.BytesOut = tr.in, tr.out
 	return s
+}
+
+// TransportStats returns the figures of Stats that every transport can
+// report (transport.StatsReporter), for the Store's metrics.
+func (t *Transport) TransportStats() transport.Stats {
+	s := t.Stats()
+	return transport.Stats{ConnsIn: s.ConnsIn, ConnsOut: s.ConnsOut, Accepted: s.Accepted, Refused: s.Refused,
+		InFlight: s.InFlight, Busy: s.Busy, BytesIn: s.BytesIn, BytesOut: s.BytesOut}
 }
