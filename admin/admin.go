@@ -11,7 +11,7 @@
 //	/members  []Member: ring members and their reachability
 //	/ring     dynamo.RingView: partitions owned per node
 //	/hints    Hints: hints held per intended owner
-//	/stats    StatsReply: the node's counters
+//	/stats    dynamo.Metrics: the node's counters, histograms, anti-entropy results
 //
 // JSON field names are snake_case; each type documents its fields. No key or
 // value stored in the cluster appears anywhere, unless WithHotKeys says so.

@@ -1,15 +1,14 @@
-// dashboard.go: the HTML dashboard: ring ownership (§4.2), node health
-// (§4.6, §4.8) and the hint backlog drawn as inline SVG by html/template,
-// with no external assets and no JavaScript.
+// dashboard.go: the HTML dashboard: node health (§4.6, §4.8), ring
+// ownership (§4.2), the hint backlog, latency histograms and the last
+// anti-entropy results (§4.7), rendered by html/template as one page with
+// inline SVG, no external assets and no JavaScript.
 package admin
 
 import (
 	"bytes"
 	_ "embed"
-	"fmt"
 	"html/template"
 	"net/http"
-	"unicode/utf8"
 
 	"github.com/dynamo-kv/dynamo"
 )
@@ -17,18 +16,13 @@ import (
 //go:embed dashboard.html
 var dashboardHTML string
 
+// dashboardTmpl escapes everything it is given: node IDs, addresses, zones
+// and error texts come from the network.
 var dashboardTmpl = template.Must(template.New("dashboard").Funcs(template.FuncMap{
 	// plusLeft places a bar's caption just past a bar of width w.
 	"plusLeft": func(w int) int { return barLeft + w + 6 },
+	"seconds":  seconds,
 }).Parse(dashboardHTML))
-
-// Geometry of the SVG charts, in pixels.
-const (
-	barLeft   = 170 // x where bars start; labels sit left of it
-	barWidth  = 420 // a bar at 100%
-	rowHeight = 24
-	labelLen  = 22 // runes of a node ID drawn as a label; the full ID is in its <title>
-)
 
 // page is what the dashboard template renders.
 type page struct {
@@ -41,39 +35,21 @@ type page struct {
 	Hints              Hints
 	HintBars           []hintBar
 	HintHeight         int
+	Latency            []histChart
+	HistHeight         int
+	AntiEntropy        dynamo.AntiEntropyMetrics
 	Counters           []counter
-}
-
-// nodeRow is one node: its table row and its ownership bar.
-type nodeRow struct {
-	dynamo.NodeView
-	Label      string // ID cut to labelLen runes
-	State      string // "up", "down" or "suspected"
-	Y, TextY   int
-	FirstW     int
-	ReplicaW   int
-	FirstPct   string
-	ReplicaPct string
-}
-
-// hintBar is one owner's hint backlog.
-type hintBar struct {
-	OwnerHints
-	Label    string
-	Y, TextY int
-	W        int
 }
 
 // counter is one named figure of the counters table.
 type counter struct {
 	Name  string
-	Value int64
+	Value any
 }
 
 func (h *handler) dashboard(w http.ResponseWriter, _ *http.Request) {
-	p := h.page()
 	var buf bytes.Buffer
-	if err := dashboardTmpl.Execute(&buf, p); err != nil {
+	if err := dashboardTmpl.Execute(&buf, h.page()); err != nil {
 		http.Error(w, "admin: render: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
@@ -84,60 +60,26 @@ func (h *handler) dashboard(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(buf.Bytes())
 }
 
-func (h *handler) page() page {
-	v := h.st.Ring()
-	p := page{Status: h.status(), Hints: h.hints(), RingHeight: max(1, len(v.Nodes)) * rowHeight}
+func (h *handler) page() page { return pageOf(h.st.Actor(), h.st.Ring(), h.st.Metrics()) }
+
+func pageOf(actor string, v dynamo.RingView, m dynamo.Metrics) page {
+	p := page{Status: statusOf(actor, v, m), Nodes: nodeRows(v), RingHeight: max(1, len(v.Nodes)) * rowHeight,
+		Hints: hintsOf(m.Stats.Hints), Latency: histCharts(m), HistHeight: histTall + 20, AntiEntropy: m.AntiEntropy}
 	if len(v.Nodes) > 0 {
 		ideal := float64(min(v.N, len(v.Nodes))) / float64(len(v.Nodes))
 		p.IdealX = barLeft + int(ideal*barWidth)
 		p.IdealPct = pct(ideal)
 	}
-	for i, n := range v.Nodes {
-		r := nodeRow{NodeView: n, Label: shorten(n.ID), State: state(n), Y: i * rowHeight, TextY: i*rowHeight + 16}
-		if v.Partitions > 0 {
-			fs, rs := float64(n.First)/float64(v.Partitions), float64(n.Replica)/float64(v.Partitions)
-			r.FirstW, r.ReplicaW = int(fs*barWidth), int(rs*barWidth)
-			r.FirstPct, r.ReplicaPct = pct(fs), pct(rs)
-		}
-		p.Nodes = append(p.Nodes, r)
-	}
-	most := 1
-	if len(p.Hints.Pending) > 0 {
-		most = max(1, p.Hints.Pending[0].Hints) // sorted, most first
-	}
-	for i, o := range p.Hints.Pending {
-		p.HintBars = append(p.HintBars, hintBar{OwnerHints: o, Label: shorten(o.Owner), Y: i * rowHeight, TextY: i*rowHeight + 16,
-			W: max(1, o.Hints*barWidth/most)})
-	}
+	p.HintBars = hintBars(p.Hints.Pending)
 	p.HintHeight = max(1, len(p.HintBars)) * rowHeight
-	st := h.st.Stats()
+	st := m.Stats
 	p.Counters = []counter{
 		{"read_repairs", st.ReadRepairs}, {"hints_stored", st.Hints.Stored}, {"hints_delivered", st.Hints.Delivered},
 		{"hints_refused", st.Hints.Refused}, {"partitions_pulled", st.PartitionsPulled},
 		{"partitions_dropped", st.PartitionsDropped}, {"tombstones_purged", st.TombstonesPurged},
 		{"corrupt_records", st.CorruptRecords}, {"coalesced_gets", st.CoalescedGets},
+		{"anti_entropy_rounds", m.AntiEntropy.Rounds}, {"anti_entropy_errors", m.AntiEntropy.Errors},
+		{"served_errors", m.ServedErrors}, {"membership_changes", m.Membership.Changes},
 	}
 	return p
 }
-
-// state names a node's health as the dashboard shows it.
-func state(n dynamo.NodeView) string {
-	switch {
-	case n.Reachable:
-		return "up"
-	case n.MembershipUp && n.Suspected:
-		return "suspected"
-	}
-	return "down"
-}
-
-// shorten cuts s to labelLen runes, marking the cut.
-func shorten(s string) string {
-	if utf8.RuneCountInString(s) <= labelLen {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:labelLen-1]) + "…"
-}
-
-func pct(f float64) string { return fmt.Sprintf("%.1f%%", 100*f) }

@@ -4,6 +4,7 @@ package admin
 
 import (
 	"cmp"
+	"math"
 	"slices"
 	"time"
 
@@ -17,6 +18,10 @@ type Status struct {
 	Actor string `json:"actor"` // NodeID/incarnation (Store.Actor)
 	// Ready is set once the node pulled what it missed (Store.Ready).
 	Ready bool `json:"ready"`
+	// Healthy is false once the node's storage failed for good; Fatal then
+	// says why (dynamo.Health). Restart the node or replace its disk.
+	Healthy bool   `json:"healthy"`
+	Fatal   string `json:"fatal,omitempty"`
 	// Members counts the ring's nodes; Reachable those of them this node
 	// holds up, itself included.
 	Members   int `json:"members"`
@@ -30,8 +35,26 @@ type Status struct {
 	// HintsPending and HintBytes total the hints this node holds for others.
 	HintsPending int   `json:"hints_pending"`
 	HintBytes    int64 `json:"hint_bytes"`
+	// Latency summarizes the requests this node coordinated, per operation
+	// and outcome: every operation's "ok", and the other outcomes that
+	// occurred.
+	Latency []Latency `json:"latency"`
 	// Time is when the status was taken, by this node's clock.
 	Time time.Time `json:"time"`
+}
+
+// Latency summarizes one operation's requests with one outcome since the
+// node started, as Riak's `riak-admin status` does. Percentiles are upper
+// estimates, the bound of the histogram bucket that holds them (buckets
+// double from 50µs); one past the last bucket reads as that bucket's bound.
+type Latency struct {
+	Op          string  `json:"op"`      // get, put, delete or forward
+	Outcome     string  `json:"outcome"` // ok, quorum, timeout, ... (dynamo.Outcome*)
+	Count       uint64  `json:"count"`
+	MeanSeconds float64 `json:"mean_seconds"`
+	P50Seconds  float64 `json:"p50_seconds"`
+	P95Seconds  float64 `json:"p95_seconds"`
+	P99Seconds  float64 `json:"p99_seconds"`
 }
 
 // Member is one entry of GET /members: a ring member and whether this node
@@ -66,23 +89,13 @@ type OwnerHints struct {
 	Hints int    `json:"hints"`
 }
 
-// StatsReply is the body of GET /stats.
-type StatsReply struct {
-	// Stats are the node's counters; Stats.HotKeys is empty unless the
-	// handler was made WithHotKeys.
-	Stats dynamo.Stats `json:"stats"`
-}
+func (h *handler) status() Status { return statusOf(h.st.Actor(), h.st.Ring(), h.st.Metrics()) }
 
-func (h *handler) status() Status {
-	v := h.st.Ring()
-	stats := h.st.Stats()
-	s := Status{Node: selfID(v), Actor: h.st.Actor(), Members: len(v.Nodes), Partitions: v.Partitions, N: v.N,
-		Fingerprint: v.Fingerprint, PendingTransfers: stats.PendingTransfers, HintBytes: stats.Hints.Bytes, Time: time.Now().UTC()}
-	select {
-	case <-h.st.Ready():
-		s.Ready = true
-	default:
-	}
+func statusOf(actor string, v dynamo.RingView, m dynamo.Metrics) Status {
+	stats := m.Stats
+	s := Status{Node: m.Node, Actor: actor, Ready: m.Health.Ready, Healthy: m.Health.Healthy(), Fatal: m.Health.Fatal,
+		Members: len(v.Nodes), Partitions: v.Partitions, N: v.N, Fingerprint: v.Fingerprint,
+		PendingTransfers: stats.PendingTransfers, HintBytes: stats.Hints.Bytes, Latency: latencies(m), Time: time.Now().UTC()}
 	for _, n := range v.Nodes {
 		if n.Reachable {
 			s.Reachable++
@@ -94,14 +107,25 @@ func (h *handler) status() Status {
 	return s
 }
 
-// selfID is the ID of the view's own node.
-func selfID(v dynamo.RingView) string {
-	for _, n := range v.Nodes {
-		if n.Self {
-			return n.ID
-		}
+// latencies summarizes m's request histograms.
+func latencies(m dynamo.Metrics) []Latency {
+	out := make([]Latency, 0, len(m.Requests))
+	for _, r := range m.Requests {
+		l := r.Latency
+		out = append(out, Latency{Op: r.Op, Outcome: r.Outcome, Count: l.Count, MeanSeconds: l.Mean(),
+			P50Seconds: quantile(l, 0.5), P95Seconds: quantile(l, 0.95), P99Seconds: quantile(l, 0.99)})
 	}
-	return ""
+	return out
+}
+
+// quantile is h.Quantile with the overflow bucket read as the last bound
+// (JSON has no +Inf).
+func quantile(h dynamo.Histogram, q float64) float64 {
+	v := h.Quantile(q)
+	if math.IsInf(v, 1) && len(h.Bounds) > 0 {
+		return h.Bounds[len(h.Bounds)-1]
+	}
+	return v
 }
 
 func (h *handler) members() []Member {
@@ -114,8 +138,9 @@ func (h *handler) members() []Member {
 	return out
 }
 
-func (h *handler) hints() Hints {
-	hs := h.st.Stats().Hints
+func (h *handler) hints() Hints { return hintsOf(h.st.Stats().Hints) }
+
+func hintsOf(hs dynamo.HintStats) Hints {
 	out := Hints{Pending: make([]OwnerHints, 0, len(hs.Pending)), Bytes: hs.Bytes, Stored: hs.Stored,
 		Delivered: hs.Delivered, Refused: hs.Refused, Rehomed: hs.Rehomed}
 	for owner, n := range hs.Pending {
@@ -130,10 +155,12 @@ func (h *handler) hints() Hints {
 	return out
 }
 
-func (h *handler) stats() StatsReply {
-	s := h.st.Stats()
+// stats is the body of GET /stats: the node's dynamo.Metrics, with
+// Stats.HotKeys emptied unless the handler was made WithHotKeys.
+func (h *handler) stats() dynamo.Metrics {
+	m := h.st.Metrics()
 	if !h.opts.hotKeys {
-		s.HotKeys = nil
+		m.Stats.HotKeys = nil
 	}
-	return StatsReply{Stats: s}
+	return m
 }
