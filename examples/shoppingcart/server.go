@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dynamo-kv/dynamo"
+	"github.com/dynamo-kv/dynamo/admin"
 	"github.com/dynamo-kv/dynamo/auth"
 	"github.com/dynamo-kv/dynamo/membership/gossip"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
@@ -168,6 +169,8 @@ type api struct {
 //	GET    /pref/{key}?n=N            {"ids":[...]}: key's preference list, best first
 //	GET    /healthz                   the node's view of the ring
 //	GET    /readyz                    200 once the node pulled what it missed, 503 before
+//	GET    /admin/                    the admin dashboard; /admin/status, /members, /ring,
+//	                                  /hints and /stats serve JSON (package admin, dynamoctl)
 //
 // Cart writes take ?r= and ?w= too. Errors are {"error":"..."}, with 503
 // when a quorum was not met.
@@ -183,6 +186,7 @@ func newAPI(n *dynamo.Node, g *gossip.Gossip) http.Handler {
 	mux.HandleFunc("GET /pref/{key...}", a.getPref)
 	mux.HandleFunc("GET /healthz", a.health)
 	mux.HandleFunc("GET /readyz", a.ready)
+	mux.Handle("/admin/", http.StripPrefix("/admin", admin.Handler(n.Store)))
 	return mux
 }
 
