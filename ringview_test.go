@@ -54,3 +54,16 @@ func TestRing_OwnershipAndReachability(t *testing.T) {
 	require.True(t, v.Nodes[3].Reachable)
 	require.True(t, v.Nodes[0].Reachable, "a node is always reachable to itself")
 }
+
+// BenchmarkStore_RingView is the cost of one Ring view (an admin page or dynamoctl
+// call) on the default 2^17 partitions of a 10-node ring.
+func BenchmarkStore_RingView(b *testing.B) {
+	c := newTestCluster(b, 10, func(cfg *Config) { cfg.Partitions = DefaultPartitions })
+	s := c.stores[0]
+	b.ReportAllocs()
+	for b.Loop() {
+		if v := s.Ring(); len(v.Nodes) != 10 {
+			b.Fatal(v.Nodes)
+		}
+	}
+}

@@ -21,6 +21,7 @@ var dashboardHTML string
 var dashboardTmpl = template.Must(template.New("dashboard").Funcs(template.FuncMap{
 	// plusLeft places a bar's caption just past a bar of width w.
 	"plusLeft": func(w int) int { return barLeft + w + 6 },
+	"barLeft":  func() int { return barLeft },
 	"seconds":  seconds,
 }).Parse(dashboardHTML))
 
