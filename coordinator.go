@@ -120,9 +120,6 @@ func (s *Store) readState(ctx context.Context, key []byte, opts []Option) (state
 // them would let the next write discard them. To write the key again, Get
 // it first (Modify does both), or the writes become siblings of each other.
 func (s *Store) Put(ctx context.Context, key, value []byte, c CausalContext, opts ...Option) error {
-	if len(value) > s.cfg.Limits.MaxValueSize {
-		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrValueTooLarge, len(value), s.cfg.Limits.MaxValueSize)
-	}
 	if value == nil {
 		value = []byte{}
 	}
@@ -159,6 +156,9 @@ func (s *Store) write(ctx context.Context, w write, key []byte, c CausalContext,
 }
 
 func (s *Store) runWrite(ctx context.Context, w write, key []byte, c CausalContext, opts []Option) error {
+	if len(w.value) > s.cfg.Limits.MaxValueSize {
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrValueTooLarge, len(w.value), s.cfg.Limits.MaxValueSize)
+	}
 	if e := s.fatal.Load(); e != nil {
 		return *e
 	}
