@@ -338,9 +338,9 @@ func (w *workload) getJSON(p *proc, path string, v any) bool {
 	return err == nil && status == http.StatusOK && json.Unmarshal(body, v) == nil
 }
 
-// requireAdmin checks that p serves the admin handler under /admin/: its
+// requireAdmin checks that p serves the admin handler under /admin/ (its
 // status names it with members nodes all reachable, and the dashboard draws
-// an ownership bar per node.
+// an ownership bar per node) and Prometheus metrics at /metrics.
 func (w *workload) requireAdmin(p *proc, members int) {
 	w.t.Helper()
 	var st admin.Status
@@ -352,6 +352,10 @@ func (w *workload) requireAdmin(p *proc, members int) {
 	require.NoError(w.t, err)
 	require.Equal(w.t, http.StatusOK, code)
 	require.Equal(w.t, members, strings.Count(string(page), "data-ownership-bar="))
+	code, scrape, err := w.do(p, http.MethodGet, "/metrics", nil)
+	require.NoError(w.t, err)
+	require.Equal(w.t, http.StatusOK, code)
+	require.Contains(w.t, string(scrape), fmt.Sprintf("dynamo_members{node=%q} %d\n", p.id, members))
 }
 
 func (w *workload) health(p *proc) healthReply {
