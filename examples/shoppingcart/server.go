@@ -24,9 +24,9 @@ import (
 
 	"github.com/dynamo-kv/dynamo"
 	"github.com/dynamo-kv/dynamo/admin"
-	"github.com/dynamo-kv/dynamo/metrics/prom"
 	"github.com/dynamo-kv/dynamo/auth"
 	"github.com/dynamo-kv/dynamo/membership/gossip"
+	"github.com/dynamo-kv/dynamo/metrics/prom"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
 )
 
