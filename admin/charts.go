@@ -13,12 +13,13 @@ import (
 
 // Geometry of the SVG charts, in pixels.
 const (
-	barLeft   = 170 // x where bars start; labels sit left of it
-	barWidth  = 420 // a bar at 100%
-	rowHeight = 24
-	labelLen  = 22 // runes of a node ID drawn as a label; the full ID is in its <title>
-	histCol   = 30 // width of a histogram column
-	histTall  = 120
+	barLeft     = 170 // x where bars start; labels sit left of it
+	barWidth    = 420 // a bar at 100%
+	rowHeight   = 24
+	labelLen    = 22 // runes of a node ID drawn as a label; the full ID is in its <title>
+	maxHintBars = 32 // owners drawn in the hint chart; the rest are counted below it
+	histCol     = 30 // width of a histogram column
+	histTall    = 120
 )
 
 // nodeRow is one node: its table row and its ownership bar.
@@ -73,10 +74,13 @@ func nodeRows(v dynamo.RingView) []nodeRow {
 	return rows
 }
 
-// hintBars draws pending (sorted, most first) to scale with the first.
+// hintBars draws the first maxHintBars owners of pending (sorted, most
+// first) to scale with the first. Hint targets are whatever node IDs writes
+// named, so their number is bounded only by the hint store: the page stays
+// small whatever it holds.
 func hintBars(pending []OwnerHints) []hintBar {
 	var bars []hintBar
-	for i, o := range pending {
+	for i, o := range pending[:min(len(pending), maxHintBars)] {
 		bars = append(bars, hintBar{OwnerHints: o, Label: shorten(o.Owner), Y: i * rowHeight, TextY: i*rowHeight + 16,
 			W: max(1, o.Hints*barWidth/max(1, pending[0].Hints))})
 	}

@@ -35,6 +35,7 @@ type page struct {
 	IdealPct           string
 	Hints              Hints
 	HintBars           []hintBar
+	HintsUndrawn       int // owners left out of the chart
 	HintHeight         int
 	Latency            []histChart
 	HistHeight         int
@@ -72,6 +73,7 @@ func pageOf(actor string, v dynamo.RingView, m dynamo.Metrics) page {
 		p.IdealPct = pct(ideal)
 	}
 	p.HintBars = hintBars(p.Hints.Pending)
+	p.HintsUndrawn = len(p.Hints.Pending) - len(p.HintBars)
 	p.HintHeight = max(1, len(p.HintBars)) * rowHeight
 	st := m.Stats
 	p.Counters = []counter{

@@ -4,6 +4,7 @@ package admin
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -39,4 +40,19 @@ func TestShorten(t *testing.T) {
 	s := shorten(long)
 	require.Equal(t, labelLen, len([]rune(s)))
 	require.True(t, strings.HasSuffix(s, "…"))
+}
+
+func TestDashboard_HintChartBounded(t *testing.T) {
+	m := dynamo.Metrics{Node: "n0"}
+	m.Stats.Hints.Pending = map[string]int{}
+	for i := range 1000 {
+		m.Stats.Hints.Pending[fmt.Sprintf("gone-%04d", i)] = 1 + i
+	}
+	var buf bytes.Buffer
+	require.NoError(t, dashboardTmpl.Execute(&buf, pageOf("n0/1", dynamo.RingView{}, m)))
+	out := buf.String()
+	require.Equal(t, maxHintBars, strings.Count(out, "data-hint-bar="))
+	require.Contains(t, out, `data-hint-bar="gone-0999"`, "the biggest backlog first")
+	require.Contains(t, out, fmt.Sprintf(`data-hints-undrawn="%d"`, 1000-maxHintBars))
+	require.Contains(t, out, "held for 1000 owners", "the text counts them all")
 }
