@@ -6,8 +6,9 @@
 //
 // Every endpoint is read-only and answers GET and HEAD:
 //
-//	/         the dashboard: ring ownership, node health, hint backlog
-//	/status   Status: the node's one-line summary
+//	/         the dashboard: node health, ring ownership, hint backlog, latency
+//	          histograms, the last anti-entropy sync with each peer
+//	/status   Status: the node's summary, with latency percentiles
 //	/members  []Member: ring members and their reachability
 //	/ring     dynamo.RingView: partitions owned per node
 //	/hints    Hints: hints held per intended owner
