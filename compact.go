@@ -91,7 +91,7 @@ func (s *Store) compactKey(ctx context.Context, q request, primaries []Member) b
 			_, err = s.call(ctx, m, fold)
 		}
 		if err != nil {
-			s.log.Debug("fold failed", "key", q.key, "replica", m.ID, "err", err)
+			s.log.Debug("fold failed", "partition", q.p, keyAttr(q.key), "peer", m.ID, "err", err)
 		}
 	}
 	return true

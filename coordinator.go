@@ -336,7 +336,7 @@ func (s *Store) forward(ctx context.Context, q request, w write, o options, repl
 		if ctx.Err() != nil || !errors.Is(err, ErrNoReplica) && !errors.Is(err, ErrClosed) {
 			// Out of time, or the replica took the write and failed it:
 			// it may or may not have been applied.
-			return &QuorumError{Op: w.op, Need: o.w, PerReplica: errs}
+			return &QuorumError{Op: w.op, Need: o.w, PerReplica: errs, cause: ctx.Err()}
 		}
 		// It declined before minting (not a replica in its ring, or
 		// closing): the next one may take it.

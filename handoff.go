@@ -112,7 +112,7 @@ func (s *Store) DeliverHints(ctx context.Context) (int, error) {
 			b.until = time.Now().Add(wait)
 			h.backoff[target] = b
 			time.AfterFunc(wait, s.wakeHandoff)
-			s.log.Debug("hint delivery failed", "target", target, "retry_in", b.delay, "err", err)
+			s.log.Debug("hint delivery failed", "peer", target, "retry_in", b.delay, "err", err)
 			errs = append(errs, fmt.Errorf("hints for %s: %w", target, err))
 		} else {
 			delete(h.backoff, target)
@@ -301,7 +301,7 @@ func (s *Store) deliverChunk(ctx context.Context, target Member, chunk []hintRec
 	var sent, bad []hintRecord
 	for _, rec := range chunk {
 		if _, err := decodeState(rec.val); err != nil {
-			s.log.Error("dropping undecodable hint", "target", target.ID, "err", err)
+			s.log.Error("dropping undecodable hint", "peer", target.ID, "err", err)
 			bad = append(bad, rec)
 			continue
 		}

@@ -115,7 +115,7 @@ func (h *hintStore) track(hk []byte, n int) {
 // reports is dropped (its owner gets the key from the other replicas).
 func (h *hintStore) forEach(prefix []byte, fn func(k, v []byte) error) error {
 	return forEach(h.store, h.log, prefix, fn, func(k []byte) {
-		h.log.Warn("discarded a damaged stored record", "key", k)
+		h.log.Warn("discarded a damaged stored record", storedKeyAttrs(k)...)
 		h.mu.Lock()
 		h.track(k, 0)
 		h.mu.Unlock()
@@ -215,7 +215,7 @@ func (h *hintStore) stateOf(p int, key []byte) (state, error) {
 		}
 		st, derr := decodeState(raw)
 		if err != nil || derr != nil {
-			h.log.Warn("skipping a damaged hint", "target", t, "key", key, "err", errors.Join(err, derr))
+			h.log.Warn("skipping a damaged hint", "peer", t, "partition", p, keyAttr(key), "err", errors.Join(err, derr))
 			continue // never served; its owner gets the key from the other replicas
 		}
 		out = syncStates(out, st)

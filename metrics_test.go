@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -79,4 +80,18 @@ func TestMetrics_QuorumFailureReasons(t *testing.T) {
 	m := a.Metrics()
 	require.Equal(t, uint64(1), m.Count(OpPut, OutcomeQuorum))
 	require.Equal(t, []QuorumFailures{{Op: OpPut, Reason: ReasonUnreachable, Count: 1}}, m.QuorumFailures)
+}
+
+// BenchmarkMetrics_Request is what metrics add to one request: a latency
+// observation by outcome, and a size or siblings observation.
+func BenchmarkMetrics_Request(b *testing.B) {
+	m := newMetrics()
+	st := state{Siblings: []sibling{{Value: make([]byte, 1024)}}}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			start := time.Now()
+			m.observeRead(st)
+			m.done(opGet, start, nil)
+		}
+	})
 }

@@ -82,7 +82,7 @@ func (r *replica) mergeChange(p int, key []byte, st state) *change {
 		if conflicts > 0 {
 			r.dotConflicts.Add(int64(conflicts))
 			r.log.Warn("one version dot carried different versions (a node lost data, or a disk lied): kept them all under dots of their own",
-				"key", key, "conflicts", conflicts, "siblings", len(merged.Siblings))
+				keyAttr(key), "conflicts", conflicts, "siblings", len(merged.Siblings))
 		}
 	}
 	return c
@@ -116,7 +116,7 @@ func (r *replica) afterUpdate(key []byte, st state, lost, evidence bool, from st
 		r.recordLost(key)
 	}
 	if evidence {
-		r.log.Info(from+" shows versions of a key this node issued beyond its record: it writes the key with a new epoch from now on", "key", key)
+		r.log.Info(from+" shows versions of a key this node issued beyond its record: it writes the key with a new epoch from now on", keyAttr(key))
 		r.epochs.distrust(key)
 	}
 }

@@ -121,7 +121,7 @@ func (s *Store) readRepair(ctx context.Context, q request, replicas, primaries [
 			req = s.encode(&replicateReq{Key: q.key, State: encodeState(merged)})
 		}
 		if err := s.writeReplica(ctx, rep.m, q, merged, req); err != nil {
-			s.log.Debug("read repair failed", "key", q.key, "replica", rep.m.ID, "err", err)
+			s.log.Debug("read repair failed", "partition", q.p, keyAttr(q.key), "peer", rep.m.ID, "err", err)
 		} else {
 			s.stats.readRepairs.Add(1)
 		}
@@ -181,7 +181,7 @@ func (s *Store) writeAll(ctx context.Context, op string, q request, st state, en
 				if herr := s.writeReplica(bg, f, q, st, hint); herr == nil {
 					err = nil
 				} else {
-					s.log.Debug("fallback declined", "fallback", f.ID, "for", m.ID, "err", herr)
+					s.log.Debug("fallback declined a hint", "peer", f.ID, "owner", m.ID, "partition", q.p, "err", herr)
 				}
 			}
 			if err != nil && !tried && s.members.Reachable(m.ID) {

@@ -124,7 +124,7 @@ func (r *replica) forEach(prefix []byte, fn func(k, v []byte) error) error {
 		if len(k) > 5 && k[0] == spaceData {
 			r.recordLost(k[5:])
 		} else {
-			r.log.Warn("discarded a damaged stored record", "key", k)
+			r.log.Warn("discarded a damaged stored record", storedKeyAttrs(k)...)
 		}
 	})
 }
@@ -339,7 +339,7 @@ func (r *replica) fold(p int, key []byte, entries versionVector) error {
 func (r *replica) recordLost(key []byte) {
 	r.corruptRecords.Add(1)
 	r.epochs.distrust(key)
-	r.log.Warn("discarded a damaged stored state; the key comes back from the other replicas", "key", key)
+	r.log.Warn("discarded a damaged stored state; the key comes back from the other replicas", keyAttr(key))
 }
 
 // updateStorage runs one Storage.Update of op. When the Storage itself

@@ -70,7 +70,7 @@ func (s *Store) purgeKey(ctx context.Context, q request, st state, primaries []M
 			_, err = s.call(ctx, m, purge)
 		}
 		if err != nil {
-			s.log.Debug("purge failed", "key", q.key, "replica", m.ID, "err", err)
+			s.log.Debug("purge failed", "partition", q.p, keyAttr(q.key), "peer", m.ID, "err", err)
 			ok = false
 		}
 	}

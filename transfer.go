@@ -172,7 +172,7 @@ func (s *Store) readThrough(ctx context.Context, q request, st state) state {
 	}
 	if !sameVersion(local, st) {
 		if err := s.rep.merge(q.p, q.key, st); err != nil {
-			s.log.Debug("keeping a read-through state failed", "key", q.key, "err", err)
+			s.log.Debug("keeping a read-through state failed", "partition", q.p, keyAttr(q.key), "err", err)
 		}
 	}
 	return st

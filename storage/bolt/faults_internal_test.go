@@ -51,6 +51,8 @@ func recordWrite(op faultOp, _ string, p []byte) bool {
 // again.
 func requireFailedForGood(t *testing.T, s *Store, cause error) {
 	t.Helper()
+	require.ErrorIs(t, s.Failed(), ErrFailed, "Failed reports the failure (storage.Failer)")
+	require.ErrorIs(t, s.Failed(), cause)
 	for i := range 5 {
 		called := false
 		err := s.Update(fmt.Appendf(nil, "after-%d", i), func([]byte) ([]byte, error) { called = true; return []byte("x"), nil })
@@ -71,6 +73,14 @@ func TestFaults_LogFsyncEIO_NeverAcksAgain(t *testing.T) {
 	s := faultStore(t, dir, fs, Options{LogSize: 16 << 10})
 	model := map[string][]byte{}
 	testWrites(t, s, model, rand.New(rand.NewPCG(1, 1)), "ok", 300)
+	require.NoError(t, s.Failed())
+	st := s.StorageStats()
+	require.Equal(t, uint64(300), st.Updates)
+	require.Positive(t, st.Commits)
+	require.GreaterOrEqual(t, st.Syncs, st.Commits, "every commit fsyncs the log")
+	require.Positive(t, st.SyncSeconds)
+	require.Positive(t, st.Checkpoints, "300 writes fill a 16 KiB log segment")
+	require.Positive(t, st.LogBytes+st.CheckpointLagBytes)
 
 	inj, fired := once(fault{err: syscall.EIO}, logSync)
 	fs.set(inj)
