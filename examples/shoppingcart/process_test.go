@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/dynamo-kv/dynamo/admin"
 )
 
 // procTimeout bounds each wait of the process test; the whole test normally
@@ -65,6 +67,7 @@ func TestProcesses(t *testing.T) {
 	procs := []*proc{a, b, c}
 	w.waitView(procs, map[string]bool{"node-a": true, "node-b": true, "node-c": true})
 	actor := w.health(c).Actor
+	w.requireAdmin(a, 3)
 	t.Logf("3 processes up and seeing each other after %v", time.Since(begin).Round(time.Millisecond))
 
 	// Healthy: every write is acknowledged. "gone" is removed later, while
@@ -333,6 +336,26 @@ func (w *workload) do(p *proc, method, path string, body []byte) (int, []byte, e
 func (w *workload) getJSON(p *proc, path string, v any) bool {
 	status, body, err := w.do(p, http.MethodGet, path, nil)
 	return err == nil && status == http.StatusOK && json.Unmarshal(body, v) == nil
+}
+
+// requireAdmin checks that p serves the admin handler under /admin/ (its
+// status names it with members nodes all reachable, and the dashboard draws
+// an ownership bar per node) and Prometheus metrics at /metrics.
+func (w *workload) requireAdmin(p *proc, members int) {
+	w.t.Helper()
+	var st admin.Status
+	require.True(w.t, w.getJSON(p, "/admin/status", &st))
+	require.Equal(w.t, p.id, st.Node)
+	require.Equal(w.t, members, st.Members)
+	require.Equal(w.t, members, st.Reachable)
+	code, page, err := w.do(p, http.MethodGet, "/admin/", nil)
+	require.NoError(w.t, err)
+	require.Equal(w.t, http.StatusOK, code)
+	require.Equal(w.t, members, strings.Count(string(page), "data-ownership-bar="))
+	code, scrape, err := w.do(p, http.MethodGet, "/metrics", nil)
+	require.NoError(w.t, err)
+	require.Equal(w.t, http.StatusOK, code)
+	require.Contains(w.t, string(scrape), fmt.Sprintf("dynamo_members{node=%q} %d\n", p.id, members))
 }
 
 func (w *workload) health(p *proc) healthReply {

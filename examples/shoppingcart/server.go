@@ -18,9 +18,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/dynamo-kv/dynamo"
+	"github.com/dynamo-kv/dynamo/admin"
 	"github.com/dynamo-kv/dynamo/auth"
 	"github.com/dynamo-kv/dynamo/membership/gossip"
+	"github.com/dynamo-kv/dynamo/metrics/prom"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
 )
 
@@ -168,6 +174,9 @@ type api struct {
 //	GET    /pref/{key}?n=N            {"ids":[...]}: key's preference list, best first
 //	GET    /healthz                   the node's view of the ring
 //	GET    /readyz                    200 once the node pulled what it missed, 503 before
+//	GET    /admin/                    the admin dashboard; /admin/status, /members, /ring,
+//	                                  /hints and /stats serve JSON (package admin, dynamoctl)
+//	GET    /metrics                   Prometheus metrics (package metrics/prom)
 //
 // Cart writes take ?r= and ?w= too. Errors are {"error":"..."}, with 503
 // when a quorum was not met.
@@ -183,6 +192,10 @@ func newAPI(n *dynamo.Node, g *gossip.Gossip) http.Handler {
 	mux.HandleFunc("GET /pref/{key...}", a.getPref)
 	mux.HandleFunc("GET /healthz", a.health)
 	mux.HandleFunc("GET /readyz", a.ready)
+	mux.Handle("/admin/", http.StripPrefix("/admin", admin.Handler(n.Store)))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prom.New(n.Store), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return mux
 }
 
