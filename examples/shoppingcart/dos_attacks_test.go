@@ -66,9 +66,7 @@ func attacks() ([]attack, error) {
 		{"member: pipelined flood, replies unread", true, func(ctx context.Context, v victim) { swarm(ctx, 8, member(v.data), flood(get)) }},
 		{"member: descriptor exhaustion (1500 conns)", false, func(ctx context.Context, v victim) { swarm(ctx, 1500, member(v.data), idle) }},
 		{"member: AE frame listing 400k keys", true, func(ctx context.Context, v victim) { swarm(ctx, 1, member(v.data), exchange(ae)) }},
-	}
-	if os.Getenv(dosMemberNestedEnv) != "" {
-		list = append(list, attack{"member: nested frame", true, func(ctx context.Context, v victim) { swarm(ctx, 2, member(v.data), send(deep)) }})
+		{"member: nested frame", true, func(ctx context.Context, v victim) { swarm(ctx, 2, member(v.data), send(deep)) }},
 	}
 	return list, nil
 }

@@ -39,11 +39,6 @@ const (
 //	DYNAMO_DOS_FULL=1 go test ./examples/shoppingcart -run TestDoS -v -timeout 30m
 const dosFullEnv = "DYNAMO_DOS_FULL"
 
-// dosMemberNestedEnv, set, adds a member's frame of deeply nested msgpack,
-// which the root package's message decoder does not yet bound (it skips an
-// unknown field recursively): today it crashes the victim.
-const dosMemberNestedEnv = "DYNAMO_DOS_MEMBER_NESTED"
-
 // phase is what the legit load and the victim looked like over one period.
 type phase struct {
 	ops, ok    int
