@@ -18,7 +18,7 @@ import (
 )
 
 var (
-	seedsFlag = flag.Int("seeds", envInt("DYNAMOTEST_SEEDS", 50), "number of seeds TestSim_Union and TestSim_UnionStrict run (env DYNAMOTEST_SEEDS)")
+	seedsFlag = flag.Int("seeds", envInt("DYNAMOTEST_SEEDS", 30), "number of seeds TestSim_Union and TestSim_UnionStrict run (env DYNAMOTEST_SEEDS)")
 	firstFlag = flag.Int64("first-seed", int64(envInt("DYNAMOTEST_FIRST_SEED", 1)), "first seed they run (env DYNAMOTEST_FIRST_SEED)")
 	logFlag   = flag.Bool("simlog", os.Getenv("DYNAMOTEST_LOG") != "", "log every decision and operation (env DYNAMOTEST_LOG)")
 	// tolerate lists violation kinds (see Report.Violations) that the tests
