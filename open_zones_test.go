@@ -44,12 +44,9 @@ func TestOpen_Zones_GossipedAndUsedForPlacement(t *testing.T) {
 		nodes = append(nodes, n)
 		want = append(want, dynamo.Member{ID: cfg.NodeID, Addr: n.Addr(), Zone: zone})
 	}
-	deadline := time.Now().Add(20 * time.Second)
 	for _, n := range nodes {
-		for !slices.Equal(n.Members(), want) {
-			require.True(t, time.Now().Before(deadline), "%s sees %v, want %v", n.Actor(), n.Members(), want)
-			time.Sleep(20 * time.Millisecond)
-		}
+		require.Eventually(t, func() bool { return slices.Equal(n.Members(), want) }, 20*time.Second, 20*time.Millisecond,
+			"%s never saw %v", n.Actor(), want)
 	}
 	for k := range 50 {
 		key := []byte(fmt.Sprintf("cart:%d", k))
