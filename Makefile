@@ -4,6 +4,7 @@
 
 test:
 	go test -race ./...
+	cd storage/pebble && go test -race ./...
 
 # dynamo-bench: 3 nodes over TCP on loopback, bbolt with fsync, N=3 R=2 W=2, 1 KiB
 # values, 10k keys; three runs of put, get and mixed at 16 clients, then at 1 client.

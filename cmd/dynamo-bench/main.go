@@ -15,7 +15,7 @@
 // operation over the measured window (all nodes and clients share the
 // process, so that is the whole cluster's cost of one request); -json prints
 // one JSON object per line instead of a table. -storage memory takes the disk
-// out of the picture, and -cpuprofile profiles the measured windows.
+// out of the picture, and -cpuprofile profiles the measured windows (a fill, the whole of it).
 //
 // # Workloads
 //
@@ -53,6 +53,10 @@
 //
 //	dynamo-bench -nodes 1 -n 1 -r 1 -w 1 -workloads fill -keys 10000000 -value-size 128
 //
+// The same command built in the storage/pebble module (go run ./cmd/dynamo-bench
+// there) also takes -storage pebble: the LSM storage for nodes that outgrow
+// bbolt.
+//
 // -dist picks the keys of get, mixed and overwrite: uniform (the default),
 // or zipf, which draws key rank k (key 0 the hottest) with probability
 // proportional to k^-s, s = -zipf-s (0.99 by default, as YCSB's hot-key
@@ -63,40 +67,6 @@
 // R+W > N and no failures the preload must be visible.
 package main
 
-import (
-	"context"
-	"errors"
-	"fmt"
-	"io"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/dynamo-kv/dynamo/internal/benchcmd"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := runContext(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, errHelp):
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "dynamo-bench:", err)
-		os.Exit(1)
-	}
-}
-
-// run runs the benchmark described by args (without the program name),
-// writing the report to stdout and progress notes to stderr.
-func run(args []string, stdout io.Writer) error {
-	return runContext(context.Background(), args, stdout, os.Stderr)
-}
-
-// runContext is run with a context that stops the benchmark early (the
-// cluster is still closed and the temporary directory removed).
-func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseFlags(args, stderr)
-	if err != nil {
-		return err
-	}
-	return benchmark(ctx, cfg, stdout, stderr)
-}
+func main() { benchcmd.Main(nil) }

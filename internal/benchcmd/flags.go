@@ -1,11 +1,12 @@
 // flags.go: the command line and its validation.
-package main
+package benchcmd
 
 import (
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -27,9 +28,10 @@ var defaultWorkloads = []string{"put", "get", "mixed"}
 type config struct {
 	nodes      int
 	n, r, w    int
-	storage    string // "bolt" or "memory"
-	logSize    int64  // bolt.Options.LogSize; 0: the default
-	dir        string // parent of the temporary data directory; "" is os.TempDir
+	storage    string             // "bolt", "memory" or a key of extra
+	extra      map[string]Storage // further storages (Main's argument)
+	logSize    int64              // bolt.Options.LogSize; 0: the default
+	dir        string             // parent of the temporary data directory; "" is os.TempDir
 	clients    int
 	duration   time.Duration
 	warmup     time.Duration
@@ -47,8 +49,17 @@ type config struct {
 	aeInterval time.Duration // anti-entropy round interval; 0 is the library default
 }
 
-func parseFlags(args []string, stderr io.Writer) (config, error) {
-	var c config
+// storageKinds lists the names -storage takes.
+func storageKinds(extra map[string]Storage) string {
+	kinds := `"bolt" (bbolt, fsync on) or "memory"`
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
+		kinds += fmt.Sprintf(" or %q", k)
+	}
+	return kinds
+}
+
+func parseFlags(args []string, stderr io.Writer, extra map[string]Storage) (config, error) {
+	c := config{extra: extra}
 	var workloads string
 	fs := flag.NewFlagSet("dynamo-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -56,7 +67,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.n, "n", 3, "N: replicas of each key")
 	fs.IntVar(&c.r, "r", 2, "R: replicas a Get waits for")
 	fs.IntVar(&c.w, "w", 2, "W: replicas a Put waits for")
-	fs.StringVar(&c.storage, "storage", "bolt", `node storage: "bolt" (bbolt, fsync on) or "memory"`)
+	fs.StringVar(&c.storage, "storage", "bolt", "node storage: "+storageKinds(extra))
 	fs.Int64Var(&c.logSize, "log-size", 0, "bolt storage: bytes of write-ahead log between checkpoints into bbolt (0: the library default)")
 	fs.StringVar(&c.dir, "dir", "", "parent of the temporary data directory (default: the system temp dir); removed on exit")
 	fs.IntVar(&c.clients, "clients", 16, "closed-loop clients; client i sends to node i mod -nodes")
@@ -121,8 +132,8 @@ func (c config) validate() error {
 	if c.logSize < 0 {
 		add("-log-size (%d) must be 0 or positive", c.logSize)
 	}
-	if c.storage != "bolt" && c.storage != "memory" {
-		add(`-storage (%q) must be "bolt" or "memory"`, c.storage)
+	if _, ok := c.extra[c.storage]; !ok && c.storage != "bolt" && c.storage != "memory" {
+		add(`-storage (%q) must be %s`, c.storage, storageKinds(c.extra))
 	}
 	if c.clients < 1 {
 		add("-clients (%d) must be at least 1", c.clients)

@@ -1,6 +1,6 @@
 // cluster.go: the in-process cluster: one Store per node, each with its own
 // storage and a TCP transport on 127.0.0.1, joined by a static member list.
-package main
+package benchcmd
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/dynamo-kv/dynamo"
+	"github.com/dynamo-kv/dynamo/storage"
 	"github.com/dynamo-kv/dynamo/storage/bolt"
 	"github.com/dynamo-kv/dynamo/storage/memory"
 	"github.com/dynamo-kv/dynamo/transport/tcp"
@@ -70,6 +71,13 @@ func openStorage(c config, dir string) (dynamo.Storage, error) {
 	if c.storage == "memory" {
 		return memory.New(), nil
 	}
+	if k, ok := c.extra[c.storage]; ok {
+		st, err := k.Open(dir)
+		if err != nil {
+			return nil, fmt.Errorf("open %s storage in %s: %w", c.storage, dir, err)
+		}
+		return st, nil
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -80,12 +88,12 @@ func openStorage(c config, dir string) (dynamo.Storage, error) {
 	return st, nil
 }
 
-// diskStats sums the bbolt storages' counters (zero with memory storage).
-func (cl *cluster) diskStats() bolt.Stats {
-	var sum bolt.Stats
+// diskStats sums the storages' counters (zero with memory storage).
+func (cl *cluster) diskStats() storage.Stats {
+	var sum storage.Stats
 	for _, st := range cl.storages {
-		if b, ok := st.(*bolt.Store); ok {
-			s := b.Stats()
+		if r, ok := st.(storage.StatsReporter); ok {
+			s := r.StorageStats()
 			sum.Commits += s.Commits
 			sum.Updates += s.Updates
 			sum.Checkpoints += s.Checkpoints

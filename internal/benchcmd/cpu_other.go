@@ -1,7 +1,7 @@
 //go:build !unix
 
 // cpu_other.go: platforms without getrusage(2) report no CPU time.
-package main
+package benchcmd
 
 import "time"
 

@@ -2,7 +2,7 @@
 // started again on its data, timing the storage's Open and the Store's
 // start-up (the hash tree read from the storage or rebuilt by a scan), and
 // with -verify, VerifyHashes.
-package main
+package benchcmd
 
 import (
 	"context"
@@ -60,6 +60,8 @@ func (cl *cluster) restart(ctx context.Context, c config, dir string, i int, w i
 	res := restartResult{Workload: "restart", Node: id, CloseSec: closed.Seconds(), OpenSec: opened.Seconds(), StartSec: started.Seconds()}
 	if b, ok := st.(*bolt.Store); ok {
 		res.HashScans = b.Stats().SumScans
+	} else if k, ok := c.extra[c.storage]; ok && k.SumScans != nil {
+		res.HashScans = k.SumScans(st)
 	}
 	var verr error
 	if c.verify {

@@ -1,5 +1,5 @@
 // hist.go: a log-linear latency histogram in the manner of HdrHistogram.
-package main
+package benchcmd
 
 import (
 	"math"

@@ -1,5 +1,5 @@
 // sched.go: how long goroutines waited to run, from runtime/metrics.
-package main
+package benchcmd
 
 import (
 	"runtime/metrics"

@@ -1,7 +1,7 @@
 // zipf.go: a Zipf sampler for any exponent s > 0 (s = 0.99 included), by
 // rejection-inversion (Hörmann and Derflinger, "Rejection-inversion to
 // generate variates from monotone discrete distributions", 1996).
-package main
+package benchcmd
 
 import (
 	"fmt"

@@ -1,10 +1,12 @@
 // fill.go: the fill workload: fresh keys in scrambled order until -keys are
 // written, with the write rate reported for every tenth of the fill, so
 // that a slowdown as the node's data grows shows.
-package main
+package benchcmd
 
 import (
 	"context"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -27,6 +29,17 @@ func (b *bench) fill(ctx context.Context, i int, out *reporter) error {
 	clients, err := b.newClients(i)
 	if err != nil {
 		return err
+	}
+	if b.cfg.cpuProfile != "" { // the whole fill
+		prof, err := os.Create(profilePath(b.cfg.cpuProfile, "fill", len(b.cfg.workloads)))
+		if err != nil {
+			return err
+		}
+		defer prof.Close()
+		if err := pprof.StartCPUProfile(prof); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var next atomic.Int64
 	written := 0

@@ -1,6 +1,6 @@
 // bench.go: the closed-loop clients, the preload, and one measured run per
 // workload. The workloads are described in the command's doc (main.go).
-package main
+package benchcmd
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/dynamo-kv/dynamo"
-	"github.com/dynamo-kv/dynamo/storage/bolt"
+	"github.com/dynamo-kv/dynamo/storage"
 )
 
 // errMissing is counted when a Get of a preloaded key finds no value.
@@ -291,7 +291,7 @@ type sample struct {
 	at    time.Time
 	cpu   time.Duration
 	cpuOK bool
-	disk  bolt.Stats
+	disk  storage.Stats
 	rr    int64 // read repairs
 	co    int64 // coalesced Gets
 	sched *metrics.Float64Histogram

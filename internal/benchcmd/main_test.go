@@ -1,14 +1,19 @@
-package main
+package benchcmd
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/dynamo-kv/dynamo/storage"
+	"github.com/dynamo-kv/dynamo/storage/memory"
 )
 
 func TestMain(m *testing.M) {
@@ -56,7 +61,7 @@ func TestRun_Table(t *testing.T) {
 
 func TestParseFlags_ReportsEveryProblem(t *testing.T) {
 	var stderr bytes.Buffer
-	_, err := parseFlags([]string{"-nodes", "2", "-n", "3", "-r", "0", "-workloads", "put,scan", "-read-ratio", "2"}, &stderr)
+	_, err := parseFlags([]string{"-nodes", "2", "-n", "3", "-r", "0", "-workloads", "put,scan", "-read-ratio", "2"}, &stderr, nil)
 	require.Error(t, err)
 	for _, want := range []string{"-n (3) must be between 1 and -nodes (2)", "-r (0)", `unknown workload "scan"`, "-read-ratio (2)"} {
 		require.ErrorContains(t, err, want)
@@ -145,8 +150,28 @@ func TestRun_FillRestartVerify(t *testing.T) {
 	require.Zero(t, res.HashScans, "the hash tree is read from bbolt")
 	require.True(t, res.Verified)
 
-	_, err = parseFlags([]string{"-restart"}, &out)
+	_, err = parseFlags([]string{"-restart"}, &out, nil)
 	require.ErrorContains(t, err, "-restart needs -nodes 1")
-	_, err = parseFlags([]string{"-verify", "-nodes", "1", "-n", "1", "-r", "1", "-w", "1"}, &out)
+	_, err = parseFlags([]string{"-verify", "-nodes", "1", "-n", "1", "-r", "1", "-w", "1"}, &out, nil)
 	require.ErrorContains(t, err, "-verify needs -restart")
+}
+
+// TestRun_ExtraStorage: a storage kind added by Main's caller (as the
+// storage/pebble module adds "pebble") is what -storage names, opened once
+// per node in the node's directory; unknown kinds are refused.
+func TestRun_ExtraStorage(t *testing.T) {
+	var dirs []string
+	extra := map[string]Storage{"custom": {Open: func(dir string) (storage.Storage, error) {
+		dirs = append(dirs, dir)
+		return memory.New(), nil
+	}}}
+	var out bytes.Buffer
+	err := runContext(context.Background(), []string{"-duration", "100ms", "-warmup", "0", "-keys", "10", "-clients", "2",
+		"-storage", "custom", "-workloads", "put", "-dir", t.TempDir()}, &out, io.Discard, extra)
+	require.NoError(t, err)
+	require.Len(t, dirs, 3, "one storage per node")
+	require.Contains(t, out.String(), "custom")
+
+	_, err = parseFlags([]string{"-storage", "pebble"}, &out, extra)
+	require.ErrorContains(t, err, `must be "bolt" (bbolt, fsync on) or "memory" or "custom"`)
 }

@@ -1,5 +1,5 @@
 // report.go: one workload's result, printed as a table row or a JSON line.
-package main
+package benchcmd
 
 import (
 	"encoding/json"

@@ -1,7 +1,7 @@
 //go:build unix
 
 // cpu_unix.go: the process's CPU time, from getrusage(2).
-package main
+package benchcmd
 
 import (
 	"syscall"

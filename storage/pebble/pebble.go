@@ -1,0 +1,566 @@
+// Package pebble implements storage.Storage over Pebble, CockroachDB's
+// log-structured merge tree, for nodes that outgrow bbolt (docs/DESIGN.md §4).
+//
+// bbolt, the default (storage/bolt), updates a B+tree in place: with random
+// keys, each checkpoint rewrites a page for almost every key it copies, so
+// durable writes slow down as a node's data grows past a few GiB. An LSM
+// writes sorted runs sequentially and merges them in the background, so its
+// write rate stays close to that of an empty node. This package lives in a
+// Go module of its own so that a service that does not use it does not
+// depend on Pebble.
+//
+//	st, err := pebble.Open(filepath.Join(dir, "node"), nil)
+//	if err != nil {
+//		return err
+//	}
+//	store, err := dynamo.New(dynamo.Config{Storage: st /* ... */})
+//
+// # Writes
+//
+// Update takes a lock on the key's stripe, reads the current value, runs fn
+// and commits the result in one Pebble batch with Sync: Update returns only
+// once the write-ahead log holding it is fsynced. Pebble's commit pipeline
+// shares one fsync among the batches that arrive while the previous one
+// syncs (group commit), so concurrent Updates cost far less than one fsync
+// each. Updates of one key are serialised by the stripe lock; Updates of
+// other keys run in parallel.
+//
+// # Sums
+//
+// The Store is a storage.Summer: each batch that changes a summed key also
+// merges the change of the key's bucket sum (an XOR, with a Pebble merge
+// operator) into a sum record, in the same atomic batch, so the kept sums
+// are always those of the data, after a crash too, and a restart reads them
+// instead of scanning every key.
+//
+// # Damage
+//
+// Pebble checksums every block of its tables and every record of its log.
+// A read that meets a damaged block fails with an error matching
+// storage.ErrCorrupt (not a *storage.CorruptError: a block holds many keys,
+// and which of them were damaged is not known). A damaged log or manifest
+// fails Open with an error matching storage.ErrCorrupt. Values carry no
+// checksum of their own, and the Store is not a storage.Discarder.
+//
+// # Failure
+//
+// Pebble stops the process (log.Fatal) when a write or fsync of its log or
+// manifest fails: it cannot know what reached the disk, and going on would
+// risk acknowledging a write that is not durable. A restart recovers what
+// is durable; the node then catches up from its peers. (bbolt's Store
+// instead refuses every later write and lets the service report it.)
+package pebble
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	cpebble "github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
+	"github.com/cockroachdb/pebble/vfs"
+
+	"github.com/dynamo-kv/dynamo/storage"
+)
+
+var (
+	_ storage.Storage       = (*Store)(nil)
+	_ storage.Batcher       = (*Store)(nil)
+	_ storage.PrefixDeleter = (*Store)(nil)
+	_ storage.Summer        = (*Store)(nil)
+	_ storage.StatsReporter = (*Store)(nil)
+)
+
+// ErrInvalidOptions is returned (wrapped) by Open for Options out of range.
+var ErrInvalidOptions = errors.New("pebble: invalid options")
+
+// Options tune a Store. The zero value selects every default.
+type Options struct {
+	// CacheSize is the bytes of Pebble's block cache. Zero: 256 MiB.
+	CacheSize int64
+	// MemTableSize is the bytes of one memtable (Pebble keeps up to
+	// MemTableStopWritesThreshold of them before writes wait). Zero: 64 MiB.
+	MemTableSize uint64
+	// FS is the file system the Store uses. Nil: the operating system's.
+	// Tests pass an in-memory or fault-injecting one.
+	FS vfs.FS
+}
+
+// Validate reports whether o is in range, with an error matching
+// ErrInvalidOptions when it is not.
+func (o Options) Validate() error {
+	if o.CacheSize < 0 {
+		return fmt.Errorf("%w: CacheSize %d is negative", ErrInvalidOptions, o.CacheSize)
+	}
+	if o.MemTableSize != 0 && (o.MemTableSize < 1<<20 || o.MemTableSize > 1<<30) {
+		return fmt.Errorf("%w: MemTableSize %d (want 1 MiB to 1 GiB, or 0)", ErrInvalidOptions, o.MemTableSize)
+	}
+	return nil
+}
+
+// The Store's key space. Data keys are the caller's keys after dataPrefix;
+// the Store's own records sort after every data key.
+const (
+	dataPrefix = 'd'
+	sumPrefix  = 's' // 's' + bucket (uint32 BE): 8 bytes, the bucket's sum (LE)
+	metaPrefix = 'z'
+)
+
+// sumSpecKey holds the SumSpec the kept sums follow (encodeSumSpec).
+var sumSpecKey = []byte{metaPrefix, 's', 'p', 'e', 'c'}
+
+// stripes is how many locks serialise Updates by key.
+const stripes = 1024
+
+// Store is a storage.Storage over a Pebble database. Its zero value is not
+// usable; call Open. All methods are safe for concurrent use.
+type Store struct {
+	db    *cpebble.DB
+	cache *cpebble.Cache
+	dir   string
+
+	// mu is held shared by every call that uses db, and exclusively by
+	// Close, DeletePrefix and a Sums that scans (so that no Update runs
+	// meanwhile); closed is set under it.
+	mu     sync.RWMutex
+	closed bool
+	// spec is the SumSpec whose sums the Store keeps (nil: none), changed
+	// only under mu held exclusively.
+	spec *storage.SumSpec
+
+	locks [stripes]sync.Mutex
+	seed  maphash.Seed
+
+	commits, updates, corrupt, sumScans atomic.Uint64
+	syncNanos                           atomic.Int64
+}
+
+// Stats counts a Store's work since Open.
+type Stats struct {
+	// Commits is how many batches were committed with an fsync of the log
+	// (Pebble shares one fsync among concurrent commits); Updates is how
+	// many Updates (and UpdateBatch Ops) returned nil.
+	Commits, Updates uint64
+	// CorruptReads is how many reads met a damaged block.
+	CorruptReads uint64
+	// SumScans is how many times Sums scanned the data because no sums
+	// were kept for its spec.
+	SumScans uint64
+}
+
+// Open opens (creating it if needed) the Pebble database in dir. A nil
+// opts selects every default. Errors match ErrInvalidOptions,
+// storage.ErrCorrupt (a damaged database) or the underlying I/O error.
+func Open(dir string, opts *Options) (*Store, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	if o.CacheSize == 0 {
+		o.CacheSize = 256 << 20
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 64 << 20
+	}
+	s := &Store{dir: dir, seed: maphash.MakeSeed(), cache: cpebble.NewCache(o.CacheSize)}
+	po := &cpebble.Options{
+		Cache:                       s.cache,
+		MemTableSize:                o.MemTableSize,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+		LBaseMaxBytes:               256 << 20,
+		MaxConcurrentCompactions:    func() int { return 2 },
+		Merger:                      xorMerger,
+		Logger:                      quietLogger{},
+		FS:                          o.FS,
+	}
+	po.Levels = make([]cpebble.LevelOptions, 7)
+	for i := range po.Levels {
+		l := &po.Levels[i]
+		l.BlockSize = 32 << 10
+		l.FilterPolicy = bloom.FilterPolicy(10)
+		l.FilterType = cpebble.TableFilter
+		if i > 0 {
+			l.TargetFileSize = po.Levels[i-1].TargetFileSize * 2
+		} else {
+			l.TargetFileSize = 8 << 20
+		}
+	}
+	po.EnsureDefaults()
+	db, err := cpebble.Open(dir, po)
+	if err != nil {
+		s.cache.Unref()
+		return nil, fmt.Errorf("pebble: open %s: %w", dir, mapErr(err))
+	}
+	s.db = db
+	spec, err := s.loadSpec()
+	if err != nil {
+		_ = db.Close()
+		s.cache.Unref()
+		return nil, fmt.Errorf("pebble: open %s: %w", dir, err)
+	}
+	s.spec = spec
+	return s, nil
+}
+
+// Dir returns the directory the Store was opened on.
+func (s *Store) Dir() string { return s.dir }
+
+// Stats returns the Store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Commits: s.commits.Load(), Updates: s.updates.Load(), CorruptReads: s.corrupt.Load(), SumScans: s.sumScans.Load()}
+}
+
+// StorageStats returns the figures the root package's metrics include.
+func (s *Store) StorageStats() storage.Stats {
+	st := storage.Stats{
+		Commits:      s.commits.Load(),
+		Updates:      s.updates.Load(),
+		Syncs:        s.commits.Load(),
+		SyncSeconds:  time.Duration(s.syncNanos.Load()).Seconds(),
+		CorruptReads: s.corrupt.Load(),
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.closed {
+		st.LogBytes = int64(s.db.Metrics().WAL.Size)
+	}
+	return st
+}
+
+// dataKey returns key in the Store's key space.
+func dataKey(key []byte) []byte {
+	k := make([]byte, 1+len(key))
+	k[0] = dataPrefix
+	copy(k[1:], key)
+	return k
+}
+
+// successor returns the first key after every key that starts with prefix,
+// or nil when there is none (prefix is all 0xff).
+func successor(prefix []byte) []byte {
+	end := bytes.Clone(prefix)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+// mapErr makes Pebble's corruption errors match storage.ErrCorrupt.
+func mapErr(err error) error {
+	if err != nil && cpebble.IsCorruptionError(err) {
+		return fmt.Errorf("%w: %w", storage.ErrCorrupt, err)
+	}
+	return err
+}
+
+// read returns key's stored value (a copy) or nil when absent. The caller
+// holds mu shared.
+func (s *Store) read(key []byte) ([]byte, error) {
+	v, closer, err := s.db.Get(dataKey(key))
+	if errors.Is(err, cpebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		if cpebble.IsCorruptionError(err) {
+			s.corrupt.Add(1)
+		}
+		return nil, mapErr(err)
+	}
+	out := make([]byte, len(v))
+	copy(out, v)
+	_ = closer.Close()
+	return out, nil
+}
+
+// Get returns key's value, or nil when it is absent; see storage.Storage.
+func (s *Store) Get(key []byte) ([]byte, error) {
+	if len(key) == 0 {
+		return nil, storage.ErrEmptyKey
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, storage.ErrClosed
+	}
+	return s.read(key)
+}
+
+// stripe returns the lock that serialises Updates of key.
+func (s *Store) stripe(key []byte) int {
+	return int(maphash.Bytes(s.seed, key) % stripes)
+}
+
+// write adds to b the change of key from cur to next (both as stored; nil:
+// absent), and the change of its bucket's sum when the Store keeps sums.
+func (s *Store) write(b *cpebble.Batch, key, cur, next []byte) error {
+	if next == nil && cur == nil {
+		return nil
+	}
+	var err error
+	if next == nil {
+		err = b.Delete(dataKey(key), nil)
+	} else {
+		err = b.Set(dataKey(key), next, nil)
+	}
+	if err != nil {
+		return err
+	}
+	if s.spec == nil {
+		return nil
+	}
+	bucket, name, ok := s.spec.Locate(key)
+	if !ok {
+		return nil
+	}
+	d := storage.Digest(name, cur) ^ storage.Digest(name, next)
+	if d == 0 {
+		return nil
+	}
+	return b.Merge(sumKey(bucket), binary.LittleEndian.AppendUint64(nil, d), nil)
+}
+
+// commit commits b with an fsync of the log.
+func (s *Store) commit(b *cpebble.Batch) error {
+	start := time.Now()
+	if err := b.Commit(cpebble.Sync); err != nil {
+		return fmt.Errorf("pebble: commit: %w", mapErr(err))
+	}
+	s.syncNanos.Add(int64(time.Since(start)))
+	s.commits.Add(1)
+	return nil
+}
+
+// Update replaces key's value with fn(current), durably; see
+// storage.Storage. fn is called once, with the key's stripe locked.
+func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) error {
+	if len(key) == 0 {
+		return storage.ErrEmptyKey
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return storage.ErrClosed
+	}
+	l := &s.locks[s.stripe(key)]
+	l.Lock()
+	defer l.Unlock()
+	cur, err := s.read(key)
+	if err != nil {
+		return err
+	}
+	next, err := fn(cur)
+	if err != nil {
+		return err
+	}
+	if next == nil && cur == nil {
+		s.updates.Add(1)
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := s.write(b, key, cur, next); err != nil {
+		return err
+	}
+	if err := s.commit(b); err != nil {
+		return err
+	}
+	s.updates.Add(1)
+	return nil
+}
+
+// UpdateBatch applies ops in order in one commit; see storage.Batcher.
+func (s *Store) UpdateBatch(ops []storage.Op) []error {
+	errs := make([]error, len(ops))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	every := func(err error) []error {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return errs
+	}
+	if s.closed {
+		return every(storage.ErrClosed)
+	}
+	var held []int
+	for _, op := range ops {
+		if len(op.Key) > 0 {
+			held = append(held, s.stripe(op.Key))
+		}
+	}
+	slices.Sort(held)
+	held = slices.Compact(held)
+	for _, i := range held {
+		s.locks[i].Lock()
+	}
+	defer func() {
+		for _, i := range held {
+			s.locks[i].Unlock()
+		}
+	}()
+
+	// pending holds each key's value as the Ops so far left it.
+	type state struct{ cur, stored []byte }
+	pending := map[string]*state{}
+	for i, op := range ops {
+		if len(op.Key) == 0 {
+			errs[i] = storage.ErrEmptyKey
+			continue
+		}
+		st, ok := pending[string(op.Key)]
+		if !ok {
+			cur, err := s.read(op.Key)
+			if err != nil {
+				errs[i] = err
+				continue
+			}
+			st = &state{cur: cur, stored: cur}
+			pending[string(op.Key)] = st
+		}
+		next, err := op.Fn(st.cur)
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		st.cur = next
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	keys := make([]string, 0, len(pending))
+	for k := range pending {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		st := pending[k]
+		if err := s.write(b, []byte(k), st.stored, st.cur); err != nil {
+			return every(err)
+		}
+	}
+	if !b.Empty() {
+		if err := s.commit(b); err != nil {
+			return every(err)
+		}
+	}
+	for _, err := range errs {
+		if err == nil {
+			s.updates.Add(1)
+		}
+	}
+	return errs
+}
+
+// ForEach visits, in byte order, every key that starts with prefix; see
+// storage.Storage. It reads one consistent snapshot.
+func (s *Store) ForEach(prefix []byte, fn func(key, value []byte) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return storage.ErrClosed
+	}
+	return s.forEach(prefix, fn)
+}
+
+// forEach is ForEach with mu held.
+func (s *Store) forEach(prefix []byte, fn func(key, value []byte) error) (err error) {
+	lo := dataKey(prefix)
+	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: lo, UpperBound: successor(lo)})
+	if err != nil {
+		return mapErr(err)
+	}
+	defer func() {
+		if cerr := it.Close(); err == nil && cerr != nil {
+			err = mapErr(cerr)
+		}
+	}()
+	for ok := it.First(); ok; ok = it.Next() {
+		v, verr := it.ValueAndErr()
+		if verr != nil {
+			return mapErr(verr)
+		}
+		if err := fn(it.Key()[1:], v); err != nil {
+			return err
+		}
+	}
+	if err := it.Error(); err != nil {
+		if cpebble.IsCorruptionError(err) {
+			s.corrupt.Add(1)
+		}
+		return mapErr(err)
+	}
+	return nil
+}
+
+// DeletePrefix deletes, durably, every key that starts with prefix; see
+// storage.PrefixDeleter. Updates wait while it runs.
+func (s *Store) DeletePrefix(prefix []byte) (int, error) {
+	if len(prefix) == 0 {
+		return 0, storage.ErrEmptyKey
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, storage.ErrClosed
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	n := 0
+	err := s.forEach(prefix, func(k, v []byte) error {
+		n++
+		return s.write(b, bytes.Clone(k), v, nil)
+	})
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	if err := s.commit(b); err != nil {
+		return 0, err
+	}
+	return n, nil
+}
+
+// Close closes the database. Later calls return nil.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	err := s.db.Close()
+	s.cache.Unref()
+	if err != nil {
+		return fmt.Errorf("pebble: close: %w", mapErr(err))
+	}
+	return nil
+}
+
+// quietLogger drops Pebble's informational messages (flushes and
+// compactions are routine) and keeps its default for fatal ones.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...interface{}) {}
+func (quietLogger) Fatalf(format string, args ...interface{}) {
+	cpebble.DefaultLogger.Fatalf(format, args...)
+}
+
+var _ io.Closer = (*Store)(nil)

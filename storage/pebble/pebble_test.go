@@ -1,0 +1,236 @@
+package pebble
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/cockroachdb/pebble/vfs"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/dynamo-kv/dynamo/storage"
+	"github.com/dynamo-kv/dynamo/storage/storagetest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// small keeps the tests' memory low: Pebble's defaults are sized for
+// production nodes.
+var small = &Options{CacheSize: 8 << 20, MemTableSize: 4 << 20}
+
+func open(t *testing.T, dir string, o *Options) *Store {
+	t.Helper()
+	if o == nil {
+		o = small
+	}
+	s, err := Open(dir, o)
+	require.NoError(t, err)
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storagetest.RunDurable(t, func(t *testing.T, dir string) storage.Storage { return open(t, dir, nil) })
+}
+
+func TestOptions_Invalid(t *testing.T) {
+	for _, o := range []Options{{CacheSize: -1}, {MemTableSize: 1}, {MemTableSize: 2 << 30}} {
+		_, err := Open(t.TempDir(), &o)
+		require.ErrorIs(t, err, ErrInvalidOptions, "%+v", o)
+	}
+}
+
+var testSpec = storage.SumSpec{Prefix: []byte("p/"), Buckets: 64}
+
+// sumKey returns a key testSpec sums, in bucket b.
+func specKey(b int, name string) []byte {
+	return append(binary.BigEndian.AppendUint32([]byte("p/"), uint32(b)), name...)
+}
+
+// randomWrites makes n random writes (sets, overwrites, deletes) of summed
+// and unsummed keys.
+func randomWrites(t *testing.T, s *Store, rng *rand.Rand, n int) {
+	t.Helper()
+	for range n {
+		key := specKey(rng.IntN(testSpec.Buckets+2), fmt.Sprint(rng.IntN(40))) // some beyond the buckets
+		if rng.IntN(10) == 0 {
+			key = fmt.Appendf(nil, "other/%d", rng.IntN(40))
+		}
+		var v []byte
+		if rng.IntN(4) > 0 {
+			v = fmt.Appendf(nil, "v%d", rng.Uint64())
+		}
+		require.NoError(t, s.Update(key, func([]byte) ([]byte, error) { return v, nil }))
+	}
+}
+
+func scanned(t *testing.T, s *Store) []uint64 {
+	t.Helper()
+	sums, err := storage.ComputeSums(s, testSpec)
+	require.NoError(t, err)
+	return sums
+}
+
+// TestSums_KeptAcrossReopen: the first Sums scans, later writes move the
+// kept sums, and after a reopen Sums reads them without a scan and they
+// equal a fresh scan of the data.
+func TestSums_KeptAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, nil)
+	rng := rand.New(rand.NewPCG(1, 2))
+	randomWrites(t, s, rng, 300)
+	sums, err := s.Sums(testSpec)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), s.Stats().SumScans)
+	require.Equal(t, scanned(t, s), sums)
+
+	randomWrites(t, s, rng, 500)
+	errs := s.UpdateBatch([]storage.Op{
+		{Key: specKey(3, "b"), Fn: func([]byte) ([]byte, error) { return []byte("x"), nil }},
+		{Key: specKey(3, "b"), Fn: func(cur []byte) ([]byte, error) { return append(bytes.Clone(cur), 'y'), nil }},
+		{Key: specKey(4, "b"), Fn: func([]byte) ([]byte, error) { return nil, nil }},
+	})
+	require.Equal(t, []error{nil, nil, nil}, errs)
+	_, err = s.DeletePrefix(specKey(5, ""))
+	require.NoError(t, err)
+	want := scanned(t, s)
+	require.NoError(t, s.Close())
+
+	s = open(t, dir, nil)
+	defer s.Close()
+	got, err := s.Sums(testSpec)
+	require.NoError(t, err)
+	require.Zero(t, s.Stats().SumScans, "the sums are read, not scanned")
+	require.Equal(t, want, got)
+	require.Equal(t, scanned(t, s), got)
+
+	other := storage.SumSpec{Prefix: []byte("p/"), Buckets: 32}
+	got, err = s.Sums(other)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), s.Stats().SumScans, "another spec scans")
+	want, err = storage.ComputeSums(s, other)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+}
+
+// TestSums_Crash: a crash (every write not fsynced is lost) leaves kept
+// sums that still equal the data: each write and its sum change share one
+// atomic batch.
+func TestSums_Crash(t *testing.T) {
+	fs := vfs.NewStrictMem()
+	o := *small
+	o.FS = fs
+	syncedDir(t, fs, "db")
+	s := open(t, "db", &o)
+	rng := rand.New(rand.NewPCG(3, 4))
+	randomWrites(t, s, rng, 200)
+	_, err := s.Sums(testSpec)
+	require.NoError(t, err)
+	randomWrites(t, s, rng, 300)
+	acked := scanned(t, s)
+	fs.SetIgnoreSyncs(true)
+	randomWrites(t, s, rng, 100) // "acknowledged" but never reach the disk
+	require.NoError(t, s.Close())
+	fs.ResetToSyncedState()
+	fs.SetIgnoreSyncs(false)
+
+	s = open(t, "db", &o)
+	defer s.Close()
+	got, err := s.Sums(testSpec)
+	require.NoError(t, err)
+	require.Zero(t, s.Stats().SumScans)
+	require.Equal(t, acked, got, "the sums of the durable writes")
+	require.Equal(t, scanned(t, s), got)
+}
+
+// syncedDir makes dir in fs, durably: a strict MemFS forgets a directory
+// whose parent was not synced after it was made.
+func syncedDir(t *testing.T, fs vfs.FS, dir string) {
+	t.Helper()
+	require.NoError(t, fs.MkdirAll(dir, 0o755))
+	root, err := fs.OpenDir("")
+	require.NoError(t, err)
+	require.NoError(t, root.Sync())
+	require.NoError(t, root.Close())
+}
+
+// TestSums_DamagedRecordScansAgain: a sum record that is not 8 bytes makes
+// Sums scan and replace the kept sums.
+func TestSums_DamagedRecordScansAgain(t *testing.T) {
+	s := open(t, t.TempDir(), nil)
+	defer s.Close()
+	randomWrites(t, s, rand.New(rand.NewPCG(5, 6)), 200)
+	_, err := s.Sums(testSpec)
+	require.NoError(t, err)
+	require.NoError(t, s.db.Set(sumKey(7), []byte("short"), nil))
+	got, err := s.Sums(testSpec)
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), s.Stats().SumScans)
+	require.Equal(t, scanned(t, s), got)
+}
+
+// TestCorruptTable: a flipped byte in a table makes the reads of its block
+// fail with storage.ErrCorrupt, and is never served as data.
+func TestCorruptTable(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, nil)
+	value := bytes.Repeat([]byte("abcdefgh"), 16)
+	for i := range 100 {
+		require.NoError(t, s.Update(fmt.Appendf(nil, "k%03d", i), func([]byte) ([]byte, error) { return value, nil }))
+	}
+	require.NoError(t, s.db.Flush())
+	require.NoError(t, s.Close())
+
+	var tables []string
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".sst") {
+			tables = append(tables, filepath.Join(dir, e.Name()))
+		}
+	}
+	require.Len(t, tables, 1)
+	b, err := os.ReadFile(tables[0])
+	require.NoError(t, err)
+	b[200] ^= 0x10 // inside the first data block
+	require.NoError(t, os.WriteFile(tables[0], b, 0o600))
+
+	s = open(t, dir, nil)
+	defer s.Close()
+	_, err = s.Get([]byte("k000"))
+	require.ErrorIs(t, err, storage.ErrCorrupt)
+	err = s.ForEach(nil, func(k, v []byte) error {
+		require.Equal(t, value, v, "only intact values are served")
+		return nil
+	})
+	require.ErrorIs(t, err, storage.ErrCorrupt)
+	err = s.Update([]byte("k001"), func([]byte) ([]byte, error) {
+		t.Fatal("fn called on a damaged read")
+		return nil, nil
+	})
+	require.ErrorIs(t, err, storage.ErrCorrupt)
+	require.Positive(t, s.Stats().CorruptReads)
+}
+
+// TestStorageStats: the figures the root package's metrics show move with
+// the work done.
+func TestStorageStats(t *testing.T) {
+	s := open(t, t.TempDir(), nil)
+	defer s.Close()
+	for i := range 10 {
+		require.NoError(t, s.Update(fmt.Appendf(nil, "k%d", i), func([]byte) ([]byte, error) { return []byte("v"), nil }))
+	}
+	st := s.StorageStats()
+	require.Equal(t, uint64(10), st.Updates)
+	require.Equal(t, uint64(10), st.Commits)
+	require.Positive(t, st.LogBytes)
+	require.NoError(t, s.Close())
+	require.Zero(t, s.StorageStats().LogBytes, "closed")
+}
