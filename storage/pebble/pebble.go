@@ -91,6 +91,11 @@ type Options struct {
 	// FS is the file system the Store uses. Nil: the operating system's.
 	// Tests pass an in-memory or fault-injecting one.
 	FS vfs.FS
+	// Tune, if set, is called with the Pebble options the Store built
+	// (after the fields above are applied, before Open): an escape hatch
+	// for compaction and level tuning. It must not change Merger (the
+	// sums depend on it) nor make commits skip the log.
+	Tune func(o *cpebble.Options)
 }
 
 // Validate reports whether o is in range, with an error matching
@@ -182,6 +187,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		LBaseMaxBytes:               256 << 20,
 		MaxConcurrentCompactions:    func() int { return 2 },
 		Merger:                      xorMerger,
+		Comparer:                    comparer,
 		Logger:                      quietLogger{},
 		FS:                          o.FS,
 	}
@@ -196,6 +202,10 @@ func Open(dir string, opts *Options) (*Store, error) {
 		} else {
 			l.TargetFileSize = 8 << 20
 		}
+	}
+	if o.Tune != nil {
+		o.Tune(po)
+		po.Merger, po.DisableWAL = xorMerger, false
 	}
 	po.EnsureDefaults()
 	db, err := cpebble.Open(dir, po)
@@ -268,23 +278,53 @@ func mapErr(err error) error {
 	return err
 }
 
+// comparer is Pebble's default byte order (and its name), with the whole
+// key as the prefix that the bloom filters hold and SeekPrefixGE seeks.
+var comparer = func() *cpebble.Comparer {
+	c := *cpebble.DefaultComparer
+	c.Split = func(a []byte) int { return len(a) }
+	return &c
+}()
+
+// readOpts are the options of a point read's iterator. A point read seeks
+// with SeekPrefixGE, which consults the tables' bloom filters; DB.Get skips
+// them in the last level (where a present key usually is), but a write of a
+// fresh key reads an absent one, and without the filter that read costs a
+// data block from the disk in every last-level table it might be in.
+var readOpts = cpebble.IterOptions{UseL6Filters: true}
+
 // read returns key's stored value (a copy) or nil when absent. The caller
 // holds mu shared.
-func (s *Store) read(key []byte) ([]byte, error) {
-	v, closer, err := s.db.Get(dataKey(key))
-	if errors.Is(err, cpebble.ErrNotFound) {
+func (s *Store) read(key []byte) (_ []byte, err error) {
+	k := dataKey(key)
+	it, err := s.db.NewIter(&readOpts)
+	if err != nil {
+		return nil, s.readErr(err)
+	}
+	defer func() {
+		if cerr := it.Close(); err == nil && cerr != nil {
+			err = s.readErr(cerr)
+		}
+	}()
+	if !it.SeekPrefixGE(k) || !bytes.Equal(it.Key(), k) {
+		if err := it.Error(); err != nil {
+			return nil, s.readErr(err)
+		}
 		return nil, nil
 	}
+	v, err := it.ValueAndErr()
 	if err != nil {
-		if cpebble.IsCorruptionError(err) {
-			s.corrupt.Add(1)
-		}
-		return nil, mapErr(err)
+		return nil, s.readErr(err)
 	}
-	out := make([]byte, len(v))
-	copy(out, v)
-	_ = closer.Close()
-	return out, nil
+	return bytes.Clone(v), nil
+}
+
+// readErr counts a read that met damage and maps the error.
+func (s *Store) readErr(err error) error {
+	if cpebble.IsCorruptionError(err) {
+		s.corrupt.Add(1)
+	}
+	return mapErr(err)
 }
 
 // Get returns key's value, or nil when it is absent; see storage.Storage.
