@@ -30,6 +30,7 @@ var errMissing = errors.New("preloaded key not found")
 type bench struct {
 	cfg       config
 	cl        *cluster
+	dir       string // the nodes' data, one directory each
 	stderr    io.Writer
 	keys      [][]byte                         // "key-%08d"; never modified, since a Store may read a key after its call returns
 	contexts  []atomic.Pointer[dynamo.Context] // by key index; set by the preload, replaced after every Get and chained write
@@ -53,7 +54,7 @@ func benchmark(ctx context.Context, cfg config, stdout, stderr io.Writer) (err e
 	}
 	defer func() { err = errors.Join(err, cl.Close()) }()
 
-	b := &bench{cfg: cfg, cl: cl, stderr: stderr, keys: make([][]byte, cfg.keys), contexts: make([]atomic.Pointer[dynamo.Context], cfg.keys), writing: make([]sync.Mutex, cfg.keys)}
+	b := &bench{cfg: cfg, cl: cl, dir: dir, stderr: stderr, keys: make([][]byte, cfg.keys), contexts: make([]atomic.Pointer[dynamo.Context], cfg.keys), writing: make([]sync.Mutex, cfg.keys)}
 	for i := range b.keys {
 		b.keys[i] = fmt.Appendf(nil, "key-%08d", i)
 	}

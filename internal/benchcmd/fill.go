@@ -5,7 +5,9 @@ package benchcmd
 
 import (
 	"context"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -60,6 +62,7 @@ func (b *bench) fill(ctx context.Context, i int, out *reporter) error {
 		}
 		res := b.summarize("fill", clients, s0, b.endWindow())
 		res.Filled = end
+		res.DiskBytes = diskBytes(b.dir)
 		if err := out.print(res); err != nil {
 			return err
 		}
@@ -97,4 +100,20 @@ func (c *client) fillUntil(ctx context.Context, next *atomic.Int64, end int64) {
 func fillKey(seed uint64, k int64) []byte {
 	x := uint64(k)*0x9e3779b97f4a7c15 ^ seed
 	return strconv.AppendUint([]byte("fill-"), x, 16)
+}
+
+// diskBytes returns the bytes of the files under dir (the nodes' data),
+// or 0 if it cannot be walked (memory storage keeps none).
+func diskBytes(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // a file a compaction just removed
+		}
+		if info, err := d.Info(); err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
 }

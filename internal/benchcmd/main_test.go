@@ -144,6 +144,9 @@ func TestRun_FillRestartVerify(t *testing.T) {
 	require.NoError(t, err)
 	lines := bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n"))
 	require.Len(t, lines, 1+fillSlices)
+	var last result
+	require.NoError(t, json.Unmarshal(lines[fillSlices-1], &last))
+	require.Positive(t, last.DiskBytes, "the bbolt node's files")
 	var res restartResult
 	require.NoError(t, json.Unmarshal(lines[fillSlices], &res))
 	require.Equal(t, "restart", res.Workload)

@@ -17,7 +17,10 @@ type result struct {
 	Dist      string `json:"dist"` // "uniform", or "zipf(s)"
 	// Filled is, for the fill workload, how many keys were written when
 	// this row's slice of the fill ended (Ops of them in this slice).
-	Filled      int     `json:"filled,omitempty"`
+	Filled int `json:"filled,omitempty"`
+	// DiskBytes is, for the fill workload, the bytes of the nodes' files
+	// when Filled keys were written.
+	DiskBytes   int64   `json:"disk_bytes,omitempty"`
 	Ops         uint64  `json:"ops"` // successful requests sent in the window
 	OpsPerSec   float64 `json:"ops_per_sec"`
 	P50         float64 `json:"p50_us"`
@@ -80,7 +83,11 @@ func (r *reporter) print(res result) error {
 	if res.Filled > 0 {
 		name = fmt.Sprintf("fill %d%%", int(math.Round(100*float64(res.Filled)/float64(res.Keys))))
 	}
-	_, err := fmt.Fprintf(r.w, rowFormat, name, fmt.Sprint(res.Ops), fmt.Sprintf("%.0f", res.OpsPerSec),
+	format := rowFormat
+	if res.Filled > 0 {
+		format = format[:len(format)-1] + fmt.Sprintf("  %.2f GiB on disk\n", float64(res.DiskBytes)/(1<<30))
+	}
+	_, err := fmt.Fprintf(r.w, format, name, fmt.Sprint(res.Ops), fmt.Sprintf("%.0f", res.OpsPerSec),
 		fmt.Sprintf("%.1f", res.P50), fmt.Sprintf("%.1f", res.P99), fmt.Sprintf("%.1f", res.P999),
 		fmt.Sprintf("%.1f", res.CPUPerOp), fmt.Sprint(res.Errors), fmt.Sprint(res.MaxSiblings), fmt.Sprintf("%.1f", res.UpdatesPerCommit))
 	return err
