@@ -523,27 +523,24 @@ func (s *Store) forEach(prefix []byte, fn func(key, value []byte) error) (err er
 	lo := dataKey(prefix)
 	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: lo, UpperBound: successor(lo)})
 	if err != nil {
-		return mapErr(err)
+		return s.readErr(err)
 	}
 	defer func() {
 		if cerr := it.Close(); err == nil && cerr != nil {
-			err = mapErr(cerr)
+			err = s.readErr(cerr)
 		}
 	}()
 	for ok := it.First(); ok; ok = it.Next() {
 		v, verr := it.ValueAndErr()
 		if verr != nil {
-			return mapErr(verr)
+			return s.readErr(verr)
 		}
 		if err := fn(it.Key()[1:], v); err != nil {
 			return err
 		}
 	}
 	if err := it.Error(); err != nil {
-		if cpebble.IsCorruptionError(err) {
-			s.corrupt.Add(1)
-		}
-		return mapErr(err)
+		return s.readErr(err)
 	}
 	return nil
 }
