@@ -2,9 +2,10 @@
 // Values are opaque bytes: the root package owns their encoding, and storage
 // knows nothing of clocks or siblings.
 //
-// Implementations live in sub-packages: bolt (bbolt with group commit),
-// memory (a map, for tests and caches) and faulty (an error-injecting
-// wrapper). The conformance suite in storagetest tells whether a custom
+// Implementations live in sub-packages: bolt (bbolt with group commit,
+// the default), memory (a map, for tests and caches) and faulty (an
+// error-injecting wrapper); pebble (an LSM, for nodes that outgrow bbolt)
+// is a module of its own, github.com/dynamo-kv/dynamo/storage/pebble. The conformance suite in storagetest tells whether a custom
 // implementation is right.
 package storage
 
