@@ -38,9 +38,14 @@
 // Pebble checksums every block of its tables and every record of its log.
 // A read that meets a damaged block fails with an error matching
 // storage.ErrCorrupt (not a *storage.CorruptError: a block holds many keys,
-// and which of them were damaged is not known). A damaged log or manifest
-// fails Open with an error matching storage.ErrCorrupt. Values carry no
-// checksum of their own, and the Store is not a storage.Discarder.
+// and which of them were damaged is not known). Values carry no checksum
+// of their own, and the Store is not a storage.Discarder. Pebble's Open
+// fails on a damaged manifest or on damage inside an older log file, but it
+// reads damage inside the last log file as the end of the log (as a crash's
+// torn tail), so such damage silently drops the writes after it: unlike
+// storage/bolt, which tells a torn tail from damage (see its package doc),
+// the Store is not a storage.Lossy. A node that fears such damage re-syncs
+// from its peers (anti-entropy does it in the background anyway).
 //
 // # Failure
 //
