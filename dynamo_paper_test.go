@@ -182,3 +182,25 @@ func TestPaper_Delete_Tombstone(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, st.Siblings, 1, "the tombstone was superseded")
 }
+
+// A caller owns the values Get returns: changing them after Get returned
+// changes nothing the store holds or sends, not even the read repair that
+// is still running in the background with the replies Get merged.
+func TestGet_CallerOwnsValues_ReadRepairSendsTheStoredOnes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, func(cfg *Config) { cfg.NoGetCoalescing = true })
+		c.net.Isolate(nodeID(2))
+		put(t, c.stores[0], "k", "v", Context{})
+		synctest.Wait()
+		c.net.Heal()
+		c.net.SetDelay(50*time.Millisecond, 50*time.Millisecond)
+		sibs, _, err := c.stores[0].Get(context.Background(), []byte("k"), WithR(1))
+		require.NoError(t, err)
+		require.Len(t, sibs, 1)
+		sibs[0].Value[0] = 'X' // the caller's bytes
+		advance(time.Second)   // the late replies arrive and read repair runs
+		require.Equal(t, []string{"v"}, c.local(2, "k"), "read repair sent the stored value")
+		require.Equal(t, []string{"v"}, c.local(0, "k"))
+		c.net.SetDelay(0, 0)
+	})
+}

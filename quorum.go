@@ -83,7 +83,9 @@ func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Me
 	early := replies
 	s.goBackground(func(bg context.Context) { s.readRepair(bg, q, replicas, primaries, early, ch) })
 	if t.result() == voteMet {
-		return merged, nil
+		// merged shares its values with the replies read repair goes on
+		// merging and sending: the caller gets its own copy.
+		return merged.clone(), nil
 	}
 	return state{}, quorumError("get", r, replies, ctxErr)
 }
