@@ -40,9 +40,13 @@
 // storage.ErrCorrupt (not a *storage.CorruptError: a block holds many keys,
 // and which of them were damaged is not known). Values carry no checksum
 // of their own, and the Store is not a storage.Discarder. Pebble's Open
-// fails on a damaged manifest or on damage inside an older log file, but it
-// reads damage inside the last log file as the end of the log (as a crash's
-// torn tail), so such damage silently drops the writes after it: unlike
+// fails on damage inside an older log file, but reads damage inside its
+// manifest or its last log file as the end of it (as a crash's torn tail).
+// In the manifest that would drop every later version edit, and with them
+// the tables they added, so Open first reads the manifest itself and fails
+// with storage.ErrCorrupt when a damaged record has records after it; only
+// damage to the last record (or its length field) passes as a torn tail.
+// Damage inside the last log file silently drops the writes after it: unlike
 // storage/bolt, which tells a torn tail from damage (see its package doc),
 // the Store is not a storage.Lossy. A node that fears such damage re-syncs
 // from its peers (anti-entropy does it in the background anyway).
@@ -212,6 +216,10 @@ func Open(dir string, opts *Options) (*Store, error) {
 		po.Merger, po.DisableWAL = xorMerger, false
 	}
 	po.EnsureDefaults()
+	if err := checkManifest(po.FS, dir); err != nil {
+		s.cache.Unref()
+		return nil, fmt.Errorf("pebble: open %s: %w", dir, err)
+	}
 	db, err := cpebble.Open(dir, po)
 	if err != nil {
 		s.cache.Unref()
