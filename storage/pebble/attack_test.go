@@ -4,11 +4,16 @@ package pebble
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/cockroachdb/pebble/vfs"
 
 	"github.com/stretchr/testify/require"
 
@@ -142,4 +147,182 @@ func TestCorruptManifest(t *testing.T) {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, filepath.Base(manifests[0])), orig[:len(orig)-3], 0o600))
 		require.False(t, check(t, dir), "a torn tail is not damage")
 	})
+}
+
+// TestCorruptTable_Sweep: a flipped byte anywhere in a table (data,
+// filter, index, properties, footer) is never served as data: Open, Get and
+// ForEach either return the stored bytes or fail with storage.ErrCorrupt,
+// and nothing panics.
+func TestCorruptTable_Sweep(t *testing.T) {
+	src := t.TempDir()
+	s := open(t, src, nil)
+	const keys = 200
+	value := func(i int) []byte { return bytes.Repeat(fmt.Appendf(nil, "v%03d.", i), 20) }
+	for i := range keys {
+		require.NoError(t, s.Update(fmt.Appendf(nil, "k%03d", i), set(value(i))))
+	}
+	require.NoError(t, s.db.Flush())
+	require.NoError(t, s.Close())
+	tables := files(t, src, ".sst")
+	require.Len(t, tables, 1)
+	orig, err := os.ReadFile(tables[0])
+	require.NoError(t, err)
+
+	step := len(orig)/12 + 1
+	if testing.Short() {
+		step = len(orig)/4 + 1
+	}
+	for at := 0; at < len(orig); at += step {
+		// also the last bytes (the footer and its magic number)
+		for _, pos := range []int{at, len(orig) - 1 - at/step} {
+			dir := copyDir(t, src)
+			b := bytes.Clone(orig)
+			b[pos] ^= 0x08
+			require.NoError(t, os.WriteFile(filepath.Join(dir, filepath.Base(tables[0])), b, 0o600))
+			s, err := Open(dir, small)
+			if err != nil {
+				require.ErrorIs(t, err, storage.ErrCorrupt, "open, flip@%d", pos)
+				continue
+			}
+			for i := range keys {
+				v, err := s.Get(fmt.Appendf(nil, "k%03d", i))
+				if err != nil {
+					require.ErrorIs(t, err, storage.ErrCorrupt, "get, flip@%d", pos)
+					continue
+				}
+				require.Equal(t, value(i), v, "get k%03d, flip@%d", i, pos)
+			}
+			err = s.ForEach(nil, func(k, v []byte) error {
+				var i int
+				_, serr := fmt.Sscanf(string(k), "k%03d", &i)
+				require.NoError(t, serr, "flip@%d", pos)
+				require.Equal(t, value(i), v, "foreach %s, flip@%d", k, pos)
+				return nil
+			})
+			if err != nil {
+				require.ErrorIs(t, err, storage.ErrCorrupt, "foreach, flip@%d", pos)
+			}
+			require.NoError(t, s.Close())
+		}
+	}
+}
+
+// TestSums_CrashDuringRescan: a crash while Sums scans for a new spec and
+// replaces the kept sums leaves either the old spec's sums or the new
+// one's, each equal to the durable data.
+func TestSums_CrashDuringRescan(t *testing.T) {
+	fs := vfs.NewStrictMem()
+	o := *small
+	o.FS = fs
+	syncedDir(t, fs, "db")
+	s := open(t, "db", &o)
+	rng := rand.New(rand.NewPCG(7, 8))
+	randomWrites(t, s, rng, 200)
+	_, err := s.Sums(testSpec)
+	require.NoError(t, err)
+	randomWrites(t, s, rng, 100)
+	fs.SetIgnoreSyncs(true)
+	other := storage.SumSpec{Prefix: []byte("p/"), Buckets: 16}
+	_, err = s.Sums(other) // never reaches the disk
+	require.NoError(t, err)
+	randomWrites(t, s, rng, 50)
+	require.NoError(t, s.Close())
+	fs.ResetToSyncedState()
+	fs.SetIgnoreSyncs(false)
+
+	s = open(t, "db", &o)
+	defer s.Close()
+	got, err := s.Sums(testSpec)
+	require.NoError(t, err)
+	require.Zero(t, s.Stats().SumScans, "the old spec's sums are still kept")
+	require.Equal(t, scanned(t, s), got)
+	got, err = s.Sums(other)
+	require.NoError(t, err)
+	want, err := storage.ComputeSums(s, other)
+	require.NoError(t, err)
+	require.Equal(t, want, got)
+}
+
+// TestClose_RacingWrites: Close racing Update, UpdateBatch, DeletePrefix,
+// Sums, ForEach and StorageStats neither panics nor leaks: every call
+// either succeeds or fails with storage.ErrClosed, and the sums kept equal
+// the data after a reopen.
+func TestClose_RacingWrites(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, nil)
+	_, err := s.Sums(testSpec)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	started := make(chan struct{}) // closed after 30 calls of the first goroutine
+	okOrClosed := func(err error) {
+		if err != nil && !errors.Is(err, storage.ErrClosed) {
+			t.Errorf("want nil or ErrClosed, got %v", err)
+		}
+	}
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				key := specKey((g*7+i)%testSpec.Buckets, fmt.Sprint(i%5))
+				var err error
+				switch i % 6 {
+				case 0, 1:
+					err = s.Update(key, set(fmt.Appendf(nil, "v%d", i)))
+				case 2:
+					errs := s.UpdateBatch([]storage.Op{{Key: key, Fn: set(nil)}, {Key: key, Fn: set([]byte("x"))}, {Key: key, Fn: set([]byte("y"))}})
+					err = errors.Join(errs...)
+				case 3:
+					_, err = s.DeletePrefix(specKey(i%testSpec.Buckets, ""))
+				case 4:
+					_, err = s.Sums(testSpec)
+				case 5:
+					err = s.ForEach(specKey(i%testSpec.Buckets, ""), func(k, v []byte) error { return nil })
+					_ = s.StorageStats()
+				}
+				okOrClosed(err)
+				if g == 0 && i == 30 {
+					close(started)
+				}
+				if errors.Is(err, storage.ErrClosed) {
+					return
+				}
+			}
+		}()
+	}
+	<-started
+	require.NoError(t, s.Close())
+	wg.Wait()
+	require.NoError(t, s.Close(), "idempotent")
+
+	s = open(t, dir, nil)
+	defer s.Close()
+	got, err := s.Sums(testSpec)
+	require.NoError(t, err)
+	require.Zero(t, s.Stats().SumScans)
+	require.Equal(t, scanned(t, s), got)
+}
+
+// TestUpdate_FnPanics: a panicking fn releases the key's stripe and the
+// Store's lock: the key takes later Updates, and Close returns.
+func TestUpdate_FnPanics(t *testing.T) {
+	s := open(t, t.TempDir(), nil)
+	key := []byte("k")
+	require.Panics(t, func() {
+		_ = s.Update(key, func([]byte) ([]byte, error) { panic("fn") })
+	})
+	require.Panics(t, func() {
+		_ = s.UpdateBatch([]storage.Op{{Key: []byte("a"), Fn: set([]byte("a"))}, {Key: key, Fn: func([]byte) ([]byte, error) { panic("fn") }}})
+	})
+	require.NoError(t, s.Update(key, set([]byte("v"))))
+	require.Panics(t, func() {
+		_ = s.ForEach(nil, func([]byte, []byte) error { panic("fn") })
+	})
+	require.NoError(t, s.Update(key, set([]byte("w"))))
+	v, err := s.Get([]byte("a"))
+	require.NoError(t, err)
+	require.Nil(t, v, "a batch whose Fn panicked committed nothing")
+	_, err = s.DeletePrefix(key)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
 }
