@@ -326,3 +326,77 @@ func TestUpdate_FnPanics(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 }
+
+// noTables is a file system on which Pebble cannot create a table, so
+// that its memtables are never flushed and their logs stay.
+type noTables struct{ vfs.FS }
+
+func (f noTables) Create(name string) (vfs.File, error) {
+	if strings.HasSuffix(name, ".sst") {
+		return nil, errors.New("no tables")
+	}
+	return f.FS.Create(name)
+}
+
+// TestCorruptLog: damage inside an older log file makes Open fail with
+// storage.ErrCorrupt; damage inside the last one reads as its end (the
+// package doc's claims): the writes before it are served intact, those
+// after it are absent, and nothing damaged is served.
+func TestCorruptLog(t *testing.T) {
+	src := t.TempDir()
+	o := Options{CacheSize: 8 << 20, MemTableSize: 1 << 20, FS: noTables{vfs.Default}}
+	s := open(t, src, &o)
+	value := func(i int) []byte { return bytes.Repeat(fmt.Appendf(nil, "%06d", i), 100) }
+	const keys = 2500 // ~1.5 MiB: two memtables or more, a log each
+	ops := make([]storage.Op, 0, 100)
+	for i := range keys {
+		ops = append(ops, storage.Op{Key: fmt.Appendf(nil, "k%06d", i), Fn: set(value(i))})
+		if len(ops) == cap(ops) {
+			for _, err := range s.UpdateBatch(ops) {
+				require.NoError(t, err)
+			}
+			ops = ops[:0]
+		}
+	}
+	require.NoError(t, s.Close())
+	logs := files(t, src, ".log")
+	require.GreaterOrEqual(t, len(logs), 2, "the memtables were never flushed")
+	logs = []string{logs[0], logs[len(logs)-1]} // the oldest, the last
+
+	check := func(t *testing.T, dir string) {
+		s, err := Open(dir, small)
+		if err != nil {
+			require.ErrorIs(t, err, storage.ErrCorrupt)
+			return
+		}
+		defer s.Close()
+		missing := 0
+		for i := range keys {
+			v, err := s.Get(fmt.Appendf(nil, "k%06d", i))
+			require.NoError(t, err)
+			if v == nil {
+				missing++
+				continue
+			}
+			require.Equal(t, value(i), v)
+			require.Zero(t, missing, "k%06d present after a missing key", i)
+		}
+		require.Positive(t, missing, "the writes after the damage are dropped")
+	}
+	for i, name := range logs {
+		t.Run(fmt.Sprint("log", i), func(t *testing.T) {
+			dir := copyDir(t, src)
+			path := filepath.Join(dir, filepath.Base(name))
+			b, err := os.ReadFile(path)
+			require.NoError(t, err)
+			b[len(b)/2] ^= 0x20
+			require.NoError(t, os.WriteFile(path, b, 0o600))
+			if i == 0 {
+				_, err := Open(dir, small)
+				require.ErrorIs(t, err, storage.ErrCorrupt, "damage in an older log")
+				return
+			}
+			check(t, dir)
+		})
+	}
+}

@@ -137,7 +137,10 @@ const stripes = 1024
 type Store struct {
 	db    *cpebble.DB
 	cache *cpebble.Cache
-	dir   string
+	// release drops the cache and stops the disk health check, once db
+	// is closed (or was never opened).
+	release func()
+	dir     string
 
 	// mu is held shared by every call that uses db, and exclusively by
 	// Close, DeletePrefix and a Sums that scans (so that no Update runs
@@ -215,21 +218,36 @@ func Open(dir string, opts *Options) (*Store, error) {
 		o.Tune(po)
 		po.Merger, po.DisableWAL = xorMerger, false
 	}
+	fsCloser := io.Closer(io.NopCloser(nil))
+	if po.FS == nil {
+		// Pebble's default wraps the disk in a health check whose goroutine
+		// only DB.Close stops, so a failed Open would leak it: the Store
+		// owns it instead.
+		po.FS, fsCloser = vfs.WithDiskHealthChecks(vfs.Default, 5*time.Second, func(info vfs.DiskSlowInfo) {
+			if l := po.EventListener; l != nil && l.DiskSlow != nil {
+				l.DiskSlow(info)
+			}
+		})
+	}
+	s.release = func() {
+		s.cache.Unref()
+		_ = fsCloser.Close()
+	}
 	po.EnsureDefaults()
 	if err := checkManifest(po.FS, dir); err != nil {
-		s.cache.Unref()
+		s.release()
 		return nil, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
 	db, err := cpebble.Open(dir, po)
 	if err != nil {
-		s.cache.Unref()
+		s.release()
 		return nil, fmt.Errorf("pebble: open %s: %w", dir, mapErr(err))
 	}
 	s.db = db
 	spec, err := s.loadSpec()
 	if err != nil {
 		_ = db.Close()
-		s.cache.Unref()
+		s.release()
 		return nil, fmt.Errorf("pebble: open %s: %w", dir, err)
 	}
 	s.spec = spec
@@ -482,7 +500,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	err := s.db.Close()
-	s.cache.Unref()
+	s.release()
 	if err != nil {
 		return fmt.Errorf("pebble: close: %w", mapErr(err))
 	}
