@@ -9,9 +9,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/vfs"
 
@@ -397,6 +399,64 @@ func TestCorruptLog(t *testing.T) {
 				return
 			}
 			check(t, dir)
+		})
+	}
+}
+
+// TestForEach_GetWhileWriterWaits: a ForEach's fn may call Get (only
+// Update is ruled out) even while a DeletePrefix or a Close waits: a walk
+// no longer holds the lock they wait on, so neither deadlocks with it, and
+// neither waits for a long walk (nor do the Gets and Updates queued behind
+// them).
+func TestForEach_GetWhileWriterWaits(t *testing.T) {
+	for _, writer := range []string{"DeletePrefix", "Close"} {
+		t.Run(writer, func(t *testing.T) {
+			s := open(t, t.TempDir(), nil)
+			defer s.Close()
+			for _, k := range []string{"a", "b", "x/1"} {
+				require.NoError(t, s.Update([]byte(k), set([]byte(k))))
+			}
+			done := make(chan error, 1)
+			err := s.ForEach([]byte("a"), func(k, v []byte) error {
+				go func() {
+					if writer == "Close" {
+						done <- s.Close()
+						return
+					}
+					_, err := s.DeletePrefix([]byte("x/"))
+					done <- err
+				}()
+				// The writer has run, or waits for the lock.
+				// (Close, fixed, marks the Store closed and waits for the walk.)
+				for s.mu.TryRLock() {
+					closed := s.closed
+					s.mu.RUnlock()
+					if closed {
+						break
+					}
+					select {
+					case err := <-done:
+						done <- err
+						return nil
+					default:
+						runtime.Gosched()
+					}
+				}
+				got := make(chan []byte, 1)
+				go func() {
+					v, _ := s.Get([]byte("b"))
+					got <- v
+				}()
+				select {
+				case <-got:
+				case <-time.After(10 * time.Second):
+					t.Error("Get inside ForEach deadlocked with a waiting " + writer)
+					// returning ends the walk, and with it the deadlock
+				}
+				return nil
+			})
+			require.NoError(t, err)
+			require.NoError(t, <-done)
 		})
 	}
 }

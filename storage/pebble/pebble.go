@@ -142,11 +142,14 @@ type Store struct {
 	release func()
 	dir     string
 
-	// mu is held shared by every call that uses db, and exclusively by
-	// Close, DeletePrefix and a Sums that scans (so that no Update runs
-	// meanwhile); closed is set under it.
+	// mu is held shared by every call that uses db (a ForEach only while
+	// it makes its iterator: walks keeps Close from closing db under it),
+	// and exclusively by Close, DeletePrefix and a Sums that scans (so
+	// that no Update runs meanwhile); closed is set under it.
 	mu     sync.RWMutex
 	closed bool
+	// walks counts the ForEach calls that walk without holding mu.
+	walks sync.WaitGroup
 	// spec is the SumSpec whose sums the Store keeps (nil: none), changed
 	// only under mu held exclusively.
 	spec *storage.SumSpec
@@ -454,23 +457,48 @@ func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) erro
 }
 
 // ForEach visits, in byte order, every key that starts with prefix; see
-// storage.Storage. It reads one consistent snapshot.
-func (s *Store) ForEach(prefix []byte, fn func(key, value []byte) error) error {
+// storage.Storage. It reads one consistent snapshot, through an iterator
+// made under mu; it does not hold mu while it walks, so that fn may call
+// Get, and DeletePrefix, Sums and Close (with the calls queued behind
+// them) do not wait for a long walk. Close waits for the walks to end
+// before it closes the database.
+func (s *Store) ForEach(prefix []byte, fn func(key, value []byte) error) (err error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
 	if s.closed {
+		s.mu.RUnlock()
 		return storage.ErrClosed
 	}
-	return s.forEach(prefix, fn)
+	s.walks.Add(1)
+	defer s.walks.Done()
+	it, err := s.newIter(prefix)
+	s.mu.RUnlock()
+	if err != nil {
+		return err
+	}
+	return s.walk(it, fn)
 }
 
 // forEach is ForEach with mu held.
-func (s *Store) forEach(prefix []byte, fn func(key, value []byte) error) (err error) {
+func (s *Store) forEach(prefix []byte, fn func(key, value []byte) error) error {
+	it, err := s.newIter(prefix)
+	if err != nil {
+		return err
+	}
+	return s.walk(it, fn)
+}
+
+// newIter returns an iterator over the data keys that start with prefix.
+func (s *Store) newIter(prefix []byte) (*cpebble.Iterator, error) {
 	lo := dataKey(prefix)
 	it, err := s.db.NewIter(&cpebble.IterOptions{LowerBound: lo, UpperBound: successor(lo)})
 	if err != nil {
-		return s.readErr(err)
+		return nil, s.readErr(err)
 	}
+	return it, nil
+}
+
+// walk calls fn with each key and value of it, and closes it.
+func (s *Store) walk(it *cpebble.Iterator, fn func(key, value []byte) error) (err error) {
 	defer func() {
 		if cerr := it.Close(); err == nil && cerr != nil {
 			err = s.readErr(cerr)
@@ -491,14 +519,17 @@ func (s *Store) forEach(prefix []byte, fn func(key, value []byte) error) (err er
 	return nil
 }
 
-// Close closes the database. Later calls return nil.
+// Close closes the database, once the ForEach walks under way have ended.
+// Later calls return nil.
 func (s *Store) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
 	s.closed = true
+	s.mu.Unlock()
+	s.walks.Wait() // every Add was made under mu before closed was set
 	err := s.db.Close()
 	s.release()
 	if err != nil {
