@@ -76,14 +76,21 @@ func decodeSumSpec(b []byte) (storage.SumSpec, bool) {
 }
 
 // loadSpec returns the spec the kept sums follow, or nil. A record that
-// does not decode is dropped with the sums: Sums will scan.
+// does not decode, or that sits in a damaged block, is dropped with the
+// sums: Sums will scan.
 func (s *Store) loadSpec() (*storage.SumSpec, error) {
 	v, closer, err := s.db.Get(sumSpecKey)
 	if errors.Is(err, cpebble.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, mapErr(err)
+		if !cpebble.IsCorruptionError(err) {
+			return nil, err
+		}
+		// The kept sums can be rebuilt from the data: drop them (the
+		// deletes shadow the damaged records) and let Sums scan.
+		s.corrupt.Add(1)
+		return nil, s.dropSums()
 	}
 	spec, ok := decodeSumSpec(v)
 	_ = closer.Close()
@@ -123,9 +130,10 @@ func (s *Store) Sums(spec storage.SumSpec) ([]uint64, error) {
 		if err == nil {
 			return sums, nil
 		}
-		if !errors.Is(err, errSumOperand) {
+		if !errors.Is(err, errSumOperand) && !errors.Is(err, storage.ErrCorrupt) {
 			return nil, err
 		}
+		// A damaged record: scan the data and replace the sums.
 	}
 	// Scan, then replace the kept sums with the result in one batch.
 	s.sumScans.Add(1)
