@@ -31,7 +31,8 @@
 // merges the change of the key's bucket sum (an XOR, with a Pebble merge
 // operator) into a sum record, in the same atomic batch, so the kept sums
 // are always those of the data, after a crash too, and a restart reads them
-// instead of scanning every key.
+// instead of scanning every key. Damage to the sum records costs a scan:
+// Open drops them, and Sums rebuilds them from the data.
 //
 // # Damage
 //
