@@ -17,7 +17,7 @@ import (
 	"github.com/dynamo-kv/dynamo/storage/bolt"
 )
 
-var bigNodeKeys = flag.Int("bignode.keys", 0, "TestBigNode_Restart: keys to load (0 skips it; 10000000 takes minutes and about 3 GB of disk)")
+var bigNodeKeys = flag.Int("bignode.keys", 20000, "TestBigNode_Restart: keys to load (10000000 takes minutes and about 3 GB of disk)")
 
 // scanOnly hides a Storage's optional interfaces but the ones a replica's
 // scan uses, so that the replica rebuilds its hash tree as a Storage
@@ -31,8 +31,8 @@ type scanOnly struct{ Storage }
 // rebuilding it by scanning every key (what every start did before). It
 // logs both times and requires the two trees to be equal.
 func TestBigNode_Restart(t *testing.T) {
-	if *bigNodeKeys <= 0 {
-		t.Skip("set -bignode.keys (e.g. 10000000) to run")
+	if testing.Short() {
+		t.Skip("-short: loads a bbolt file and starts a replica on it twice")
 	}
 	dir := t.TempDir()
 	path := filepath.Join(dir, "big.db")
