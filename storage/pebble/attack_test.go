@@ -213,11 +213,8 @@ func TestCorruptTable_Sweep(t *testing.T) {
 // replaces the kept sums leaves either the old spec's sums or the new
 // one's, each equal to the durable data.
 func TestSums_CrashDuringRescan(t *testing.T) {
-	fs := vfs.NewStrictMem()
-	o := *small
-	o.FS = fs
-	syncedDir(t, fs, "db")
-	s := open(t, "db", &o)
+	fs, o := strictMem(t)
+	s := open(t, "db", o)
 	rng := rand.New(rand.NewPCG(7, 8))
 	randomWrites(t, s, rng, 200)
 	_, err := s.Sums(testSpec)
@@ -228,11 +225,9 @@ func TestSums_CrashDuringRescan(t *testing.T) {
 	_, err = s.Sums(other) // never reaches the disk
 	require.NoError(t, err)
 	randomWrites(t, s, rng, 50)
-	require.NoError(t, s.Close())
-	fs.ResetToSyncedState()
-	fs.SetIgnoreSyncs(false)
+	crash(t, fs, s)
 
-	s = open(t, "db", &o)
+	s = open(t, "db", o)
 	defer s.Close()
 	got, err := s.Sums(testSpec)
 	require.NoError(t, err)

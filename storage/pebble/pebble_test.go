@@ -124,11 +124,8 @@ func TestSums_KeptAcrossReopen(t *testing.T) {
 // sums that still equal the data: each write and its sum change share one
 // atomic batch.
 func TestSums_Crash(t *testing.T) {
-	fs := vfs.NewStrictMem()
-	o := *small
-	o.FS = fs
-	syncedDir(t, fs, "db")
-	s := open(t, "db", &o)
+	fs, o := strictMem(t)
+	s := open(t, "db", o)
 	rng := rand.New(rand.NewPCG(3, 4))
 	randomWrites(t, s, rng, 200)
 	_, err := s.Sums(testSpec)
@@ -137,17 +134,35 @@ func TestSums_Crash(t *testing.T) {
 	acked := scanned(t, s)
 	fs.SetIgnoreSyncs(true)
 	randomWrites(t, s, rng, 100) // "acknowledged" but never reach the disk
-	require.NoError(t, s.Close())
-	fs.ResetToSyncedState()
-	fs.SetIgnoreSyncs(false)
+	crash(t, fs, s)
 
-	s = open(t, "db", &o)
+	s = open(t, "db", o)
 	defer s.Close()
 	got, err := s.Sums(testSpec)
 	require.NoError(t, err)
 	require.Zero(t, s.Stats().SumScans)
 	require.Equal(t, acked, got, "the sums of the durable writes")
 	require.Equal(t, scanned(t, s), got)
+}
+
+// strictMem returns a strict in-memory FS, which forgets every write not
+// fsynced when crashed, holding the directory "db", and Options that use it.
+func strictMem(t *testing.T) (*vfs.MemFS, *Options) {
+	t.Helper()
+	fs := vfs.NewStrictMem()
+	syncedDir(t, fs, "db")
+	o := *small
+	o.FS = fs
+	return fs, &o
+}
+
+// crash closes s as a crash would: what it did not fsync is lost.
+// Syncs must have been ignored since the writes that are to be lost.
+func crash(t *testing.T, fs *vfs.MemFS, s *Store) {
+	t.Helper()
+	require.NoError(t, s.Close())
+	fs.ResetToSyncedState()
+	fs.SetIgnoreSyncs(false)
 }
 
 // syncedDir makes dir in fs, durably: a strict MemFS forgets a directory
