@@ -32,6 +32,7 @@ const (
 	DefaultCluster        = "dynamo"
 	DefaultRequestTimeout = 2 * time.Second
 	DefaultReplicaTimeout = 500 * time.Millisecond
+	DefaultReadHedge      = 20 * time.Millisecond
 	maxPartitions         = 1 << 22
 	maxMembers            = 1 << 16
 )
@@ -175,6 +176,22 @@ type Config struct {
 	// ReplicaTimeout bounds each call to one replica. Zero means
 	// DefaultReplicaTimeout.
 	ReplicaTimeout time.Duration
+
+	// ReadAllReplicas makes every read ask all N reachable replicas at
+	// once and wait for R, as the paper's coordinator does, so read repair
+	// checks every replica on every read. By default a read asks R of them,
+	// this node first when it is one, and asks one more for each that
+	// fails and each time ReadHedge passes without R answers: the quorum is
+	// the same (R + W > N still meets every acknowledged write), a read
+	// costs R replica calls rather than N, and a replica no read asked is
+	// brought up to date by hinted handoff and anti-entropy instead of read
+	// repair. Cassandra reads the same way.
+	ReadAllReplicas bool
+	// ReadHedge is how long a read that asked R replicas waits for their
+	// answers before it asks one more (a hedged request). Zero means
+	// DefaultReadHedge (20ms); negative means it asks more only when one
+	// fails or ReplicaTimeout passes.
+	ReadHedge time.Duration
 
 	// Limits bound keys, values, siblings and contexts.
 	Limits Limits
@@ -351,6 +368,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReplicaTimeout == 0 {
 		c.ReplicaTimeout = DefaultReplicaTimeout
+	}
+	if c.ReadHedge == 0 {
+		c.ReadHedge = DefaultReadHedge
 	}
 	c.Limits = c.Limits.withDefaults()
 	c.Handoff = c.Handoff.withDefaults()

@@ -73,6 +73,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dynamo-kv/dynamo/internal/workers"
 	"github.com/dynamo-kv/dynamo/membership"
 	"github.com/dynamo-kv/dynamo/transport"
 )
@@ -99,13 +100,15 @@ type Store struct {
 	batchBytes  int         // the byte budget of one batch on the wire (batchBytesFor)
 	members     Membership
 	ring        atomic.Pointer[ring]
-	rep         *replica // this node's key space (replica.go)
+	rep         *replica      // this node's key space (replica.go)
+	readTurn    atomic.Uint64 // turns the order in which reads ask replicas
 
 	bg      context.Context
 	stop    context.CancelFunc
 	bgMu    sync.RWMutex
 	closing bool
 	wg      sync.WaitGroup // background goroutines, waited for by Close
+	work    *workers.Pool  // runs goBackground's tasks; its workers count in wg
 	ops     sync.WaitGroup // requests in flight, waited for by Close
 	once    sync.Once
 
@@ -186,6 +189,7 @@ func New(cfg Config) (*Store, error) {
 	s.reqBase = binary.BigEndian.Uint64(rb[:])
 	s.pingReq = s.encode(&pingReq{})
 	s.bg, s.stop = context.WithCancel(context.Background())
+	s.work = workers.New(s.bg.Done(), &s.wg, 0)
 	s.rebuildRing()
 	background, err := s.rep.load()
 	if err != nil {
@@ -249,7 +253,7 @@ func (s *Store) watchMembers(changes <-chan struct{}, cancel func()) {
 	}
 }
 
-// goBackground runs fn in a goroutine that Close waits for. fn's context ends
+// goBackground runs fn on a worker goroutine that Close waits for. fn's context ends
 // when the Store closes. After Close has begun, fn runs inline with that
 // context already ended.
 func (s *Store) goBackground(fn func(ctx context.Context)) {
@@ -260,11 +264,11 @@ func (s *Store) goBackground(fn func(ctx context.Context)) {
 		return
 	}
 	s.wg.Add(1)
-	s.bgMu.RUnlock()
-	go func() {
+	s.work.Go(func() {
 		defer s.wg.Done()
 		fn(s.bg)
-	}()
+	})
+	s.bgMu.RUnlock()
 }
 
 // Close stops serving peers, lets the requests in flight finish, ends

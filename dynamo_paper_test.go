@@ -143,10 +143,11 @@ func TestPaper_ReadRepair(t *testing.T) {
 }
 
 // Reference: §4.7 read repair uses late replies: a Get that returns at R=1
-// still repairs a stale replica that answers after it returned.
+// still repairs a stale replica that answers after it returned. It asks
+// every replica, as the paper's coordinator does (ReadAllReplicas).
 func TestPaper_ReadRepair_LateReplies(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, nil)
+		c := newTestCluster(t, 3, func(cfg *Config) { cfg.ReadAllReplicas = true })
 		c.net.Isolate(nodeID(2))
 		put(t, c.stores[0], "k", "v", Context{})
 		synctest.Wait() // the write to replica 2 is under way and lost, not yet to be sent after the heal
@@ -188,7 +189,10 @@ func TestPaper_Delete_Tombstone(t *testing.T) {
 // is still running in the background with the replies Get merged.
 func TestGet_CallerOwnsValues_ReadRepairSendsTheStoredOnes(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		c := newTestCluster(t, 3, func(cfg *Config) { cfg.NoGetCoalescing = true })
+		c := newTestCluster(t, 3, func(cfg *Config) {
+			cfg.NoGetCoalescing = true
+			cfg.ReadAllReplicas = true // the stale replica is asked, and answers late
+		})
 		c.net.Isolate(nodeID(2))
 		put(t, c.stores[0], "k", "v", Context{})
 		synctest.Wait()

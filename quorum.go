@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 )
 
 // vote is the state of a quorum tally.
@@ -50,26 +51,56 @@ type readReply struct {
 	err error
 }
 
-// readAll fans a read of key out to replicas in parallel, returns once r have
-// answered (or the quorum cannot be met, or ctx ends), and repairs stale
-// primaries in the background once every replica has answered or timed out.
+// readAll reads key from replicas in parallel and returns once r have
+// answered (or the quorum cannot be met, or ctx ends). It asks r of them
+// first (readOrder), and one more for each that fails and each time
+// ReadHedge passes without r answers; with ReadAllReplicas it asks all at
+// once. Once every replica asked has answered or timed out, it repairs the
+// stale primaries among them in the background.
 func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Member, r int) (state, error) {
-	ch := make(chan readReply, len(replicas))
+	order := s.readOrder(replicas)
+	ch := make(chan readReply, len(order))
 	req := s.encode(&getReq{Key: q.key})
-	for _, m := range replicas {
+	asked := 0
+	ask := func() {
+		m := order[asked]
+		asked++
 		s.goBackground(func(bg context.Context) {
 			st, err := s.readReplica(bg, m, q, req)
 			ch <- readReply{m, st, err}
 		})
 	}
-	t := tally{need: r, total: len(replicas)}
-	replies := make([]readReply, 0, len(replicas))
+	first := min(r, len(order))
+	if s.cfg.ReadAllReplicas {
+		first = len(order)
+	}
+	for asked < first {
+		ask()
+	}
+	var hedge <-chan time.Time
+	if asked < len(order) && s.cfg.ReadHedge > 0 {
+		tm := time.NewTimer(s.cfg.ReadHedge)
+		defer tm.Stop()
+		hedge = tm.C
+	}
+	t := tally{need: r, total: len(order)}
+	replies := make([]readReply, 0, len(order))
 	var ctxErr error
 	for t.result() == votePending && ctxErr == nil {
 		select {
 		case rep := <-ch:
 			replies = append(replies, rep)
 			t.record(rep.err == nil)
+			if rep.err != nil && asked < len(order) {
+				ask()
+			}
+		case <-hedge:
+			if asked < len(order) {
+				ask()
+			}
+			if asked < len(order) {
+				hedge = time.After(s.cfg.ReadHedge)
+			}
 		case <-ctx.Done():
 			ctxErr = ctx.Err()
 		}
@@ -81,7 +112,8 @@ func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Me
 		}
 	}
 	early := replies
-	s.goBackground(func(bg context.Context) { s.readRepair(bg, q, replicas, primaries, early, ch) })
+	n := asked
+	s.goBackground(func(bg context.Context) { s.readRepair(bg, q, n, primaries, early, ch) })
 	if t.result() == voteMet {
 		// merged shares its values with the replies read repair goes on
 		// merging and sending: the caller gets its own copy.
@@ -90,14 +122,38 @@ func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Me
 	return state{}, quorumError("get", r, replies, ctxErr)
 }
 
-// readRepair waits for the replies still outstanding (each bounded by the
-// replica timeout), merges every state it has, and sends the merged state to
-// each primary that answered with a stale one (§4.7 read repair). Replicas
-// that failed to answer are left to hinted handoff and anti-entropy, and
-// fallbacks are never repaired: they hold hints, not replicas.
-func (s *Store) readRepair(ctx context.Context, q request, replicas, primaries []Member, replies []readReply, ch <-chan readReply) {
+// readOrder is the order in which a read asks replicas: this node first if
+// it is one (its read costs no network), then the others starting at a
+// point that turns with each read, so the reads of a key spread over its
+// replicas. A rotation rather than a random pick keeps simulations
+// replayable.
+func (s *Store) readOrder(replicas []Member) []Member {
+	out := make([]Member, 0, len(replicas))
+	others := make([]Member, 0, len(replicas))
+	for _, m := range replicas {
+		if m.ID == s.cfg.NodeID {
+			out = append(out, m)
+		} else {
+			others = append(others, m)
+		}
+	}
+	if len(others) > 0 {
+		k := int(s.readTurn.Add(1) % uint64(len(others)))
+		out = append(out, others[k:]...)
+		out = append(out, others[:k]...)
+	}
+	return out
+}
+
+// readRepair waits for the replies still outstanding of the asked replicas
+// (each bounded by the replica timeout), merges every state it has, and
+// sends the merged state to each primary that answered with a stale one
+// (§4.7 read repair). Replicas that failed to answer, or were not asked,
+// are left to hinted handoff and anti-entropy, and fallbacks are never
+// repaired: they hold hints, not replicas.
+func (s *Store) readRepair(ctx context.Context, q request, asked int, primaries []Member, replies []readReply, ch <-chan readReply) {
 	all := replies
-	for len(all) < len(replicas) {
+	for len(all) < asked {
 		all = append(all, <-ch) // every reader sends exactly once
 	}
 	merged := state{}

@@ -109,6 +109,7 @@ func TestTransfer_Join(t *testing.T) {
 		c := newTestCluster(t, 3, func(cfg *Config) {
 			cfg.AntiEntropy.Interval = -1
 			cfg.AntiEntropy.KeysPerSecond = 40 // throttled: the transfer spans many fake seconds
+			cfg.ReadAllReplicas = true         // the final reads repair every replica
 		})
 		keys := loadKeys(t, c, 2) // node 2 misses every write: each key is on 2 replicas
 		rng := rand.New(rand.NewPCG(1, 2))

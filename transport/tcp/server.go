@@ -61,8 +61,8 @@ func (t *Transport) acceptLoop() {
 	}
 }
 
-// serveConn reads requests from an inbound connection and starts a handler
-// goroutine for each, until the connection breaks or the transport closes.
+// serveConn reads requests from an inbound connection and runs a handler
+// for each on a worker (internal/workers), until the connection breaks or the transport closes.
 // At MaxConnInFlight requests in flight on the connection, or
 // MaxPeerInFlight across the peer's connections, it stops reading; at
 // MaxInFlight across the transport it answers busy. Handlers' ctx end with
@@ -139,7 +139,7 @@ func (t *Transport) serveConn(c *conn) {
 			continue
 		}
 		t.wg.Add(1) // this goroutine is counted, so Close's Wait cannot have returned
-		go t.handle(ctx, c, *hp, h, req, reserved)
+		t.handlers.Go(func() { t.handle(ctx, c, *hp, h, req, reserved) })
 	}
 }
 

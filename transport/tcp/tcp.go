@@ -70,6 +70,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dynamo-kv/dynamo/internal/workers"
 	"github.com/dynamo-kv/dynamo/transport"
 )
 
@@ -104,6 +105,7 @@ type Transport struct {
 	gone    traffic            // bytes moved by conns no longer in conns
 
 	wg        sync.WaitGroup // every goroutine the transport starts
+	handlers  *workers.Pool  // runs request handlers, on goroutines kept for the next one
 	closeOnce sync.Once
 }
 
@@ -137,6 +139,7 @@ func serve(ln net.Listener, opts Options) *Transport {
 		conns:      make(map[*conn]struct{}),
 		peers:      make(map[string]*peer),
 	}
+	t.handlers = workers.New(t.done, &t.wg, 0)
 	t.wg.Add(2)
 	go t.acceptLoop()
 	go t.closeIdle()

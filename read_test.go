@@ -1,0 +1,164 @@
+// read_test.go: how many replicas a read asks (quorum.go readAll): R of
+// them first, one more for each that fails and each time ReadHedge passes,
+// or all N with ReadAllReplicas.
+package dynamo
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/dynamo-kv/dynamo/transport"
+)
+
+// readSpy counts the reads a coordinator sends to each address, and makes
+// those to one address fail at once or answer only after a delay.
+type readSpy struct {
+	transport.Transport
+	mu    sync.Mutex
+	calls map[string]int
+	bad   string        // reads to bad fail with ErrUnreachable
+	slow  string        // reads to slow wait delay first
+	delay time.Duration //
+}
+
+func (r *readSpy) Call(ctx context.Context, addr string, req []byte) ([]byte, error) {
+	if m, err := decodeMessage(req, wtLimits); err == nil {
+		if _, isGet := m.Body.(*getReq); isGet {
+			r.mu.Lock()
+			r.calls[addr]++
+			bad, slow, delay := r.bad, r.slow, r.delay
+			r.mu.Unlock()
+			if addr == bad {
+				return nil, transport.ErrUnreachable
+			}
+			if addr == slow {
+				select {
+				case <-time.After(delay):
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			}
+		}
+	}
+	return r.Transport.Call(ctx, addr, req)
+}
+
+func (r *readSpy) counts() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]int{}
+	for k, v := range r.calls {
+		out[k] = v
+	}
+	return out
+}
+
+// spyOn restarts node 0 of a 3-node cluster behind a readSpy, with key "k"
+// written to all three replicas. It runs inside a synctest bubble.
+func spyOn(t *testing.T, change func(*Config)) (*testCluster, *Store, *readSpy) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		cfg.AntiEntropy.Interval = -1
+		cfg.NoGetCoalescing = true
+		if change != nil {
+			change(cfg)
+		}
+	})
+	put(t, c.stores[0], "k", "v", Context{}, WithW(3))
+	spy := &readSpy{calls: map[string]int{}}
+	coord := c.restartWith(0, nil, func(tr transport.Transport) transport.Transport {
+		spy.Transport = tr
+		return spy
+	})
+	synctest.Wait() // the restart's own reads (catching up) are done
+	spy.mu.Lock()
+	clear(spy.calls)
+	spy.mu.Unlock()
+	return c, coord, spy
+}
+
+// A read at R=2 through a replica asks itself and one other replica, the
+// other turning from read to read; with ReadAllReplicas it asks both.
+func TestRead_AsksR(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, coord, spy := spyOn(t, nil)
+		for range 4 {
+			vals, _ := get(t, coord, "k")
+			require.Equal(t, []string{"v"}, vals)
+		}
+		synctest.Wait()
+		require.Equal(t, map[string]int{nodeID(1): 2, nodeID(2): 2}, spy.counts(),
+			"four reads asked one remote replica each, in turn")
+	})
+	synctest.Test(t, func(t *testing.T) {
+		_, coord, spy := spyOn(t, func(cfg *Config) { cfg.ReadAllReplicas = true })
+		for range 4 {
+			vals, _ := get(t, coord, "k")
+			require.Equal(t, []string{"v"}, vals)
+		}
+		synctest.Wait()
+		require.Equal(t, map[string]int{nodeID(1): 4, nodeID(2): 4}, spy.counts())
+	})
+}
+
+// A replica that fails is replaced at once by the next one: every read
+// succeeds at R=2 without waiting, the failing replica asked on its turns.
+func TestRead_FailedReplicaReplaced(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, coord, spy := spyOn(t, func(cfg *Config) { cfg.ReadHedge = -1 })
+		spy.mu.Lock()
+		spy.bad = nodeID(1)
+		spy.mu.Unlock()
+		for range 4 {
+			start := time.Now()
+			vals, _ := get(t, coord, "k")
+			require.Equal(t, []string{"v"}, vals)
+			require.Zero(t, time.Since(start), "no read waited")
+		}
+		synctest.Wait()
+		require.Equal(t, map[string]int{nodeID(1): 2, nodeID(2): 4}, spy.counts(),
+			"node 1 failed on its two turns and node 2 stood in")
+	})
+}
+
+// A replica that does not answer within ReadHedge gets company: the read
+// asks the next replica and returns with its answer, without waiting for
+// the slow one. Without hedging it waits out ReplicaTimeout.
+func TestRead_SlowReplicaHedged(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		hedge time.Duration
+		wait  time.Duration // what the reads that asked node 1 first waited
+	}{
+		{"hedged", 0, DefaultReadHedge},
+		{"longer hedge", 100 * time.Millisecond, 100 * time.Millisecond},
+		{"no hedge", -1, 0}, // ReplicaTimeout
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				_, coord, spy := spyOn(t, func(cfg *Config) { cfg.ReadHedge = tc.hedge })
+				spy.mu.Lock()
+				spy.slow, spy.delay = nodeID(1), time.Hour
+				spy.mu.Unlock()
+				wait := tc.wait
+				if wait == 0 {
+					wait = coord.cfg.ReplicaTimeout
+				}
+				var waits []time.Duration
+				for range 4 {
+					start := time.Now()
+					vals, _ := get(t, coord, "k")
+					require.Equal(t, []string{"v"}, vals)
+					waits = append(waits, time.Since(start))
+				}
+				synctest.Wait()
+				require.ElementsMatch(t, []time.Duration{0, 0, wait, wait}, waits)
+				require.Equal(t, map[string]int{nodeID(1): 2, nodeID(2): 4}, spy.counts())
+			})
+		})
+	}
+}
