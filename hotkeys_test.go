@@ -42,7 +42,11 @@ func TestHotKeys_FindsHeavyKeysWithinBounds(t *testing.T) {
 				c[0]++
 			}
 			truth[k] = c
+			if i%997 == 0 {
+				requireHeap(t, h.cur)
+			}
 		}
+		requireHeap(t, h.cur)
 		top := h.top()
 		require.Len(t, top, hotKeyTop)
 		require.Equal(t, []string{"hot-a", "hot-b", "hot-c"}, []string{string(top[0].Key), string(top[1].Key), string(top[2].Key)})
@@ -114,4 +118,17 @@ func TestStats_HotKeys(t *testing.T) {
 		require.Equal(t, []HotKey{{Key: []byte("r"), Gets: 5}, {Key: []byte("w"), Writes: 4}}, s.Stats().HotKeys)
 		require.Empty(t, c.stores[1].Stats().HotKeys, "only the node the callers asked counts")
 	})
+}
+
+// requireHeap checks g's counters form a min-heap by estimate and its index
+// names each key's place.
+func requireHeap(t *testing.T, g *hotGen) {
+	t.Helper()
+	require.Len(t, g.at, len(g.heap))
+	for i, e := range g.heap {
+		require.Equal(t, i, g.at[e.key], "index of %s", e.key)
+		if i > 0 {
+			require.LessOrEqual(t, g.heap[(i-1)/2].total(), e.total(), "heap order at %d", i)
+		}
+	}
 }
