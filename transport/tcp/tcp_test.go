@@ -178,3 +178,31 @@ func withServerCertOnly(cfg *tls.Config, certs []tls.Certificate) *tls.Config {
 	cfg.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &certs[0], nil }
 	return cfg
 }
+
+// Small calls share one connection, bulk ones (64 KiB and more) go on a
+// connection of their own; with three slots the small ones take two in
+// turn; with one, everything shares it.
+func TestTCP_BulkCallsOnTheirOwnConnection(t *testing.T) {
+	for _, tc := range []struct {
+		conns             int
+		afterSmall, after int // outbound connections after 10 small calls, then after a bulk one
+	}{{0, 1, 2}, {3, 2, 3}, {1, 1, 1}} {
+		a := listen(t, tcp.Options{ConnsPerPeer: tc.conns})
+		b := listen(t, tcp.Options{})
+		require.NoError(t, b.Serve(echo))
+		for range 10 {
+			_, err := a.Call(ctx(t), b.Addr(), []byte("small"))
+			require.NoError(t, err)
+		}
+		require.Equal(t, tc.afterSmall, a.Stats().ConnsOut, "ConnsPerPeer %d, small calls", tc.conns)
+		reply, err := a.Call(ctx(t), b.Addr(), make([]byte, 64<<10))
+		require.NoError(t, err)
+		require.Len(t, reply, 64<<10)
+		require.Equal(t, tc.after, a.Stats().ConnsOut, "ConnsPerPeer %d, after a bulk call", tc.conns)
+		for range 10 {
+			_, err := a.Call(ctx(t), b.Addr(), []byte("small"))
+			require.NoError(t, err)
+		}
+		require.Equal(t, tc.after, a.Stats().ConnsOut, "ConnsPerPeer %d, small calls after", tc.conns)
+	}
+}

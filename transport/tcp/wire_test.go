@@ -221,7 +221,8 @@ func TestClient_PoolSize(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		require.Equal(t, conns, accepted(), "connections opened with ConnsPerPeer=%d", conns)
+		// Small calls use every slot but the last, kept for bulk ones.
+		require.Equal(t, max(conns-1, 1), accepted(), "connections opened with ConnsPerPeer=%d", conns)
 	}
 }
 
