@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/dynamo-kv/dynamo/storage"
 )
 
 // request is one client request's placement: the ring snapshot it uses
@@ -253,9 +255,9 @@ func (s *Store) readTargets(primaries, fallbacks []Member) []Member {
 }
 
 // coordinate runs a write on this node, a replica of the key: it mints the
-// new version durably in its replica, then replicates the key's new state
-// to the other primaries and waits for w durable acknowledgements, its own
-// included. A primary that is unreachable, or whose write fails, is replaced
+// new version in its replica and replicates the key's new state to the
+// other primaries (mintAndReplicate), and waits for w durable
+// acknowledgements, its own included. A primary that is unreachable, or whose write fails, is replaced
 // by the next reachable fallback, which keeps the state as a hint (§4.6
 // sloppy quorum). With primariesOnly there are no fallbacks, and a write
 // that cannot reach w primaries by the failure detector's account fails
@@ -277,8 +279,12 @@ func (s *Store) coordinate(ctx context.Context, q request, w write, need int, pr
 			return dot{}, &QuorumError{Op: w.op, Need: need, Got: 0, PerReplica: down, unreachable: true}
 		}
 	}
-	now := s.cfg.Clock().UnixNano()
-	next, enc, d, err := s.rep.mint(q.p, q.key, w.value, w.tombstone, w.cvv, w.cdot, now)
+	var pool *fallbackPool
+	if !primariesOnly {
+		pool = &fallbackPool{list: fallbacks}
+	}
+	others := slices.DeleteFunc(slices.Clone(primaries), func(m Member) bool { return m.ID == s.cfg.NodeID })
+	round, d, err := s.mintAndReplicate(q, w, others, pool)
 	if err != nil {
 		if ferr := s.checkStorage(); ferr != nil {
 			return dot{}, ferr
@@ -288,15 +294,62 @@ func (s *Store) coordinate(ctx context.Context, q request, w write, need int, pr
 		}
 		return dot{}, &QuorumError{Op: w.op, Need: need, PerReplica: map[string]error{s.cfg.NodeID: err}}
 	}
-	var pool *fallbackPool
-	if !primariesOnly {
-		pool = &fallbackPool{list: fallbacks}
-	}
-	others := slices.DeleteFunc(slices.Clone(primaries), func(m Member) bool { return m.ID == s.cfg.NodeID })
-	if err := s.writeAll(ctx, w.op, q, next, enc, others, pool, need, 1); err != nil {
+	if err := round.wait(ctx, w.op, need, 1); err != nil {
 		return dot{}, err
 	}
 	return d, nil
+}
+
+// mintAndReplicate mints w in this node's replica and sends the new state
+// to the other replicas: as soon as this node's Storage has settled it
+// (storage.Stager; storage/bolt), so the others write it while this node's
+// commit is fsynced, or else once it is durable here. It returns once it
+// is durable here, with the sends under way; their acknowledgements are
+// the round's. A mint that fails returns its error; the sends a settled
+// state started go on in the background (a failed write may be stored on
+// the replicas that took it, as Put says).
+func (s *Store) mintAndReplicate(q request, w write, others []Member, pool *fallbackPool) (*writeRound, dot, error) {
+	type minted struct {
+		next state
+		enc  []byte
+		d    dot
+		err  error
+	}
+	type settled struct {
+		next state
+		enc  []byte
+	}
+	now := s.cfg.Clock().UnixNano()
+	if _, ok := s.rep.store.(storage.Stager); !ok {
+		next, enc, d, err := s.rep.mint(q.p, q.key, w.value, w.tombstone, w.cvv, w.cdot, now)
+		if err != nil {
+			return nil, dot{}, err
+		}
+		return s.startWrites(q, next, enc, others, pool), d, nil
+	}
+	staged := make(chan settled, 1)
+	done := make(chan minted, 1)
+	s.goBackground(func(context.Context) {
+		next, enc, d, err := s.rep.mintStaged(q.p, q.key, w.value, w.tombstone, w.cvv, w.cdot, now, func(next state, enc []byte) {
+			staged <- settled{next, enc}
+		})
+		done <- minted{next, enc, d, err}
+	})
+	var round *writeRound
+	var m minted
+	select {
+	case st := <-staged:
+		round = s.startWrites(q, st.next, st.enc, others, pool)
+		m = <-done
+	case m = <-done:
+	}
+	if m.err != nil {
+		return nil, dot{}, m.err
+	}
+	if round == nil {
+		round = s.startWrites(q, m.next, m.enc, others, pool)
+	}
+	return round, m.d, nil
 }
 
 // forward hands a write to a replica of the key, which coordinates it (only

@@ -12,14 +12,24 @@ import (
 
 // mint applies a write coordinated by this node to its own replica of
 // key, inside one storage update: the new version's dot is minted from the
-// stored state and is durable here before any other replica sees it. So a
-// crash can never leave a dot on other replicas that this node might issue
-// again in the same run; and a restart starts a new run, whose epochs are
-// new (see ownActor).
-// cd is the context's dot, if any (DESIGN §2.1; zero for none).
-// It returns the new state, its encoding, which the caller replicates, and
-// the new version's dot.
+// stored state. cd is the context's dot, if any (DESIGN §2.1; zero for
+// none). It returns the new state, its encoding, which the caller
+// replicates, and the new version's dot.
 func (r *replica) mint(p int, key, value []byte, tombstone bool, cvv versionVector, cd dot, now int64) (state, []byte, dot, error) {
+	return r.mintStaged(p, key, value, tombstone, cvv, cd, now, nil)
+}
+
+// mintStaged is mint, and calls staged (if not nil) with the new state and
+// its encoding as soon as the Storage has settled them (storage.Stager),
+// before they are durable here, so that the caller can replicate them
+// while this node's commit is fsynced. A dot that other replicas may see
+// is never issued again by this node: every later update of the key runs
+// after this one's commit and sees the dot; if that commit fails, the
+// key's epoch is no longer trusted in this run, and a restart starts a new
+// run, whose epochs are new (see ownActor). With a Storage that cannot
+// tell, staged is not called, and the caller replicates once mintStaged
+// returns, the new state durable here.
+func (r *replica) mintStaged(p int, key, value []byte, tombstone bool, cvv versionVector, cd dot, now int64, staged func(state, []byte)) (state, []byte, dot, error) {
 	var (
 		next     state
 		stored   []byte
@@ -59,7 +69,18 @@ func (r *replica) mint(p int, key, value []byte, tombstone bool, cvv versionVect
 		return stored, onlyTombstones(next), nil
 	}}
 	c.after = func() { r.afterUpdate(key, next, lost, evidence, "a write's context") }
+	wasStaged := false
+	if staged != nil {
+		c.staged = func() {
+			wasStaged = true
+			staged(next, stored)
+		}
+	}
 	err := r.update(c)
+	if err != nil && wasStaged {
+		// Other replicas may hold the dot this failed commit does not.
+		r.epochs.distrust(key)
+	}
 	return next, stored, minted, err
 }
 
@@ -158,8 +179,10 @@ func (r *replica) ownActor(key []byte, st state) string {
 
 // lostEvidence reports whether in, a peer's state of key, shows a counter of
 // one of this node's trusted actors beyond old, this node's record: then the
-// record lost dots this node issued (issue 20). This node writes its own
-// dots to its record before any peer sees them, so nothing else explains it.
+// record lost dots this node issued (issue 20). A peer may hold a dot
+// before it is durable here (mintStaged), but every update of the key that
+// runs after the one that minted it sees it, unless that commit failed, so
+// nothing else explains it.
 func (r *replica) lostEvidence(key []byte, old, in state) bool {
 	prefix := r.actor + "."
 	for _, e := range in.VV {

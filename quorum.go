@@ -193,17 +193,29 @@ func (s *Store) readRepair(ctx context.Context, q request, asked int, primaries 
 // hint for it; the fallback's acknowledgement counts toward need (§4.6).
 // enc is st encoded (the coordinator already encoded it to store it).
 func (s *Store) writeAll(ctx context.Context, op string, q request, st state, enc []byte, replicas []Member, pool *fallbackPool, need, already int) error {
+	return s.startWrites(q, st, enc, replicas, pool).wait(ctx, op, need, already)
+}
+
+// writeRound is a replication of one state in flight: startWrites sends it,
+// wait tallies the acknowledgements.
+type writeRound struct {
+	acks     chan writeAck
+	replicas int
+}
+
+type writeAck struct {
+	m   Member
+	err error
+}
+
+// startWrites sends key's state st (encoded as enc) to replicas in
+// parallel, each replaced by a fallback from pool when unreachable or
+// failing, as writeAll describes, and returns without waiting.
+func (s *Store) startWrites(q request, st state, enc []byte, replicas []Member, pool *fallbackPool) *writeRound {
+	w := &writeRound{acks: make(chan writeAck, len(replicas)), replicas: len(replicas)}
 	if len(replicas) == 0 {
-		if already >= need {
-			return nil
-		}
-		return &QuorumError{Op: op, Need: need, Got: already}
+		return w
 	}
-	type ack struct {
-		m   Member
-		err error
-	}
-	ch := make(chan ack, len(replicas))
 	req := s.encode(&replicateReq{Key: q.key, State: enc})
 	// Primaries believed down get their fallbacks now, in preference
 	// order, so which fallback stands in for which primary does not depend
@@ -247,15 +259,27 @@ func (s *Store) writeAll(ctx context.Context, op string, q request, st state, en
 				// detector suspects the primary: try it after all.
 				err = s.writeReplica(bg, m, q, st, req)
 			}
-			ch <- ack{m, err}
+			w.acks <- writeAck{m, err}
 		})
 	}
-	t := tally{need: need, total: len(replicas) + already, ok: already}
+	return w
+}
+
+// wait returns once need acknowledgements (already of them the caller's
+// own) are in, or the quorum cannot be met, or ctx ends.
+func (w *writeRound) wait(ctx context.Context, op string, need, already int) error {
+	if w.replicas == 0 {
+		if already >= need {
+			return nil
+		}
+		return &QuorumError{Op: op, Need: need, Got: already}
+	}
+	t := tally{need: need, total: w.replicas + already, ok: already}
 	var failed []readReply
 	var ctxErr error
 	for t.result() == votePending && ctxErr == nil {
 		select {
-		case a := <-ch:
+		case a := <-w.acks:
 			t.record(a.err == nil)
 			if a.err != nil {
 				failed = append(failed, readReply{m: a.m, err: a.err})

@@ -182,6 +182,9 @@ type change struct {
 	key   []byte
 	fn    func(cur []byte) ([]byte, bool, error)
 	after func()
+	// staged, if set, is called once fn's result is settled but before it
+	// is durable, where the Storage can tell (storage.Stager).
+	staged func()
 
 	delta uint64 // digest of the old state ^ digest of the new
 	tombs bool
@@ -205,7 +208,7 @@ func (r *replica) update(c *change) error {
 	mu := &r.stripes[c.p%lockStripes]
 	mu.RLock()
 	op := c.op()
-	discarded, err := r.updateStorage(op)
+	discarded, err := r.updateStorage(op, c.staged)
 	r.applied(c, discarded, err)
 	mu.RUnlock()
 	r.rehashMarked()
@@ -367,8 +370,12 @@ func (r *replica) recordLost(key []byte) {
 // reports the stored value damaged (it then does not call the op's fn) and
 // can discard it, the value is discarded and the update runs again on the
 // absent key; discarded reports that.
-func (r *replica) updateStorage(op storage.Op) (discarded bool, err error) {
-	err = r.store.Update(op.Key, op.Fn)
+func (r *replica) updateStorage(op storage.Op, staged func()) (discarded bool, err error) {
+	if st, ok := r.store.(storage.Stager); ok && staged != nil {
+		err = st.UpdateStaged(op.Key, op.Fn, staged)
+	} else {
+		err = r.store.Update(op.Key, op.Fn)
+	}
 	if err == nil || !errors.Is(err, storage.ErrCorrupt) {
 		return false, err
 	}

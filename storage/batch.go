@@ -90,3 +90,20 @@ func DeletePrefix(s Storage, prefix []byte) (int, error) {
 }
 
 func deleteFn([]byte) ([]byte, error) { return nil, nil }
+
+// Stager is implemented by a Storage whose commit has a moment between an
+// update's result being settled and its being durable: storage/bolt's
+// group commit settles a batch's results, then appends and fsyncs its log.
+// A coordinator replicates the state it writes; told the state is settled,
+// it sends it to the other replicas while its own commit is fsynced, rather
+// than after.
+type Stager interface {
+	// UpdateStaged is Update, and also calls staged once fn has returned a
+	// result without error and the Storage has taken that result into the
+	// commit that makes it durable: from then on it becomes key's value
+	// unless that commit fails, in which case UpdateStaged returns the
+	// commit's error. fn is not called again after staged. staged is not
+	// called when fn fails or the update is skipped; it may run on any
+	// goroutine, must not block and must not call the Storage.
+	UpdateStaged(key []byte, fn func(current []byte) ([]byte, error), staged func()) error
+}

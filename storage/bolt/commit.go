@@ -29,6 +29,7 @@ type request struct {
 	panicked  bool
 	panicVal  any
 	done      chan struct{}
+	onStaged  func() // UpdateStaged's: called once result is staged
 
 	// A request of many keys (batch.go) commits as one: group holds its
 	// parts, each a request of one key without done. prefix, if set, asks
@@ -52,7 +53,16 @@ type request struct {
 // bbolt fails its checksum, fn is not called and Update returns a
 // *storage.CorruptError (wrapped) naming key; see DiscardCorrupt.
 func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) error {
-	r := &request{fn: fn}
+	return s.UpdateStaged(key, fn, nil)
+}
+
+// UpdateStaged is Update, and calls staged (if not nil) on the committer
+// goroutine once fn's result is staged in the batch whose log record the
+// committer is about to append and fdatasync (storage.Stager). If that
+// write fails, UpdateStaged returns its error and the Store fails every
+// later Update.
+func (s *Store) UpdateStaged(key []byte, fn func(current []byte) ([]byte, error), staged func()) error {
+	r := &request{fn: fn, onStaged: staged}
 	if err := s.do(key, r); err != nil {
 		return err
 	}
@@ -197,6 +207,9 @@ func (s *Store) commit(batch []*request) int {
 			s.overlay[string(p.key)] = p.result
 			rec = appendEntry(rec, p.key, p.result)
 			staged++
+			if p.onStaged != nil {
+				p.onStaged()
+			}
 		}
 	}
 	// Before anything that waits: a checkpoint growing the file waits for

@@ -369,3 +369,46 @@ func TestFaults_CheckpointStepFails(t *testing.T) {
 		})
 	}
 }
+
+// TestFaults_UpdateStaged_StagedThenFsyncFails: UpdateStaged reports a
+// result staged once fn has returned it, before the log is fsynced; when
+// that fsync fails, the staged result is still refused (the Update fails)
+// and the Store acknowledges nothing more. A fn that fails is never
+// reported staged, and a staged result that commits is the key's value.
+func TestFaults_UpdateStaged_StagedThenFsyncFails(t *testing.T) {
+	dir := t.TempDir()
+	fs := newErrorFS()
+	s := faultStore(t, dir, fs, Options{})
+
+	var staged int
+	err := s.UpdateStaged([]byte("a"), func([]byte) ([]byte, error) { return nil, errors.New("no") }, func() { staged++ })
+	require.Error(t, err)
+	require.Zero(t, staged, "a failed fn is not staged")
+
+	err = s.UpdateStaged([]byte("a"), func([]byte) ([]byte, error) { return []byte("1"), nil }, func() { staged++ })
+	require.NoError(t, err)
+	require.Equal(t, 1, staged)
+	v, err := s.Get([]byte("a"))
+	require.NoError(t, err)
+	require.Equal(t, "1", string(v))
+
+	// The fault hits the first sync that follows a record written after
+	// the result was staged: the commit that carries it.
+	var armed, written atomic.Bool
+	inj, fired := once(fault{err: syscall.EIO}, func(op faultOp, name string, p []byte) bool {
+		if armed.Load() && recordWrite(op, name, p) {
+			written.Store(true)
+		}
+		return op == opSync && written.Load()
+	})
+	fs.set(inj)
+	err = s.UpdateStaged([]byte("a"), func([]byte) ([]byte, error) { return []byte("2"), nil }, func() {
+		staged++
+		armed.Store(true)
+	})
+	<-fired
+	fs.set(nil)
+	require.ErrorIs(t, err, syscall.EIO, "a staged result whose commit fails is refused")
+	require.Equal(t, 2, staged)
+	requireFailedForGood(t, s, syscall.EIO)
+}

@@ -14,7 +14,10 @@ import (
 	"github.com/dynamo-kv/dynamo/storage"
 )
 
-var _ storage.Summer = (*Store)(nil)
+var (
+	_ storage.Summer = (*Store)(nil)
+	_ storage.Stager = (*Store)(nil)
+)
 
 // sumsBucket holds the kept sums: under sumSpecKey the spec they follow,
 // under sumPosKey the log position (logKey's stored bytes) they were last

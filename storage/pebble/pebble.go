@@ -84,6 +84,7 @@ var (
 	_ storage.Batcher       = (*Store)(nil)
 	_ storage.PrefixDeleter = (*Store)(nil)
 	_ storage.Summer        = (*Store)(nil)
+	_ storage.Stager        = (*Store)(nil)
 	_ storage.StatsReporter = (*Store)(nil)
 )
 
@@ -422,6 +423,14 @@ func (s *Store) commit(b *cpebble.Batch) error {
 // Update replaces key's value with fn(current), durably; see
 // storage.Storage. fn is called once, with the key's stripe locked.
 func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) error {
+	return s.UpdateStaged(key, fn, nil)
+}
+
+// UpdateStaged is Update, and calls staged (if not nil) once fn's result is
+// in the batch about to be committed and synced, with the key's stripe
+// still locked, so every later Update of the key sees the result or the
+// commit's failure (storage.Stager).
+func (s *Store) UpdateStaged(key []byte, fn func(current []byte) ([]byte, error), staged func()) error {
 	if len(key) == 0 {
 		return storage.ErrEmptyKey
 	}
@@ -449,6 +458,9 @@ func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) erro
 	defer b.Close()
 	if err := s.write(b, key, cur, next); err != nil {
 		return err
+	}
+	if staged != nil {
+		staged()
 	}
 	if err := s.commit(b); err != nil {
 		return err

@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) storage.Storage) {
 		{"UpdateBatch_AppliesInOrder", testBatchInOrder},
 		{"DeletePrefix_DeletesOnlyThePrefix", testDeletePrefix},
 		{"Batch_Closed_ErrClosed", testBatchClosed},
+		{"UpdateStaged_StagesEachResultOnce", testStaged},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
