@@ -25,8 +25,8 @@ func (r *replica) mint(p int, key, value []byte, tombstone bool, cvv versionVect
 // while this node's commit is fsynced. A dot that other replicas may see
 // is never issued again by this node: every later update of the key runs
 // after this one's commit and sees the dot; if that commit fails, the
-// key's epoch is no longer trusted in this run, and a restart starts a new
-// run, whose epochs are new (see ownActor). With a Storage that cannot
+// Storage fails every later update (the Stager contract), and a restart
+// starts a new run, whose epochs are new (see ownActor). With a Storage that cannot
 // tell, staged is not called, and the caller replicates once mintStaged
 // returns, the new state durable here.
 func (r *replica) mintStaged(p int, key, value []byte, tombstone bool, cvv versionVector, cd dot, now int64, staged func(state, []byte)) (state, []byte, dot, error) {
@@ -78,7 +78,10 @@ func (r *replica) mintStaged(p int, key, value []byte, tombstone bool, cvv versi
 	}
 	err := r.update(c)
 	if err != nil && wasStaged {
-		// Other replicas may hold the dot this failed commit does not.
+		// Other replicas may hold the dot this failed commit does not. The
+		// Storage now refuses every update (storage.Stager), so no write
+		// of this run mints from the state before it; distrusting the
+		// epoch as well keeps the dot unique should it not.
 		r.epochs.distrust(key)
 	}
 	return next, stored, minted, err

@@ -371,12 +371,17 @@ func (r *replica) recordLost(key []byte) {
 // can discard it, the value is discarded and the update runs again on the
 // absent key; discarded reports that.
 func (r *replica) updateStorage(op storage.Op, staged func()) (discarded bool, err error) {
+	wasStaged := false
 	if st, ok := r.store.(storage.Stager); ok && staged != nil {
-		err = st.UpdateStaged(op.Key, op.Fn, staged)
+		err = st.UpdateStaged(op.Key, op.Fn, func() {
+			wasStaged = true
+			staged()
+		})
 	} else {
 		err = r.store.Update(op.Key, op.Fn)
 	}
-	if err == nil || !errors.Is(err, storage.ErrCorrupt) {
+	// A result already staged (and perhaps sent) is never computed again.
+	if err == nil || wasStaged || !errors.Is(err, storage.ErrCorrupt) {
 		return false, err
 	}
 	return r.discardAndRetry(op, err)

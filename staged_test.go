@@ -17,20 +17,25 @@ import (
 // stagingStorage is a Storage with a commit the test holds: UpdateStaged
 // runs fn, reports the result settled, then waits for gate (if set) and
 // fails with fail (if set) or stores the result. Updates take turns, as
-// in a committer.
+// in a committer. As the Stager contract asks, a commit that fails after
+// staging fails the storage for good (Failed).
 type stagingStorage struct {
 	Storage
-	turn sync.Mutex // one update at a time, as a committer runs them
+	turn chan struct{} // one update at a time, as a committer runs them (a channel: synctest sees a wait on it)
 
 	mu     sync.Mutex
 	gate   chan struct{}
 	fail   error
+	failed error
 	staged int
 }
 
 func (g *stagingStorage) UpdateStaged(key []byte, fn func([]byte) ([]byte, error), staged func()) error {
-	g.turn.Lock()
-	defer g.turn.Unlock()
+	g.turn <- struct{}{}
+	defer func() { <-g.turn }()
+	if err := g.Failed(); err != nil {
+		return err
+	}
 	cur, err := g.Get(key)
 	if err != nil {
 		return err
@@ -50,6 +55,9 @@ func (g *stagingStorage) UpdateStaged(key []byte, fn func([]byte) ([]byte, error
 		<-gate
 	}
 	if fail != nil {
+		g.mu.Lock()
+		g.failed = fail
+		g.mu.Unlock()
 		return fail
 	}
 	return g.Storage.Update(key, func([]byte) ([]byte, error) { return next, nil })
@@ -57,6 +65,14 @@ func (g *stagingStorage) UpdateStaged(key []byte, fn func([]byte) ([]byte, error
 
 func (g *stagingStorage) Update(key []byte, fn func([]byte) ([]byte, error)) error {
 	return g.UpdateStaged(key, fn, nil)
+}
+
+// Failed reports the failure that stopped the storage's writes
+// (storage.Failer).
+func (g *stagingStorage) Failed() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.failed
 }
 
 func (g *stagingStorage) set(gate chan struct{}, fail error) {
@@ -70,7 +86,7 @@ func stagingCluster(t *testing.T) (*testCluster, *Store, *stagingStorage) {
 	c := newTestCluster(t, 3, func(cfg *Config) { cfg.AntiEntropy.Interval = -1 })
 	var sg *stagingStorage
 	coord := c.restartWith(0, func(st Storage) Storage {
-		sg = &stagingStorage{Storage: st}
+		sg = &stagingStorage{Storage: st, turn: make(chan struct{}, 1)}
 		return sg
 	}, nil)
 	return c, coord, sg
@@ -101,27 +117,39 @@ func TestPut_ReplicatesWhileOwnCommitIsFsynced(t *testing.T) {
 }
 
 // A coordinator whose own commit fails after the other replicas took the
-// write reports the failure, and never issues that write's dot again: its
-// next write of the key, with an empty context, is a sibling of the first
-// on every replica, not a second version under the same dot.
+// write reports the failure and writes nothing more on that storage: a
+// concurrent write of the key, queued behind the failed commit, fails too
+// rather than mint the same dot from the state before it. Restarted, the
+// node writes under a new epoch: its next write of the key, with an empty
+// context, is a sibling of the first on every replica, not a second
+// version under the same dot.
 func TestPut_FailedOwnCommitAfterStaging_DotNeverReissued(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, coord, sg := stagingCluster(t)
 		ctx := context.Background()
-		sg.set(nil, errors.New("disk on fire"))
-		err := coord.Put(ctx, []byte("k"), []byte("v1"), Context{})
-		require.Error(t, err)
+		gate := make(chan struct{})
+		sg.set(gate, errors.New("disk on fire"))
+		first := make(chan error, 1)
+		go func() { first <- coord.Put(ctx, []byte("k"), []byte("v1"), Context{}) }()
 		synctest.Wait()
 		require.Equal(t, []string{"v1"}, c.local(1, "k"), "replica 1 took the write")
+		second := make(chan error, 1)
+		go func() { second <- coord.Put(ctx, []byte("k"), []byte("v2"), Context{}) }()
+		synctest.Wait()
+		close(gate)
+		require.Error(t, <-first)
+		require.Error(t, <-second, "a write behind the failed commit must not mint from the state before it")
+		synctest.Wait()
 		require.Empty(t, c.local(0, "k"))
+		require.Equal(t, []string{"v1"}, c.local(1, "k"))
 
-		sg.set(nil, nil)
-		require.NoError(t, coord.Put(ctx, []byte("k"), []byte("v2"), Context{}, WithW(3)))
+		coord = c.restartWith(0, nil, nil) // the same data, the failing wrapper gone
+		require.NoError(t, coord.Put(ctx, []byte("k"), []byte("v3"), Context{}, WithW(3)))
 		vals, _ := get(t, coord, "k", WithR(3))
-		require.Equal(t, []string{"v1", "v2"}, vals, "two concurrent writes, two siblings")
+		require.Equal(t, []string{"v1", "v3"}, vals, "two concurrent writes, two siblings")
 		synctest.Wait()
 		for i := range 3 {
-			require.Equal(t, []string{"v1", "v2"}, c.local(i, "k"), "replica %d", i)
+			require.Equal(t, []string{"v1", "v3"}, c.local(i, "k"), "replica %d", i)
 			require.Zero(t, c.stores[i].Stats().DotConflicts, "replica %d saw one dot carry two versions", i)
 		}
 	})

@@ -101,9 +101,12 @@ type Stager interface {
 	// UpdateStaged is Update, and also calls staged once fn has returned a
 	// result without error and the Storage has taken that result into the
 	// commit that makes it durable: from then on it becomes key's value
-	// unless that commit fails, in which case UpdateStaged returns the
-	// commit's error. fn is not called again after staged. staged is not
-	// called when fn fails or the update is skipped; it may run on any
-	// goroutine, must not block and must not call the Storage.
+	// unless that commit fails. A commit that fails after staged fails the
+	// Storage for good (Failer): UpdateStaged returns its error and every
+	// later update fails, so that no update ever reads the value from
+	// before a result others may have been sent. fn is not called again
+	// after staged. staged is not called when fn fails or the update is
+	// skipped; it may run on any goroutine, must not block and must not
+	// call the Storage.
 	UpdateStaged(key []byte, fn func(current []byte) ([]byte, error), staged func()) error
 }

@@ -25,6 +25,9 @@ func (s *Store) UpdateBatch(ops []storage.Op) []error {
 	if s.closed {
 		return every(storage.ErrClosed)
 	}
+	if err := s.Failed(); err != nil {
+		return every(err)
+	}
 	var held []int
 	for _, op := range ops {
 		if len(op.Key) > 0 {
@@ -103,6 +106,9 @@ func (s *Store) DeletePrefix(prefix []byte) (int, error) {
 	defer s.mu.Unlock()
 	if s.closed {
 		return 0, storage.ErrClosed
+	}
+	if err := s.Failed(); err != nil {
+		return 0, err
 	}
 	b := s.db.NewBatch()
 	defer b.Close()

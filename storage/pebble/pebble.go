@@ -85,6 +85,7 @@ var (
 	_ storage.PrefixDeleter = (*Store)(nil)
 	_ storage.Summer        = (*Store)(nil)
 	_ storage.Stager        = (*Store)(nil)
+	_ storage.Failer        = (*Store)(nil)
 	_ storage.StatsReporter = (*Store)(nil)
 )
 
@@ -161,6 +162,26 @@ type Store struct {
 
 	commits, updates, corrupt, sumScans atomic.Uint64
 	syncNanos                           atomic.Int64
+
+	// failure is the first commit failure (see ErrFailed); commitFault,
+	// set by tests, fails a commit before Pebble sees it.
+	failure     atomic.Pointer[error]
+	commitFault func() error
+}
+
+// ErrFailed is wrapped by every write after a commit failed: the Store
+// no longer knows what its log holds, and a write after one that was
+// staged (storage.Stager) and then failed must not build on the value
+// from before it. Reads go on; reopen the Store to write again.
+var ErrFailed = errors.New("pebble: a commit failed; the store takes no more writes")
+
+// Failed returns the failure that stopped the Store's writes, or nil
+// (storage.Failer).
+func (s *Store) Failed() error {
+	if p := s.failure.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Stats counts a Store's work since Open.
@@ -412,8 +433,17 @@ func (s *Store) write(b *cpebble.Batch, key, cur, next []byte) error {
 // commit commits b with an fsync of the log.
 func (s *Store) commit(b *cpebble.Batch) error {
 	start := time.Now()
-	if err := b.Commit(cpebble.Sync); err != nil {
-		return fmt.Errorf("pebble: commit: %w", mapErr(err))
+	err := error(nil)
+	if s.commitFault != nil {
+		err = s.commitFault()
+	}
+	if err == nil {
+		err = b.Commit(cpebble.Sync)
+	}
+	if err != nil {
+		err = fmt.Errorf("%w: commit: %w", ErrFailed, mapErr(err))
+		s.failure.CompareAndSwap(nil, &err)
+		return err
 	}
 	s.syncNanos.Add(int64(time.Since(start)))
 	s.commits.Add(1)
@@ -438,6 +468,9 @@ func (s *Store) UpdateStaged(key []byte, fn func(current []byte) ([]byte, error)
 	defer s.mu.RUnlock()
 	if s.closed {
 		return storage.ErrClosed
+	}
+	if err := s.Failed(); err != nil {
+		return err
 	}
 	l := &s.locks[s.stripe(key)]
 	l.Lock()

@@ -3,6 +3,7 @@ package pebble
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -286,4 +287,42 @@ func TestSums_DamagedBlockScansAgain(t *testing.T) {
 	require.Equal(t, uint64(1), s.Stats().SumScans, "the damaged sums were rebuilt by a scan")
 	require.Equal(t, want, got)
 	require.Equal(t, scanned(t, s), got)
+}
+
+// TestCommitFails_StoreTakesNoMoreWrites: a commit that fails after its
+// result was staged (storage.Stager) fails the Store for good: the update
+// returns the error, every later write fails with ErrFailed without
+// running its fn, reads go on, and a reopen writes again.
+func TestCommitFails_StoreTakesNoMoreWrites(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, nil)
+	require.NoError(t, s.Update([]byte("k"), set([]byte("v1"))))
+	cause := errors.New("disk on fire")
+	s.commitFault = func() error { return cause }
+	staged := false
+	err := s.UpdateStaged([]byte("k"), set([]byte("v2")), func() { staged = true })
+	require.True(t, staged)
+	require.ErrorIs(t, err, cause)
+	require.ErrorIs(t, err, ErrFailed)
+	s.commitFault = nil
+
+	require.ErrorIs(t, s.Failed(), ErrFailed)
+	called := false
+	err = s.Update([]byte("k"), func([]byte) ([]byte, error) { called = true; return []byte("v3"), nil })
+	require.ErrorIs(t, err, ErrFailed)
+	require.False(t, called, "fn runs on the value from before the failed commit")
+	for _, err := range s.UpdateBatch([]storage.Op{{Key: []byte("a"), Fn: set([]byte("a"))}}) {
+		require.ErrorIs(t, err, ErrFailed)
+	}
+	_, err = s.DeletePrefix([]byte("k"))
+	require.ErrorIs(t, err, ErrFailed)
+	v, err := s.Get([]byte("k"))
+	require.NoError(t, err)
+	require.Equal(t, "v1", string(v))
+	require.NoError(t, s.Close())
+
+	s = open(t, dir, nil)
+	defer s.Close()
+	require.NoError(t, s.Failed())
+	require.NoError(t, s.Update([]byte("k"), set([]byte("v4"))))
 }
