@@ -22,6 +22,7 @@ var (
 	_ storage.Storage       = (*Store)(nil)
 	_ storage.Batcher       = (*Store)(nil)
 	_ storage.PrefixDeleter = (*Store)(nil)
+	_ storage.Stager        = (*Store)(nil)
 )
 
 // Store is a map-backed storage.Storage. Its zero value is not usable; call
@@ -67,6 +68,15 @@ func (s *Store) Get(key []byte) ([]byte, error) {
 // copied before it is stored, so the caller keeps ownership of its buffer.
 // key is copied. A nil result deletes the key. fn must not call the Store.
 func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) error {
+	return s.UpdateStaged(key, fn, nil)
+}
+
+// UpdateStaged is Update, and calls staged (if not nil) once fn's result
+// is settled, just before it is stored (storage.Stager). A memory Store's
+// commit cannot fail, so a staged result is always stored; the Stager is
+// here so that in-memory clusters (tests, the simulation) take the path a
+// durable Storage's coordinator takes.
+func (s *Store) UpdateStaged(key []byte, fn func(current []byte) ([]byte, error), staged func()) error {
 	if len(key) == 0 {
 		return storage.ErrEmptyKey
 	}
@@ -75,7 +85,7 @@ func (s *Store) Update(key []byte, fn func(current []byte) ([]byte, error)) erro
 	if s.closed {
 		return storage.ErrClosed
 	}
-	return s.update(key, fn)
+	return s.update(key, fn, staged)
 }
 
 // UpdateBatch applies ops in order under one hold of the write lock, each
@@ -91,7 +101,7 @@ func (s *Store) UpdateBatch(ops []storage.Op) []error {
 		case len(op.Key) == 0:
 			errs[i] = storage.ErrEmptyKey
 		default:
-			errs[i] = s.update(op.Key, op.Fn)
+			errs[i] = s.update(op.Key, op.Fn, nil)
 		}
 	}
 	return errs
@@ -124,7 +134,7 @@ func (s *Store) DeletePrefix(prefix []byte) (int, error) {
 }
 
 // update runs one Update's fn; the caller holds the write lock.
-func (s *Store) update(key []byte, fn func(current []byte) ([]byte, error)) error {
+func (s *Store) update(key []byte, fn func(current []byte) ([]byte, error), staged func()) error {
 	old, ok := s.data[string(key)]
 	var current []byte
 	if ok {
@@ -133,6 +143,9 @@ func (s *Store) update(key []byte, fn func(current []byte) ([]byte, error)) erro
 	next, err := fn(current)
 	if err != nil {
 		return err
+	}
+	if staged != nil && (ok || next != nil) {
+		staged()
 	}
 	if ok {
 		s.bytes -= len(key) + len(old)
