@@ -58,7 +58,7 @@ type readReply struct {
 // once. Once every replica asked has answered or timed out, it repairs the
 // stale primaries among them in the background.
 func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Member, r int) (state, error) {
-	order := s.readOrder(replicas)
+	order := s.readOrder(replicas, primaries)
 	ch := make(chan readReply, len(order))
 	req := s.encode(&getReq{Key: q.key})
 	asked := 0
@@ -123,17 +123,25 @@ func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Me
 }
 
 // readOrder is the order in which a read asks replicas: this node first if
-// it is one (its read costs no network), then the others starting at a
-// point that turns with each read, so the reads of a key spread over its
-// replicas. A rotation rather than a random pick keeps simulations
-// replayable.
-func (s *Store) readOrder(replicas []Member) []Member {
+// it is a primary (its read costs no network), then the other primaries starting
+// at a point that turns with each read, so the reads of a key spread over
+// its replicas, and the fallbacks last, in preference order. A fallback
+// holds only the hints it took, so it is asked only when a primary fails
+// or is slow: with every primary up, the R asked are primaries and meet
+// every write that W primaries acknowledged. A rotation rather than a
+// random pick keeps simulations replayable.
+func (s *Store) readOrder(replicas, primaries []Member) []Member {
 	out := make([]Member, 0, len(replicas))
 	others := make([]Member, 0, len(replicas))
+	var fallbacks []Member
 	for _, m := range replicas {
-		if m.ID == s.cfg.NodeID {
+		primary := slices.ContainsFunc(primaries, func(p Member) bool { return p.ID == m.ID })
+		switch {
+		case !primary:
+			fallbacks = append(fallbacks, m)
+		case m.ID == s.cfg.NodeID:
 			out = append(out, m)
-		} else {
+		default:
 			others = append(others, m)
 		}
 	}
@@ -142,7 +150,7 @@ func (s *Store) readOrder(replicas []Member) []Member {
 		out = append(out, others[k:]...)
 		out = append(out, others[:k]...)
 	}
-	return out
+	return append(out, fallbacks...)
 }
 
 // readRepair waits for the replies still outstanding of the asked replicas

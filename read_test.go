@@ -162,3 +162,33 @@ func TestRead_SlowReplicaHedged(t *testing.T) {
 		})
 	}
 }
+
+// A read asks this node first when it is a primary, then the other
+// primaries in turn, and a fallback only after every primary: a fallback
+// holds hints, not the key, and asking one in place of a reachable
+// primary could miss a write W primaries acknowledged (a simulation seed
+// found a client's read that missed its own acknowledged write that way).
+func TestRead_OrderPrimariesBeforeFallbacks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, func(cfg *Config) { cfg.AntiEntropy.Interval = -1 })
+		s := c.stores[0]
+		self := Member{ID: s.cfg.NodeID}
+		p2, p3, f1, f2 := Member{ID: "p2"}, Member{ID: "p3"}, Member{ID: "f1"}, Member{ID: "f2"}
+		primaries := []Member{p2, self, p3}
+		firstOthers := map[string]int{}
+		for range 10 {
+			order := s.readOrder([]Member{p2, self, f1, p3}, primaries)
+			require.Len(t, order, 4)
+			require.Equal(t, self, order[0], "this node, a primary, first")
+			require.ElementsMatch(t, []Member{p2, p3}, order[1:3], "then the other primaries")
+			require.Equal(t, f1, order[3], "the fallback last")
+			firstOthers[order[1].ID]++
+		}
+		require.Equal(t, map[string]int{"p2": 5, "p3": 5}, firstOthers, "the primaries take turns")
+
+		// This node as a fallback is asked after the primaries, in
+		// preference order with the other fallbacks.
+		order := s.readOrder([]Member{p2, f1, self, f2}, []Member{p2, p3, Member{ID: "p4"}})
+		require.Equal(t, []Member{p2, f1, self, f2}, order)
+	})
+}
