@@ -26,14 +26,14 @@ func RemovalMessage(s Signer, owner []byte, at time.Time) ([]byte, error) {
 }
 
 // TamperedMessage returns owner (a message from SealedOf) with the record
-// inside it changed to left at a larger incarnation, its owner's signature
-// and chain kept.
-func TamperedMessage(owner []byte) ([]byte, error) {
+// inside it changed to left at incarnation, its owner's signature and chain
+// kept.
+func TamperedMessage(owner []byte, incarnation uint64) ([]byte, error) {
 	o, err := openSealed(owner[1:])
 	if err != nil {
 		return nil, err
 	}
-	o.rec.Incarnation += 1000
+	o.rec.Incarnation = incarnation
 	o.rec.Left = true
 	body, err := encode(0, o.rec)
 	if err != nil {

@@ -167,18 +167,23 @@ func TestSigned_ForgingMemberIsRefused(t *testing.T) {
 			require.NotNil(t, owner, "mallory holds n2's sealed record")
 			inc := mallory.Incarnation("n2")
 			now := time.Now()
+			// The forgeries claim an incarnation an hour ahead: n2 may
+			// refute the removal before the others arrive, and its new
+			// incarnation (the clock in nanoseconds) must not make them
+			// stale, or a node would skip them without checking them.
+			forged := inc + uint64(time.Hour)
 			outsider, err := auth.FromSecrets(testCluster, "n2", auth.Secrets{secretB})
 			require.NoError(t, err)
 
-			ownKey, err := gossip.SealedRecordMessage(mallory.creds, "n2", "127.0.0.1:1", inc+1000, true, now)
+			ownKey, err := gossip.SealedRecordMessage(mallory.creds, "n2", "127.0.0.1:1", forged, true, now)
 			require.NoError(t, err)
-			tampered, err := gossip.TamperedMessage(owner)
+			tampered, err := gossip.TamperedMessage(owner, forged)
 			require.NoError(t, err)
-			foreignCA, err := gossip.SealedRecordMessage(outsider, "n2", "127.0.0.1:1", inc+1000, true, now)
+			foreignCA, err := gossip.SealedRecordMessage(outsider, "n2", "127.0.0.1:1", forged, true, now)
 			require.NoError(t, err)
 			removal, err := gossip.RemovalMessage(mallory.creds, owner, now)
 			require.NoError(t, err)
-			unsigned, err := gossip.UnsignedRecordMessage("n2", "127.0.0.1:1", inc+1000, true)
+			unsigned, err := gossip.UnsignedRecordMessage("n2", "127.0.0.1:1", forged, true)
 			require.NoError(t, err)
 			for _, msg := range [][]byte{ownKey, tampered, foreignCA, removal, unsigned} {
 				require.NoError(t, mallory.Forge(msg))
