@@ -77,7 +77,7 @@ func (b *getReply) encode(e *msgpack.Encoder) {
 func (b *getReply) field(d *wireDecoder, i int, lim *wireLimits) (err error) {
 	switch i {
 	case 0:
-		b.State, err = d.boundedBytes(lim.state)
+		b.State, err = d.blob(lim.state)
 	case 1:
 		b.Actor, err = d.boundedStr(maxActorLen)
 	default:
@@ -107,7 +107,7 @@ func (b *replicateReq) field(d *wireDecoder, i int, lim *wireLimits) (err error)
 	case 0:
 		b.Key, err = d.key(lim)
 	case 1:
-		b.State, err = d.boundedBytes(lim.state)
+		b.State, err = d.blob(lim.state)
 	case 2:
 		b.HintFor, err = d.boundedStr(maxNodeIDLen)
 	default:

@@ -144,9 +144,11 @@ func encodeMessage(cluster uint32, from string, b body) []byte {
 }
 
 // decodeMessage parses a message and checks its body against lim. Errors
-// match ErrProtocol.
+// match ErrProtocol. raw is the caller's, who must not modify it while the
+// message is in use: the states a body carries are subslices of it (a
+// transport hands over each request and reply it delivers).
 func decodeMessage(raw []byte, lim *wireLimits) (*envelope, error) {
-	d := newWireDecoder(raw)
+	d := newOwnedDecoder(raw)
 	n, err := d.DecodeArrayLen()
 	if err != nil || n < envelopeFields {
 		return nil, fmt.Errorf("%w: malformed envelope", ErrProtocol)

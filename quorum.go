@@ -333,7 +333,7 @@ func (s *Store) readReplica(ctx context.Context, m Member, q request, req []byte
 	if !ok {
 		return state{}, fmt.Errorf("%w: %s answered a get with %v", ErrProtocol, m.ID, resp.Body.kind())
 	}
-	st, err := decodeState(rep.State)
+	st, err := decodeOwnedState(rep.State) // a subslice of the reply, which is ours
 	if err != nil {
 		return state{}, fmt.Errorf("replica %s: %w", m.ID, err)
 	}

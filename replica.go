@@ -163,7 +163,7 @@ func (r *replica) read(p int, key []byte) (state, error) {
 		}
 		return state{}, err
 	}
-	st, err := decodeState(raw)
+	st, err := decodeOwnedState(raw) // Get's result is ours
 	if err != nil {
 		return state{}, fmt.Errorf("key %q on %s: %w", key, r.id, err)
 	}

@@ -61,7 +61,7 @@ func (s *Store) serve(ctx context.Context, m *envelope) (body, error) {
 		}
 		return reply, nil
 	case *replicateReq:
-		st, err := decodeState(b.State)
+		st, err := decodeOwnedState(b.State) // a subslice of the request, which is ours
 		if err != nil {
 			return nil, err
 		}

@@ -212,10 +212,23 @@ func encodeState(st state) []byte {
 // sorted by dot and unique, every dot covered by the vector, and (format 2)
 // the checksum. The result does not alias b. Errors match ErrCorrupt.
 func decodeState(b []byte) (state, error) {
+	return decodeStateWith(newWireDecoder(b), b)
+}
+
+// decodeOwnedState is decodeState for a b that the caller owns and that
+// nobody modifies again (a frame the transport handed over, a value
+// Storage.Get returned): the siblings' values are subslices of b instead
+// of copies. A value's capacity ends where it does, so an append to it
+// cannot write into b.
+func decodeOwnedState(b []byte) (state, error) {
+	return decodeStateWith(newOwnedDecoder(b), b)
+}
+
+func decodeStateWith(d *wireDecoder, b []byte) (state, error) {
 	if len(b) == 0 {
 		return state{}, nil
 	}
-	st, err := decodeStateFrom(newWireDecoder(b), b)
+	st, err := decodeStateFrom(d, b)
 	if err != nil {
 		return state{}, fmt.Errorf("%w: state: %w", ErrCorrupt, err)
 	}
@@ -343,6 +356,12 @@ func decodeSibling(d *wireDecoder, vv versionVector, f uint64) (sibling, error) 
 type wireDecoder struct {
 	*msgpack.Decoder
 	r *bytes.Reader
+	// owned, when set, is the buffer r reads, which the caller owns and
+	// nobody modifies again: bytes and blob return subslices of it. The
+	// msgpack decoder reads r directly (a bytes.Reader is an
+	// io.ByteScanner, so it adds no buffer), so r's offset is the
+	// decoder's.
+	owned []byte
 }
 
 func newWireDecoder(b []byte) *wireDecoder {
@@ -350,18 +369,53 @@ func newWireDecoder(b []byte) *wireDecoder {
 	return &wireDecoder{Decoder: msgpack.NewDecoder(r), r: r}
 }
 
-// bytes decodes a bin or str value as a new slice (nil for msgpack nil).
+// newOwnedDecoder decodes b, which the caller owns and nobody modifies
+// again, returning values and state blobs as subslices of b.
+func newOwnedDecoder(b []byte) *wireDecoder {
+	d := newWireDecoder(b)
+	d.owned = b
+	return d
+}
+
+// take returns the next n bytes of the input: a subslice of the owned
+// buffer (its capacity capped at n), or else a new slice.
+func (d *wireDecoder) take(n int) ([]byte, error) {
+	if n > d.r.Len() {
+		return nil, fmt.Errorf("length %d exceeds the %d bytes left", n, d.r.Len())
+	}
+	if d.owned != nil {
+		off := len(d.owned) - d.r.Len()
+		if _, err := d.r.Seek(int64(n), io.SeekCurrent); err != nil {
+			return nil, err
+		}
+		return d.owned[off : off+n : off+n], nil
+	}
+	b := make([]byte, n)
+	_, err := io.ReadFull(d.r, b)
+	return b, err
+}
+
+// bytes decodes a bin or str value (nil for msgpack nil): a new slice, or a
+// subslice of an owned input.
 func (d *wireDecoder) bytes() ([]byte, error) {
 	n, err := d.DecodeBytesLen()
 	if err != nil || n < 0 {
 		return nil, err
 	}
-	if n > d.r.Len() {
-		return nil, fmt.Errorf("length %d exceeds the %d bytes left", n, d.r.Len())
+	return d.take(n)
+}
+
+// blob decodes a bin or str value of at most limit bytes, a state or a
+// value that is only read: a subslice of an owned input, else a copy.
+func (d *wireDecoder) blob(limit int) ([]byte, error) {
+	n, err := d.DecodeBytesLen()
+	if err != nil || n < 0 {
+		return nil, err
 	}
-	b := make([]byte, n)
-	_, err = io.ReadFull(d.r, b)
-	return b, err
+	if n > limit {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", errOverLimit, n, limit)
+	}
+	return d.take(n)
 }
 
 // str decodes a str or bin value as a string.

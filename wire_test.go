@@ -96,6 +96,42 @@ func TestWire_State_RoundTrip(t *testing.T) {
 	}
 }
 
+// decodeOwnedState decodes the same states, its values subslices of the
+// input whose capacity ends with them: an append to one reallocates and
+// leaves the input (and the value after it) as it was.
+func TestWire_OwnedState_AliasesInputCapped(t *testing.T) {
+	for name, st := range wtStates() {
+		t.Run(name, func(t *testing.T) {
+			enc := encodeState(st)
+			before := bytes.Clone(enc)
+			got, err := decodeOwnedState(enc)
+			require.NoError(t, err)
+			wtRequireSameState(t, st, got)
+			for i, sb := range got.Siblings {
+				if len(sb.Value) == 0 {
+					continue
+				}
+				require.Equal(t, len(sb.Value), cap(sb.Value), "sibling %d's capacity ends with it", i)
+				start := &sb.Value[0]
+				inside := false
+				for j := range enc {
+					inside = inside || &enc[j] == start
+				}
+				require.True(t, inside, "sibling %d's value is a subslice of the input", i)
+				grown := append(sb.Value, 0xee, 0xee)
+				require.NotSame(t, &grown[0], start, "an append reallocates")
+			}
+			require.Equal(t, before, enc, "decoding and appending left the input as it was")
+			require.Equal(t, enc, encodeState(got))
+		})
+	}
+	marker := []byte(wtMarker)
+	st := vcState("a:2 b:1", "b:1=y")
+	st.Siblings = append([]sibling{{Dot: vcDot("a:2"), Value: marker}}, st.Siblings...)
+	_, err := decodeOwnedState(wtClaim(t, encodeState(st), marker, 1<<20, false))
+	require.ErrorIs(t, err, ErrCorrupt, "a value declared longer than the input is refused, not sliced")
+}
+
 func TestWire_State_EmptyIsNil(t *testing.T) {
 	require.Nil(t, encodeState(state{}))
 	for name, b := range map[string][]byte{"nil": nil, "empty": {}} {
