@@ -148,7 +148,8 @@ func encodeMessage(cluster uint32, from string, b body) []byte {
 // message is in use: the states a body carries are subslices of it (a
 // transport hands over each request and reply it delivers).
 func decodeMessage(raw []byte, lim *wireLimits) (*envelope, error) {
-	d := newOwnedDecoder(raw)
+	d := getDecoder(raw, true)
+	defer d.release()
 	n, err := d.DecodeArrayLen()
 	if err != nil || n < envelopeFields {
 		return nil, fmt.Errorf("%w: malformed envelope", ErrProtocol)
