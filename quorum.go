@@ -62,13 +62,31 @@ func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Me
 	ch := make(chan readReply, len(order))
 	req := s.encode(&getReq{Key: q.key})
 	asked := 0
+	var self *Member
 	ask := func() {
 		m := order[asked]
 		asked++
+		if m.ID == s.cfg.NodeID {
+			self = &m // read on this goroutine once the others are asked
+			return
+		}
 		s.goBackground(func(bg context.Context) {
 			st, err := s.readReplica(bg, m, q, req)
 			ch <- readReply{m, st, err}
 		})
+	}
+	// readSelf reads this node's replica, if asked, on the caller's
+	// goroutine: no network, no hand-off to a worker, and the read
+	// overlaps the other replicas' round trips. Like every reader it sends
+	// its reply on ch exactly once (ch holds one per replica), under the
+	// Store's context, as a worker would.
+	readSelf := func() {
+		if self != nil {
+			m := *self
+			self = nil
+			st, err := s.readReplica(s.bg, m, q, req)
+			ch <- readReply{m, st, err}
+		}
 	}
 	first := min(r, len(order))
 	if s.cfg.ReadAllReplicas {
@@ -77,6 +95,7 @@ func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Me
 	for asked < first {
 		ask()
 	}
+	readSelf()
 	var hedge <-chan time.Time
 	if asked < len(order) && s.cfg.ReadHedge > 0 {
 		tm := time.NewTimer(s.cfg.ReadHedge)
@@ -93,10 +112,12 @@ func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Me
 			t.record(rep.err == nil)
 			if rep.err != nil && asked < len(order) {
 				ask()
+				readSelf()
 			}
 		case <-hedge:
 			if asked < len(order) {
 				ask()
+				readSelf()
 			}
 			if asked < len(order) {
 				hedge = time.After(s.cfg.ReadHedge)
