@@ -156,22 +156,34 @@ func (r *replica) raw(p int, key []byte) ([]byte, error) {
 // for the key as a fallback. A damaged stored state is an error matching
 // ErrCorrupt: it is never served, and read repair replaces it.
 func (r *replica) read(p int, key []byte) (state, error) {
+	st, _, err := r.readEncoded(p, key)
+	return st, err
+}
+
+// readEncoded is read, and also returns the stored encoding of the state
+// when the state is exactly that (no hints merged in; nil otherwise), so
+// that a replica answering a get sends it as it is instead of encoding it
+// again. The decode still checks it: a damaged state is never sent.
+func (r *replica) readEncoded(p int, key []byte) (state, []byte, error) {
 	raw, err := r.raw(p, key)
 	if err != nil {
 		if isCorrupt(err) {
-			return state{}, fmt.Errorf("%w: key %q on %s: %w", ErrCorrupt, key, r.id, err)
+			return state{}, nil, fmt.Errorf("%w: key %q on %s: %w", ErrCorrupt, key, r.id, err)
 		}
-		return state{}, err
+		return state{}, nil, err
 	}
 	st, err := decodeOwnedState(raw) // Get's result is ours
 	if err != nil {
-		return state{}, fmt.Errorf("key %q on %s: %w", key, r.id, err)
+		return state{}, nil, fmt.Errorf("key %q on %s: %w", key, r.id, err)
 	}
 	hinted, err := r.hints.stateOf(p, key)
 	if err != nil {
-		return state{}, err
+		return state{}, nil, err
 	}
-	return syncStates(st, hinted), nil
+	if hinted.empty() {
+		return st, raw, nil
+	}
+	return syncStates(st, hinted), nil, nil
 }
 
 // change is one update of a key's data: fn returns the new encoded state

@@ -51,11 +51,17 @@ func (s *Store) serve(ctx context.Context, m *envelope) (body, error) {
 		return &ackReply{}, nil
 	case *getReq:
 		q := s.place(b.Key)
-		st, err := s.localRead(ctx, q, b.Flags&flagNoReadThrough != 0)
+		st, enc, err := s.rep.readEncoded(q.p, q.key)
 		if err != nil {
 			return nil, err
 		}
-		reply := &getReply{State: encodeState(st)}
+		if b.Flags&flagNoReadThrough == 0 && len(s.pullSources(q.p)) > 0 {
+			st, enc = s.readThrough(ctx, q, st), nil // as localRead does
+		}
+		if enc == nil {
+			enc = encodeState(st)
+		}
+		reply := &getReply{State: enc}
 		if b.Flags&flagWantActor != 0 {
 			reply.Actor = s.rep.ownActor(b.Key, st)
 		}
