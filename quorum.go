@@ -132,6 +132,11 @@ func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Me
 			merged = syncStates(merged, rep.st)
 		}
 	}
+	if t.result() == voteMet && len(replies) == asked && agree(replies, merged) {
+		// Every replica asked has answered, alike: read repair would
+		// find nothing to do, and merged shares its values with no one.
+		return merged, nil
+	}
 	early := replies
 	n := asked
 	s.goBackground(func(bg context.Context) { s.readRepair(bg, q, n, primaries, early, ch) })
@@ -141,6 +146,18 @@ func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Me
 		return merged.clone(), nil
 	}
 	return state{}, quorumError("get", r, replies, ctxErr)
+}
+
+// agree reports whether every reply is a state of merged's version: none
+// failed (a damaged replica answers with an error, and read repair replaces
+// its state) and none is stale.
+func agree(replies []readReply, merged state) bool {
+	for _, rep := range replies {
+		if rep.err != nil || !sameVersion(rep.st, merged) {
+			return false
+		}
+	}
+	return true
 }
 
 // readOrder is the order in which a read asks replicas: this node first if

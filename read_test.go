@@ -192,3 +192,30 @@ func TestRead_OrderPrimariesBeforeFallbacks(t *testing.T) {
 		require.Equal(t, []Member{p2, f1, self, f2}, order)
 	})
 }
+
+// When every replica asked answers alike, a read returns the merged state
+// itself, with no copy and no read repair: the caller still owns its
+// values, and changing them changes nothing stored, nor what the next read
+// returns.
+func TestRead_AgreeingReplicas_CallerOwnsValues(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, func(cfg *Config) {
+			cfg.NoGetCoalescing = true
+			cfg.AntiEntropy.Interval = -1
+		})
+		put(t, c.stores[0], "k", "v", Context{}, WithW(3))
+		synctest.Wait()
+		for i := range 3 {
+			sibs, _, err := c.stores[i%2].Get(context.Background(), []byte("k"))
+			require.NoError(t, err)
+			require.Len(t, sibs, 1)
+			require.Equal(t, "v", string(sibs[0].Value), "read %d", i)
+			sibs[0].Value[0] = 'X' // the caller's bytes
+		}
+		synctest.Wait()
+		for i := range 3 {
+			require.Equal(t, []string{"v"}, c.local(i, "k"), "node %d", i)
+		}
+		require.Zero(t, c.stores[0].Stats().ReadRepairs, "replicas that agree are not repaired")
+	})
+}
