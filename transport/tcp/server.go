@@ -89,7 +89,11 @@ func (t *Transport) serveConn(c *conn) {
 		select {
 		case c.slots <- struct{}{}: // released once the reply is written
 		case <-t.done:
-			return // Close has failed c
+			// Close fails c too, but perhaps not yet: fail it before the
+			// deferred cancel ends the handlers' contexts, so none of them
+			// can answer with its cancellation first.
+			c.fail(transport.ErrClosed)
+			return
 		}
 		h, req, reserved, err := c.readFrame(t.budget)
 		if err == nil && h.kind != kindRequest {
@@ -117,6 +121,7 @@ func (t *Transport) serveConn(c *conn) {
 				case c.peerSlots <- struct{}{}:
 				case <-t.done:
 					t.budget.release(reserved)
+					c.fail(transport.ErrClosed) // as above
 					return
 				}
 			}
@@ -176,6 +181,16 @@ func (t *Transport) handle(ctx context.Context, c *conn, h transport.Handler, hd
 	reply, err := h(ctx, req)
 	cancel()
 	t.budget.release(reserved)
+	if t.isClosed() {
+		// Closing: the caller learns it from the broken connection, not
+		// from a reply the handler made of its cancelled context (Close
+		// cancels the handlers as it tears the connections down, and a
+		// reply could slip out in between).
+		t.inFlight.Add(-1)
+		c.releaseSlots()
+		c.fail(transport.ErrClosed)
+		return
+	}
 	out := header{kind: kindReply, id: hdr.id}
 	switch {
 	case err != nil:
