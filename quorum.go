@@ -66,7 +66,7 @@ func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Me
 	ask := func() {
 		m := order[asked]
 		asked++
-		if m.ID == s.cfg.NodeID {
+		if m.ID == s.cfg.NodeID && !s.pulling(q.p) {
 			self = &m // read on this goroutine once the others are asked
 			return
 		}
@@ -76,9 +76,13 @@ func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Me
 		})
 	}
 	// readSelf reads this node's replica, if asked, on the caller's
-	// goroutine: no network, no hand-off to a worker, and the read
-	// overlaps the other replicas' round trips. Like every reader it sends
-	// its reply on ch exactly once (ch holds one per replica), under the
+	// goroutine: no hand-off to a worker, and the read overlaps the other
+	// replicas' round trips. Only a replica that is not pulling the key's
+	// partition reads this way: one that is reads through to the previous
+	// owners (network calls, up to half the replica timeout), which must
+	// not hold up the caller's deadline or a quorum the others meet, so it
+	// reads on a worker like the rest. Like every reader it sends its
+	// reply on ch exactly once (ch holds one per replica), under the
 	// Store's context, as a worker would.
 	readSelf := func() {
 		if self != nil {
@@ -95,13 +99,13 @@ func (s *Store) readAll(ctx context.Context, q request, replicas, primaries []Me
 	for asked < first {
 		ask()
 	}
-	readSelf()
 	var hedge <-chan time.Time
 	if asked < len(order) && s.cfg.ReadHedge > 0 {
 		tm := time.NewTimer(s.cfg.ReadHedge)
 		defer tm.Stop()
 		hedge = tm.C
 	}
+	readSelf()
 	t := tally{need: r, total: len(order)}
 	replies := make([]readReply, 0, len(order))
 	var ctxErr error

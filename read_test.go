@@ -219,3 +219,52 @@ func TestRead_AgreeingReplicas_CallerOwnsValues(t *testing.T) {
 		require.Zero(t, c.stores[0].Stats().ReadRepairs, "replicas that agree are not repaired")
 	})
 }
+
+// restartPulling restarts node 0 of c with node 2 cut off, so node 0 still
+// has partitions to pull from it and its reads read through to it.
+func restartPulling(t *testing.T, c *testCluster) {
+	put(t, c.stores[0], "k", "v", Context{}, WithW(3))
+	c.net.Isolate(nodeID(2))
+	c.stop(0)
+	c.start(0, c.storages[0])
+	synctest.Wait()
+	require.Positive(t, c.stores[0].PendingTransfers(), "node 0 still pulls from the node cut off")
+}
+
+// A coordinator still pulling the key's partition reads its own replica on
+// a worker, not on the caller's goroutine: its read-through to a silent
+// previous owner (up to half the replica timeout) must not outlast the
+// caller's deadline. (An adversarial review found the inline read did.)
+func TestRead_PullingCoordinator_KeepsCallerDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, func(cfg *Config) {
+			cfg.AntiEntropy.Interval = -1
+			cfg.NoGetCoalescing = true
+		})
+		restartPulling(t, c)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, _, _ = c.stores[0].Get(ctx, []byte("k"), WithR(2))
+		require.LessOrEqual(t, time.Since(start), 50*time.Millisecond, "Get returned after its deadline")
+		c.net.Heal()
+	})
+}
+
+// ... nor hold up a quorum the other replicas meet at once.
+func TestRead_PullingCoordinator_QuorumMetByOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newTestCluster(t, 3, func(cfg *Config) {
+			cfg.AntiEntropy.Interval = -1
+			cfg.NoGetCoalescing = true
+			cfg.ReadAllReplicas = true
+		})
+		restartPulling(t, c)
+		start := time.Now()
+		sibs, _, err := c.stores[0].Get(context.Background(), []byte("k"), WithR(1))
+		require.NoError(t, err)
+		require.Len(t, sibs, 1)
+		require.Less(t, time.Since(start), 20*time.Millisecond, "node 1 met R=1 at once")
+		c.net.Heal()
+	})
+}

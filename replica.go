@@ -161,9 +161,11 @@ func (r *replica) read(p int, key []byte) (state, error) {
 }
 
 // readEncoded is read, and also returns the stored encoding of the state
-// when the state is exactly that (no hints merged in; nil otherwise), so
-// that a replica answering a get sends it as it is instead of encoding it
-// again. The decode still checks it: a damaged state is never sent.
+// when the state is exactly that (no hints merged in) and in the current
+// format (nil otherwise), so that a replica answering a get sends it as it
+// is instead of encoding it again. The decode still checks it: a damaged
+// state is never sent. A state stored in the first format, without a
+// checksum, is encoded again, in the current one.
 func (r *replica) readEncoded(p int, key []byte) (state, []byte, error) {
 	raw, err := r.raw(p, key)
 	if err != nil {
@@ -180,7 +182,7 @@ func (r *replica) readEncoded(p int, key []byte) (state, []byte, error) {
 	if err != nil {
 		return state{}, nil, err
 	}
-	if hinted.empty() {
+	if hinted.empty() && currentFormat(raw) {
 		return st, raw, nil
 	}
 	return syncStates(st, hinted), nil, nil

@@ -55,7 +55,7 @@ func (s *Store) serve(ctx context.Context, m *envelope) (body, error) {
 		if err != nil {
 			return nil, err
 		}
-		if b.Flags&flagNoReadThrough == 0 && len(s.pullSources(q.p)) > 0 {
+		if b.Flags&flagNoReadThrough == 0 && s.pulling(q.p) {
 			st, enc = s.readThrough(ctx, q, st), nil // as localRead does
 		}
 		if enc == nil {

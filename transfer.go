@@ -113,6 +113,15 @@ func mergeIDs(a, b []string) []string {
 	return slices.Compact(out)
 }
 
+// pulling reports whether this node still has partition p to pull, so a
+// read of it reads through to the previous owners.
+func (s *Store) pulling(p int) bool {
+	t := s.transfer
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.pull[uint32(p)]) > 0
+}
+
 // pullSources returns the previous primaries of partition p this node has
 // not pulled from yet.
 func (s *Store) pullSources(p int) []string {

@@ -217,6 +217,12 @@ func decodeState(b []byte) (state, error) {
 	return decodeStateWith(d, b)
 }
 
+// currentFormat reports whether b starts the way encodeState starts a
+// state: an array of four, then stateFormat (msgpack fixarray, fixint).
+func currentFormat(b []byte) bool {
+	return len(b) >= 2 && b[0] == 0x94 && b[1] == stateFormat
+}
+
 // decodeOwnedState is decodeState for a b that the caller owns and that
 // nobody modifies again (a frame the transport handed over, a value
 // Storage.Get returned): the siblings' values are subslices of b instead

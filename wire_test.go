@@ -434,3 +434,15 @@ func TestWire_StoredOverheadPerKey(t *testing.T) {
 	t.Logf("stored bytes beyond key and value, one sibling: %d", overhead)
 	require.Less(t, overhead, 100)
 }
+
+// currentFormat knows encodeState's output and nothing else: a state of
+// the first format (no checksum) is not sent on as it is.
+func TestWire_CurrentFormat(t *testing.T) {
+	for name, st := range wtStates() {
+		require.True(t, currentFormat(encodeState(st)), name)
+	}
+	require.False(t, currentFormat(nil))
+	require.False(t, currentFormat([]byte{0x94}))
+	require.False(t, currentFormat(wtPack(t, uint64(stateFormatV1), []any{}, []any{})), "the first format")
+	require.False(t, currentFormat(wtPack(t, uint64(stateFormat), []any{}, []any{}, uint32(0), "x")), "five fields")
+}
