@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,7 +19,10 @@ import (
 type transferState struct {
 	mu   sync.Mutex
 	pull map[uint32][]string // partition -> previous primaries not yet pulled from
-	wake chan struct{}
+	// pulling is len(pull), kept under mu and read without it: a read checks
+	// it on every call, and it is zero but during catch-up and transfers.
+	pulling atomic.Int64
+	wake    chan struct{}
 	// drops counts partitions dropped after their owners took them.
 	drops, pulls int64
 	// wire counts what pulls and pushes moved.
@@ -98,6 +102,7 @@ func (s *Store) planPulls(prev, next *ring) {
 		}
 		if len(sources) > 0 {
 			t.pull[uint32(p)] = mergeIDs(t.pull[uint32(p)], sources)
+			t.pulling.Store(int64(len(t.pull)))
 		}
 	}
 	t.markReadyIfDone()
@@ -117,6 +122,9 @@ func mergeIDs(a, b []string) []string {
 // read of it reads through to the previous owners.
 func (s *Store) pulling(p int) bool {
 	t := s.transfer
+	if t.pulling.Load() == 0 {
+		return false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.pull[uint32(p)]) > 0
@@ -275,6 +283,7 @@ func (s *Store) donePulling(id string, parts []uint32) {
 		left := slices.DeleteFunc(t.pull[p], func(x string) bool { return x == id })
 		if len(left) == 0 {
 			delete(t.pull, p)
+			t.pulling.Store(int64(len(t.pull)))
 			t.pulls++
 		} else {
 			t.pull[p] = left
