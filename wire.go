@@ -455,21 +455,14 @@ func (d *wireDecoder) str() (string, error) {
 // errOverLimit is wrapped by the errors of values longer than their bound.
 var errOverLimit = errors.New("over its limit")
 
-// boundedBytes decodes a bin or str value of at most limit bytes.
+// boundedBytes decodes a bin or str value of at most limit bytes as a new
+// slice, even from an owned input (keys and values that outlive it).
 func (d *wireDecoder) boundedBytes(limit int) ([]byte, error) {
-	n, err := d.DecodeBytesLen()
-	if err != nil || n < 0 {
-		return nil, err
+	b, err := d.blob(limit)
+	if err != nil || d.owned == nil {
+		return b, err
 	}
-	if n > limit {
-		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", errOverLimit, n, limit)
-	}
-	if n > d.r.Len() {
-		return nil, fmt.Errorf("length %d exceeds the %d bytes left", n, d.r.Len())
-	}
-	b := make([]byte, n)
-	_, err = io.ReadFull(d.r, b)
-	return b, err
+	return bytes.Clone(b), nil
 }
 
 // boundedStr decodes a str or bin value of at most limit bytes as a string.
