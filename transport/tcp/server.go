@@ -174,12 +174,15 @@ func (t *Transport) handshake(ctx context.Context, c *conn) error {
 // gives back the request's budget and in-flight places.
 func (t *Transport) handle(ctx context.Context, c *conn, h transport.Handler, hdr header, req []byte, reserved int64) {
 	defer t.wg.Done()
-	cancel := context.CancelFunc(func() {})
+	var dc *deadlineCtx
 	if hdr.deadline > 0 {
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(hdr.deadline)*time.Millisecond)
+		dc = newDeadlineCtx(ctx, time.Now().Add(time.Duration(hdr.deadline)*time.Millisecond))
+		ctx = dc
 	}
 	reply, err := h(ctx, req)
-	cancel()
+	if dc != nil {
+		dc.release()
+	}
 	t.budget.release(reserved)
 	if t.isClosed() {
 		// Closing: the caller learns it from the broken connection, not
