@@ -24,6 +24,10 @@ import (
 // every write, one op per sync. It reports the percentiles of one sync: a
 // durable write can be no faster, and its tail no shorter, than the disk's
 // (docs/overwrite.md). Run it with -benchtime=2000x or more for a p99.9.
+// shared-stalls is the share of the syncs over 5 ms that overlapped in
+// time with a sync over 5 ms of another file: near 1, the disk's stalls
+// hit every log at once, and a quorum of replicas on this disk cannot
+// step around them.
 func BenchmarkDisk_Fdatasync3(b *testing.B) {
 	const files, block, blocks = 3, 8 << 10, 4096
 	fs := make([]*os.File, files)
@@ -44,17 +48,24 @@ func BenchmarkDisk_Fdatasync3(b *testing.B) {
 		}
 		fs[i] = f
 	}
+	type span struct {
+		file       int
+		start, end time.Time
+	}
 	var (
 		mu    sync.Mutex
 		lat   []time.Duration
+		slow  []span
 		next  atomic.Int64
 		wg    sync.WaitGroup
 		first error
 	)
 	b.ResetTimer()
-	for _, f := range fs {
+	const stall = 5 * time.Millisecond
+	for n, f := range fs {
 		wg.Go(func() {
 			var mine []time.Duration
+			var stalls []span
 			for {
 				i := next.Add(1) - 1
 				if i >= int64(b.N) {
@@ -71,10 +82,15 @@ func BenchmarkDisk_Fdatasync3(b *testing.B) {
 					mu.Unlock()
 					return
 				}
-				mine = append(mine, time.Since(start))
+				end := time.Now()
+				mine = append(mine, end.Sub(start))
+				if end.Sub(start) > stall {
+					stalls = append(stalls, span{n, start, end})
+				}
 			}
 			mu.Lock()
 			lat = append(lat, mine...)
+			slow = append(slow, stalls...)
 			mu.Unlock()
 		})
 	}
@@ -89,4 +105,16 @@ func BenchmarkDisk_Fdatasync3(b *testing.B) {
 	b.ReportMetric(at(0.99), "p99-µs")
 	b.ReportMetric(at(0.999), "p99.9-µs")
 	b.ReportMetric(float64(lat[len(lat)-1])/1e3, "max-µs")
+	if len(slow) > 0 {
+		shared := 0
+		for _, x := range slow {
+			if slices.ContainsFunc(slow, func(y span) bool {
+				return y.file != x.file && y.start.Before(x.end) && x.start.Before(y.end)
+			}) {
+				shared++
+			}
+		}
+		b.ReportMetric(float64(shared)/float64(len(slow)), "shared-stalls")
+		b.ReportMetric(float64(len(slow)), "stalls")
+	}
 }
