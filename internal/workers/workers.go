@@ -16,7 +16,11 @@ const DefaultIdle = 10 * time.Second
 
 // Pool hands each task to an idle worker, or starts a worker for it. It
 // bounds nothing: the callers bound how many tasks run at once, and the
-// workers alive never outnumber the most tasks that ran at once.
+// workers alive never outnumber the most tasks that ran at once, counting
+// a task until its worker is back waiting for the next. (Under load a
+// worker whose task has ended may not be waiting yet when the caller,
+// whose bound the task freed, hands over the next one, which then starts a
+// worker of its own.)
 type Pool struct {
 	tasks chan func()
 	done  <-chan struct{}

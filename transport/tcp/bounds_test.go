@@ -156,8 +156,15 @@ func TestServer_PipelinedFloodIsBounded(t *testing.T) {
 	require.Less(t, stuck, int64(100_000))
 	during := runtime.NumGoroutine()
 	t.Logf("goroutines: %d before the flood, %d with %d requests sent", before, during, stuck)
-	// The flood's writer and the server's reader, plus one per place.
-	require.LessOrEqual(t, during, before+2+perConn, "goroutines grew from %d to %d with %d requests sent", before, during, stuck)
+	// The flood's writer and the server's reader, plus the handlers' workers:
+	// one per place, and under load some more. A worker whose handler has
+	// replied and given its place back is not yet waiting for a task when
+	// the next request takes the place, which then starts a worker of its
+	// own (internal/workers), and the extra ones stay, idle, for the pool's
+	// idle time. On a loaded 2-core machine that came to 28 workers for
+	// 16 places. What must not happen is a goroutine per request: the
+	// flood sends hundreds.
+	require.LessOrEqual(t, during, before+2+3*perConn, "goroutines grew from %d to %d with %d requests sent", before, during, stuck)
 
 	// A well-behaved caller is still served.
 	reply, err := client.Call(ctx(t), server.Addr(), []byte("still served"))
